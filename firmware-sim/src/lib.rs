@@ -1,0 +1,19 @@
+//! firmware-sim: the ferrokey core wrapped as a USB security key on a simulated bus.
+//!
+//! - [`usbip`]: the USB/IP server (device side): protocol codec and TCP server.
+//! - [`usb`]: a `usb_device::bus::UsbBus` fed by USB/IP URBs, and the FIDO HID class.
+//! - [`key`]: one simulated key: its USB stack, its ferrokey core and its timers.
+//! - [`storage`]: file-backed, crash-safe records (the core's `Storage`).
+//! - [`attestation`]: the CA root and batch attestation certificate.
+//! - [`presence`]: user presence policies (auto, deny, prompt).
+//! - [`identity`]: per-key identity (serial number, AAGUID, USB strings).
+//! - [`cli`]: the `ferrokey` command-line program.
+
+pub mod attestation;
+pub mod cli;
+pub mod identity;
+pub mod key;
+pub mod presence;
+pub mod storage;
+pub mod usb;
+pub mod usbip;

@@ -1,0 +1,32 @@
+//! ferrokey: the firmware core of a FIDO2 / U2F security key.
+//!
+//! The crate is `#![no_std]` and does no I/O. A device shell feeds it 64-byte HID
+//! reports and a millisecond clock, and takes 64-byte HID reports back
+//! ([`device::Device`]). Storage, user presence and randomness come in through the
+//! small traits of [`platform`].
+//!
+//! Layers, from the wire inwards:
+//! - [`ctaphid`]: CTAPHID framing, channels, keepalives, timeouts (CTAP 2.1 §11.2).
+//! - [`app`]: the boundary between the transport and the command handlers.
+//! - [`ctap2`] and [`ctap1`]: CTAP2 and U2F command handling.
+//! - [`credential`], [`store`]: the credential model and its persistent records.
+//! - [`crypto`]: ES256, key wrapping and hashing.
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+pub mod app;
+pub mod authenticator;
+pub mod credential;
+pub mod crypto;
+pub mod ctap1;
+pub mod ctap2;
+pub mod ctaphid;
+pub mod device;
+pub mod platform;
+pub mod store;
+
+#[cfg(any(test, feature = "test-platform"))]
+pub mod test_platform;
