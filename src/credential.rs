@@ -1,1 +1,360 @@
-//! (placeholder; being written)
+//! The credential model: wrapped credential IDs and discoverable (resident)
+//! credentials.
+//!
+//! # Credential ID format (version 1, 77 bytes)
+//!
+//! ```text
+//! version (1) = 0x01 | nonce (24) | ciphertext (36) | tag (16)
+//! plaintext  = alg (1) | flags (1) | slot (2, big-endian; 0xFFFF = not resident) | private key (32)
+//! AAD        = version (1) | rpIdHash (32)
+//! ```
+//!
+//! The private key is sealed with XChaCha20-Poly1305 under a key derived from the
+//! device secret ([`crate::crypto::WrapKey`]). The rpIdHash (for U2F: the
+//! application parameter) is the associated data, so an ID only opens for the
+//! RP it was made for; apart from the version byte the ID is indistinguishable
+//! from random. Foreign, forged, tampered or wrong-RP IDs fail to open and are
+//! simply "not ours". A reset regenerates the device secret, which invalidates
+//! every ID issued before.
+//!
+//! Discoverable credentials use the same format with their storage slot in the
+//! plaintext: a presented ID then leads straight to its record, and it only counts
+//! as ours while that slot still holds exactly this ID (deleted or overwritten
+//! credentials stop working). Their records store the ID, not the private key, so
+//! the key at rest is protected by the device secret as well.
+//!
+//! `flags` reserves bits for credProtect (bits 0–1) and "UV required" (bit 2);
+//! version 1 issues them as zero and refuses IDs with undefined bits set.
+
+use rand_core::{CryptoRng, RngCore};
+
+use crate::crypto::wrap::{NONCE_LEN, TAG_LEN};
+use crate::crypto::{CryptoError, SecretKey, WrapKey};
+
+/// The version byte of the credential ID format.
+pub const CREDENTIAL_ID_VERSION: u8 = 1;
+const PLAINTEXT_LEN: usize = 1 + 1 + 2 + 32;
+/// The length of every credential ID this key issues.
+pub const CREDENTIAL_ID_LEN: usize = 1 + NONCE_LEN + PLAINTEXT_LEN + TAG_LEN;
+/// The slot value meaning "not a discoverable credential".
+const NO_SLOT: u16 = 0xFFFF;
+/// Flag bits defined by version 1 (credProtect level and UV-required, all reserved).
+const KNOWN_FLAGS: u8 = 0b0000_0111;
+
+/// A credential ID as issued by this key.
+pub type CredentialId = [u8; CREDENTIAL_ID_LEN];
+
+/// Why a credential operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialError {
+    /// The ID was not issued by this key for this RP (or was tampered with).
+    NotOurs,
+    /// A cryptographic primitive failed.
+    Crypto(CryptoError),
+}
+
+impl From<CryptoError> for CredentialError {
+    fn from(e: CryptoError) -> Self {
+        CredentialError::Crypto(e)
+    }
+}
+
+/// A public-key algorithm a credential can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// ECDSA P-256 with SHA-256 (COSE -7).
+    Es256,
+}
+
+impl Algorithm {
+    /// The COSE algorithm identifier.
+    pub fn cose(self) -> i32 {
+        match self {
+            Algorithm::Es256 => crate::crypto::es256::COSE_ALG_ES256,
+        }
+    }
+
+    /// The one-byte code used in credential IDs and records.
+    pub fn code(self) -> u8 {
+        match self {
+            Algorithm::Es256 => 1,
+        }
+    }
+
+    /// The inverse of [`Algorithm::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Algorithm::Es256),
+            _ => None,
+        }
+    }
+}
+
+/// Per-credential policy bits carried inside the credential ID (reserved: always
+/// zero in this version; credProtect and UV-required will use them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CredentialFlags(u8);
+
+impl CredentialFlags {
+    /// The raw bits.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+}
+
+/// What a credential ID decrypts to.
+#[derive(Debug)]
+pub struct UnwrappedCredential {
+    /// The credential's algorithm.
+    pub algorithm: Algorithm,
+    /// Policy bits.
+    pub flags: CredentialFlags,
+    /// The storage slot for a discoverable credential.
+    pub slot: Option<u16>,
+    /// The private key.
+    pub key: SecretKey,
+}
+
+fn aad(rp_id_hash: &[u8; 32]) -> [u8; 33] {
+    let mut aad = [0u8; 33];
+    aad[0] = CREDENTIAL_ID_VERSION;
+    aad[1..].copy_from_slice(rp_id_hash);
+    aad
+}
+
+/// Seals `key` into a new credential ID bound to `rp_id_hash`.
+pub fn wrap<R: RngCore + CryptoRng>(
+    wrap_key: &WrapKey,
+    rng: &mut R,
+    rp_id_hash: &[u8; 32],
+    algorithm: Algorithm,
+    flags: CredentialFlags,
+    slot: Option<u16>,
+    key: &SecretKey,
+) -> Result<CredentialId, CredentialError> {
+    let mut id = [0u8; CREDENTIAL_ID_LEN];
+    id[0] = CREDENTIAL_ID_VERSION;
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill_bytes(&mut nonce);
+    id[1..1 + NONCE_LEN].copy_from_slice(&nonce);
+
+    let mut plaintext = [0u8; PLAINTEXT_LEN];
+    plaintext[0] = algorithm.code();
+    plaintext[1] = flags.0;
+    plaintext[2..4].copy_from_slice(&slot.unwrap_or(NO_SLOT).to_be_bytes());
+    plaintext[4..].copy_from_slice(key.as_bytes());
+    let tag = wrap_key.seal(&nonce, &aad(rp_id_hash), &mut plaintext)?;
+    id[1 + NONCE_LEN..1 + NONCE_LEN + PLAINTEXT_LEN].copy_from_slice(&plaintext);
+    id[1 + NONCE_LEN + PLAINTEXT_LEN..].copy_from_slice(&tag);
+    Ok(id)
+}
+
+/// Opens a credential ID presented for `rp_id_hash`. Anything that is not a
+/// well-formed ID issued by this key for this RP gives [`CredentialError::NotOurs`].
+pub fn unwrap(
+    wrap_key: &WrapKey,
+    rp_id_hash: &[u8; 32],
+    id: &[u8],
+) -> Result<UnwrappedCredential, CredentialError> {
+    if id.len() != CREDENTIAL_ID_LEN || id.first() != Some(&CREDENTIAL_ID_VERSION) {
+        return Err(CredentialError::NotOurs);
+    }
+    let mut nonce = [0u8; NONCE_LEN];
+    let mut plaintext = [0u8; PLAINTEXT_LEN];
+    let mut tag = [0u8; TAG_LEN];
+    let (Some(n), Some(c), Some(t)) = (
+        id.get(1..1 + NONCE_LEN),
+        id.get(1 + NONCE_LEN..1 + NONCE_LEN + PLAINTEXT_LEN),
+        id.get(1 + NONCE_LEN + PLAINTEXT_LEN..),
+    ) else {
+        return Err(CredentialError::NotOurs);
+    };
+    nonce.copy_from_slice(n);
+    plaintext.copy_from_slice(c);
+    tag.copy_from_slice(t);
+    wrap_key
+        .open(&nonce, &aad(rp_id_hash), &mut plaintext, &tag)
+        .map_err(|_| CredentialError::NotOurs)?;
+    let result = parse_plaintext(&plaintext);
+    zeroize::Zeroize::zeroize(&mut plaintext);
+    result
+}
+
+fn parse_plaintext(p: &[u8; PLAINTEXT_LEN]) -> Result<UnwrappedCredential, CredentialError> {
+    let algorithm = Algorithm::from_code(p[0]).ok_or(CredentialError::NotOurs)?;
+    if p[1] & !KNOWN_FLAGS != 0 {
+        return Err(CredentialError::NotOurs);
+    }
+    let slot = u16::from_be_bytes([p[2], p[3]]);
+    let mut scalar = [0u8; 32];
+    scalar.copy_from_slice(&p[4..]);
+    let key = SecretKey::from_bytes(&scalar).map_err(|_| CredentialError::NotOurs);
+    zeroize::Zeroize::zeroize(&mut scalar);
+    Ok(UnwrappedCredential {
+        algorithm,
+        flags: CredentialFlags(p[1]),
+        slot: (slot != NO_SLOT).then_some(slot),
+        key: key?,
+    })
+}
+
+/// A discoverable credential as stored in its record (see [`crate::store`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResidentCredential {
+    /// SHA-256 of the RP ID.
+    pub rp_id_hash: [u8; 32],
+    /// The RP ID.
+    pub rp_id: heapless::String<256>,
+    /// The user handle.
+    pub user_id: heapless::Vec<u8, 64>,
+    /// The user name, if the RP gave one.
+    pub user_name: Option<heapless::String<64>>,
+    /// The user display name, if the RP gave one.
+    pub display_name: Option<heapless::String<64>>,
+    /// The credential ID (which carries the sealed private key).
+    pub credential_id: heapless::Vec<u8, 255>,
+    /// This credential's own signature counter.
+    pub sign_count: u32,
+    /// Creation order among the resident credentials (larger is newer).
+    pub created: u32,
+    /// The credential's algorithm.
+    pub algorithm: Algorithm,
+    /// Reserved for credProtect (0 = not set).
+    pub cred_protect: u8,
+}
+
+/// A borrowed view of a resident credential, for listing (`ferrokey list`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResidentCredentialInfo<'a> {
+    /// The storage slot.
+    pub slot: u16,
+    /// The RP ID.
+    pub rp_id: &'a str,
+    /// The user handle.
+    pub user_id: &'a [u8],
+    /// The user name, if any.
+    pub user_name: Option<&'a str>,
+    /// The user display name, if any.
+    pub display_name: Option<&'a str>,
+    /// The credential ID.
+    pub credential_id: &'a [u8],
+    /// The credential's signature counter.
+    pub sign_count: u32,
+    /// The COSE algorithm identifier.
+    pub algorithm: i32,
+}
+
+impl ResidentCredential {
+    /// The listing view of this credential.
+    pub fn info(&self, slot: u16) -> ResidentCredentialInfo<'_> {
+        ResidentCredentialInfo {
+            slot,
+            rp_id: &self.rp_id,
+            user_id: &self.user_id,
+            user_name: self.user_name.as_deref(),
+            display_name: self.display_name.as_deref(),
+            credential_id: &self.credential_id,
+            sign_count: self.sign_count,
+            algorithm: self.algorithm.cose(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+
+    fn setup() -> (WrapKey, rand_chacha::ChaCha20Rng, SecretKey) {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let key = SecretKey::generate(&mut rng);
+        (WrapKey::derive(&[5; 32]).unwrap(), rng, key)
+    }
+
+    #[test]
+    fn wrap_unwrap_roundtrip() {
+        let (wk, mut rng, key) = setup();
+        let rp = [1u8; 32];
+        for slot in [None, Some(0), Some(99)] {
+            let id = wrap(
+                &wk,
+                &mut rng,
+                &rp,
+                Algorithm::Es256,
+                CredentialFlags::default(),
+                slot,
+                &key,
+            )
+            .unwrap();
+            assert_eq!(id.len(), CREDENTIAL_ID_LEN);
+            assert!(id.len() <= 255);
+            assert_eq!(id[0], CREDENTIAL_ID_VERSION);
+            let un = unwrap(&wk, &rp, &id).unwrap();
+            assert_eq!(un.slot, slot);
+            assert_eq!(un.algorithm, Algorithm::Es256);
+            assert_eq!(un.key.as_bytes(), key.as_bytes());
+            // The key does not appear in clear.
+            assert!(!id.windows(32).any(|w| w == key.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn foreign_forged_and_wrong_rp_ids_are_not_ours() {
+        let (wk, mut rng, key) = setup();
+        let rp = [1u8; 32];
+        let id = wrap(
+            &wk,
+            &mut rng,
+            &rp,
+            Algorithm::Es256,
+            CredentialFlags::default(),
+            None,
+            &key,
+        )
+        .unwrap();
+        assert_eq!(
+            unwrap(&wk, &[2; 32], &id).unwrap_err(),
+            CredentialError::NotOurs
+        );
+        for i in 0..id.len() {
+            let mut bad = id;
+            bad[i] ^= 0x40;
+            assert_eq!(
+                unwrap(&wk, &rp, &bad).unwrap_err(),
+                CredentialError::NotOurs,
+                "byte {i}"
+            );
+        }
+        assert!(unwrap(&wk, &rp, &id[..76]).is_err());
+        assert!(unwrap(&wk, &rp, &[]).is_err());
+        assert!(unwrap(&wk, &rp, &[1u8; 200]).is_err());
+        let other = WrapKey::derive(&[6; 32]).unwrap();
+        assert!(unwrap(&other, &rp, &id).is_err());
+    }
+
+    #[test]
+    fn ids_are_fresh() {
+        let (wk, mut rng, key) = setup();
+        let a = wrap(
+            &wk,
+            &mut rng,
+            &[0; 32],
+            Algorithm::Es256,
+            CredentialFlags::default(),
+            None,
+            &key,
+        )
+        .unwrap();
+        let b = wrap(
+            &wk,
+            &mut rng,
+            &[0; 32],
+            Algorithm::Es256,
+            CredentialFlags::default(),
+            None,
+            &key,
+        )
+        .unwrap();
+        assert_ne!(a, b);
+    }
+}

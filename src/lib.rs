@@ -11,6 +11,7 @@
 //! - [`ctap2`] and [`ctap1`]: CTAP2 and U2F command handling.
 //! - [`credential`], [`store`]: the credential model and its persistent records.
 //! - [`crypto`]: ES256, key wrapping and hashing.
+//! - [`pin`]: PIN/UV auth protocols 1 and 2, PIN state and pinUvAuthTokens.
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -25,6 +26,7 @@ pub mod ctap1;
 pub mod ctap2;
 pub mod ctaphid;
 pub mod device;
+pub mod pin;
 pub mod platform;
 pub mod store;
 

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `ferrokey` program: see [`firmware_sim::cli`] (`ferrokey --help`).
+
+fn main() -> std::process::ExitCode {
+    firmware_sim::cli::main()
+}

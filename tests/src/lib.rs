@@ -1,1 +1,3 @@
 //! test client (placeholder)
+pub mod ctaphid_client;
+pub mod usbip_client;

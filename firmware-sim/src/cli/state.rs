@@ -1,0 +1,159 @@
+//! The state directory layout shared by the commands: where it is, which keys it
+//! holds, and opening one key's state.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use ferrokey::authenticator::{Attestation, Authenticator, Config, InitError};
+use ferrokey::platform::{Platform, UserPresence};
+use rand_core::OsRng;
+
+use super::StateArgs;
+use crate::attestation::Ca;
+use crate::identity::{Aaguid, Identity};
+use crate::storage::FileStorage;
+
+/// The authenticator type every command uses.
+pub type KeyApp<U> = Authenticator<FileStorage, U, OsRng>;
+
+/// The state directory: `--state-dir`, or the user's data directory.
+pub fn state_dir(args: &StateArgs) -> Result<PathBuf> {
+    if let Some(dir) = &args.state_dir {
+        return Ok(dir.clone());
+    }
+    directories::ProjectDirs::from("", "", "ferrokey")
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .ok_or_else(|| {
+            anyhow!(
+                "cannot determine the user's data directory (is HOME set?); pass --state-dir DIR"
+            )
+        })
+}
+
+/// The directory of key `n` (1-based).
+pub fn key_dir(root: &Path, n: u32) -> PathBuf {
+    root.join(format!("key-{n}"))
+}
+
+/// The keys present in the state directory, as (number, directory), by number.
+pub fn existing_keys(root: &Path) -> Result<Vec<(u32, PathBuf)>> {
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", root.display())),
+    };
+    let mut keys = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", root.display()))?;
+        let name = entry.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("key-"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if n > 0 && entry.path().is_dir() {
+            keys.push((n, entry.path()));
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// The firmware version reported in getInfo: major << 16 | minor << 8 | patch.
+pub fn firmware_version() -> u32 {
+    let part = |s: &str| s.parse::<u32>().unwrap_or(0) & 0xFF;
+    (part(env!("CARGO_PKG_VERSION_MAJOR")) << 16)
+        | (part(env!("CARGO_PKG_VERSION_MINOR")) << 8)
+        | part(env!("CARGO_PKG_VERSION_PATCH"))
+}
+
+/// The core's attestation configuration from the CA.
+pub fn core_attestation(ca: &Ca) -> Result<Attestation> {
+    let certificate = heapless::Vec::from_slice(ca.batch_cert_der())
+        .map_err(|_| anyhow!("the batch attestation certificate is over 1024 bytes"))?;
+    Ok(Attestation {
+        private_key: ca.batch_private_key(),
+        certificate,
+    })
+}
+
+/// Starts the core over an opened key state. `dir` is only for messages.
+pub fn start_authenticator<U: UserPresence>(
+    dir: &Path,
+    storage: FileStorage,
+    presence: U,
+    identity: &Identity,
+    attestation: Option<Attestation>,
+) -> Result<KeyApp<U>> {
+    let config = Config {
+        aaguid: identity.aaguid,
+        attestation,
+        firmware_version: firmware_version(),
+        ..Config::default()
+    };
+    let platform = Platform {
+        storage,
+        presence,
+        rng: OsRng,
+    };
+    Authenticator::new(platform, config).map_err(|e| match e {
+        InitError::Corrupt => anyhow!(
+            "the device state in {} is corrupt or of an unknown version; it was left untouched",
+            dir.display()
+        ),
+        InitError::Storage(e) => anyhow!(
+            "starting the key in {} failed: storage error {e:?}",
+            dir.display()
+        ),
+        InitError::InvalidAttestationKey => anyhow!("the batch attestation private key is invalid"),
+    })
+}
+
+/// Checks that a key announces the AAGUID of the shared attestation certificate.
+pub fn check_aaguid(dir: &Path, identity: &Identity, ca_aaguid: &[u8; 16]) -> Result<()> {
+    if &identity.aaguid != ca_aaguid {
+        return Err(anyhow!(
+            "{} names AAGUID {}, but the attestation certificate carries {}",
+            dir.join(crate::identity::IDENTITY_FILE).display(),
+            Aaguid(identity.aaguid),
+            Aaguid(*ca_aaguid)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_listed_by_number() {
+        let tmp = tempfile::tempdir().unwrap();
+        for name in ["key-10", "key-2", "key-1", "key-x", "ca", "key-0"] {
+            fs::create_dir(tmp.path().join(name)).unwrap();
+        }
+        fs::write(tmp.path().join("key-3"), b"not a dir").unwrap();
+        let keys: Vec<u32> = existing_keys(tmp.path())
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(keys, vec![1, 2, 10]);
+        assert!(existing_keys(&tmp.path().join("missing"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn version_is_packed() {
+        let v = firmware_version();
+        assert_eq!(
+            v >> 16,
+            env!("CARGO_PKG_VERSION_MAJOR").parse::<u32>().unwrap()
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Process-level tests of `ferrokey serve`: start-up log, USB/IP device list,
+//! clean shutdown on SIGTERM/SIGINT, lock and listen errors, persistent identity.
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferrokey");
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running `ferrokey serve` whose stderr is collected line by line.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Server {
+    fn start(state: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(state)
+            .args(extra)
+            .env_remove("FERROKEY_STATE_DIR")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Server {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no {needle:?} in the log:\n{}", self.log.join("\n")),
+            }
+        }
+    }
+
+    /// The bound address, from the "listening on" line.
+    fn addr(&mut self) -> SocketAddr {
+        let line = self.wait_for("listening on ");
+        let addr = line.rsplit("listening on ").next().unwrap().trim();
+        addr.parse().unwrap()
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Collect the rest of the log.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+                    self.log.push(line);
+                }
+                return status;
+            }
+            assert!(Instant::now() < deadline, "ferrokey did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// OP_REQ_DEVLIST: returns (busid, idVendor, idProduct) of the exported devices.
+fn devlist(addr: SocketAddr) -> Vec<(String, u16, u16)> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(&[0x01, 0x11, 0x80, 0x05, 0, 0, 0, 0])
+        .unwrap();
+    let mut header = [0u8; 12];
+    stream.read_exact(&mut header).unwrap();
+    assert_eq!(&header[..4], &[0x01, 0x11, 0x00, 0x05]);
+    assert_eq!(&header[4..8], &[0, 0, 0, 0]);
+    let count = u32::from_be_bytes(header[8..12].try_into().unwrap());
+    let mut devices = Vec::new();
+    for _ in 0..count {
+        let mut record = [0u8; 312];
+        stream.read_exact(&mut record).unwrap();
+        let busid = String::from_utf8_lossy(&record[256..288])
+            .trim_end_matches('\0')
+            .to_string();
+        let vid = u16::from_be_bytes([record[300], record[301]]);
+        let pid = u16::from_be_bytes([record[302], record[303]]);
+        let num_interfaces = usize::from(record[311]);
+        let mut interfaces = vec![0u8; 4 * num_interfaces];
+        stream.read_exact(&mut interfaces).unwrap();
+        devices.push((busid, vid, pid));
+    }
+    devices
+}
+
+fn serial_of(line: &str) -> String {
+    line.split("serial ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn serve_logs_busids_exports_keys_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let mut server = Server::start(&state, &["--keys", "2", "--vid", "0x1050", "--pid", "0407"]);
+    let addr = server.addr();
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(addr.port(), 0);
+    let key1 = server.wait_for("key-1 ready");
+    let key2 = server.wait_for("key-2 ready");
+    assert!(key1.contains("busid 1-1"), "{key1}");
+    assert!(key2.contains("busid 1-2"), "{key2}");
+    let attach = format!(
+        "usbip --tcp-port {} attach -r 127.0.0.1 -b 1-1",
+        addr.port()
+    );
+    assert!(key1.contains(&attach), "{key1}");
+    assert_ne!(serial_of(&key1), serial_of(&key2));
+
+    let devices = devlist(addr);
+    assert_eq!(
+        devices,
+        vec![
+            ("1-1".to_string(), 0x1050, 0x0407),
+            ("1-2".to_string(), 0x1050, 0x0407)
+        ]
+    );
+
+    // A second server on the same state directory is refused.
+    let second = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(&state)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another ferrokey process"), "{err}");
+
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", server.log.join("\n"));
+    let log = server.log.join("\n");
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+
+    // The locks are released: a reset can take them now.
+    let reset = Command::new(BIN)
+        .args(["reset", "--all", "--yes", "--state-dir"])
+        .arg(&state)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+}
+
+#[test]
+fn sigint_stops_cleanly_and_identity_persists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut first = Server::start(tmp.path(), &[]);
+    let serial = serial_of(&first.wait_for("key-1 ready"));
+    first.signal(libc::SIGINT);
+    assert_eq!(first.wait_exit().code(), Some(0));
+    assert!(first.log.join("\n").contains("SIGINT received"));
+
+    let mut second = Server::start(tmp.path(), &[]);
+    assert_eq!(serial_of(&second.wait_for("key-1 ready")), serial);
+    second.signal(libc::SIGTERM);
+    assert_eq!(second.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn an_address_in_use_is_a_clear_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", &addr, "--state-dir"])
+        .arg(tmp.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
+
+#[test]
+fn logs_hold_no_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &[]);
+    server.wait_for("key-1 ready");
+    server.signal(libc::SIGTERM);
+    server.wait_exit();
+    let log = server.log.join("\n");
+    let key_pem = std::fs::read_to_string(tmp.path().join("ca").join("batch-key.pem")).unwrap();
+    let key_body: String = key_pem.lines().nth(1).unwrap().chars().take(24).collect();
+    assert!(!log.contains(&key_body), "{log}");
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+}

@@ -1,0 +1,298 @@
+//! U2F behaviour, driven through `App::handle` with raw APDUs.
+
+use std::vec;
+use std::vec::Vec;
+
+use crate::authenticator::testkit::*;
+use crate::authenticator::Config;
+use crate::ctap1::sw;
+use crate::platform::StorageError;
+use crate::test_platform::PresenceScript;
+
+const APP: [u8; 32] = [0xA1; 32];
+const CHALLENGE: [u8; 32] = [0xC4; 32];
+
+fn short(ins: u8, p1: u8, data: &[u8]) -> Vec<u8> {
+    let mut apdu = vec![0x00, ins, p1, 0x00, data.len() as u8];
+    apdu.extend_from_slice(data);
+    apdu.push(0x00);
+    apdu
+}
+
+fn extended(ins: u8, p1: u8, data: &[u8]) -> Vec<u8> {
+    let mut apdu = vec![
+        0x00,
+        ins,
+        p1,
+        0x00,
+        0x00,
+        (data.len() >> 8) as u8,
+        data.len() as u8,
+    ];
+    apdu.extend_from_slice(data);
+    apdu.extend_from_slice(&[0x00, 0x00]);
+    apdu
+}
+
+fn register_data(app: &[u8; 32]) -> Vec<u8> {
+    [&CHALLENGE[..], &app[..]].concat()
+}
+
+fn auth_data(app: &[u8; 32], kh: &[u8]) -> Vec<u8> {
+    let mut d = [&CHALLENGE[..], &app[..]].concat();
+    d.push(kh.len() as u8);
+    d.extend_from_slice(kh);
+    d
+}
+
+/// DER length of the certificate at the start of `data`.
+fn der_len(data: &[u8]) -> usize {
+    assert_eq!(data[0], 0x30);
+    match data[1] {
+        l if l < 0x80 => 2 + l as usize,
+        0x81 => 3 + data[2] as usize,
+        0x82 => 4 + ((data[2] as usize) << 8 | data[3] as usize),
+        _ => panic!("bad DER length"),
+    }
+}
+
+struct Registration {
+    key: p256::ecdsa::VerifyingKey,
+    key_handle: Vec<u8>,
+    cert: Vec<u8>,
+    signature: Vec<u8>,
+    public: Vec<u8>,
+}
+
+fn parse_registration(data: &[u8]) -> Registration {
+    assert_eq!(data[0], 0x05);
+    let public = data[1..66].to_vec();
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&public).unwrap();
+    let kh_len = data[66] as usize;
+    let key_handle = data[67..67 + kh_len].to_vec();
+    let rest = &data[67 + kh_len..];
+    let cert_len = der_len(rest);
+    Registration {
+        key,
+        key_handle,
+        cert: rest[..cert_len].to_vec(),
+        signature: rest[cert_len..].to_vec(),
+        public,
+    }
+}
+
+fn register(h: &mut Harness, app: &[u8; 32]) -> Registration {
+    let (data, status) = h.u2f(&short(0x01, 0x03, &register_data(app)));
+    assert_eq!(status, sw::NO_ERROR);
+    parse_registration(&data)
+}
+
+fn signed_registration(r: &Registration, app: &[u8; 32]) -> Vec<u8> {
+    [&[0u8][..], app, &CHALLENGE, &r.key_handle, &r.public].concat()
+}
+
+#[test]
+fn version() {
+    let mut h = Harness::new();
+    for apdu in [
+        &[0u8, 3, 0, 0][..],
+        &[0, 3, 0, 0, 0],
+        &[0, 3, 0, 0, 0, 0, 0],
+        &[0, 3, 0, 0, 0, 0, 0, 0, 0],
+    ] {
+        assert_eq!(h.u2f(apdu), (b"U2F_V2".to_vec(), sw::NO_ERROR), "{apdu:?}");
+    }
+    assert_eq!(h.u2f(&short(0x03, 0, b"x")).1, sw::WRONG_LENGTH);
+}
+
+#[test]
+fn register_with_self_attestation() {
+    let mut h = Harness::new();
+    let r = register(&mut h, &APP);
+    assert_eq!(r.key_handle.len(), crate::credential::CREDENTIAL_ID_LEN);
+    // The self-signed certificate carries the credential key, which signs.
+    assert!(r.cert.windows(65).any(|w| w == r.public.as_slice()));
+    verify(&r.key, &[&signed_registration(&r, &APP)], &r.signature);
+}
+
+#[test]
+fn register_with_batch_attestation_and_extended_length() {
+    let (attestation, batch) = batch_attestation();
+    let cert = attestation.certificate.to_vec();
+    let mut h = Harness::with_config(Config {
+        attestation: Some(attestation),
+        ..Config::default()
+    });
+    let (data, status) = h.u2f(&extended(0x01, 0x00, &register_data(&APP)));
+    assert_eq!(status, sw::NO_ERROR);
+    let r = parse_registration(&data);
+    assert_eq!(r.cert, cert);
+    verify(&batch, &[&signed_registration(&r, &APP)], &r.signature);
+}
+
+#[test]
+fn authenticate_enforce_and_dont_enforce() {
+    let mut h = Harness::new();
+    let r = register(&mut h, &APP);
+    let mut last = 0;
+    for (control, up) in [(0x03u8, 1u8), (0x08, 0), (0x03, 1)] {
+        let (data, status) = h.u2f(&short(0x02, control, &auth_data(&APP, &r.key_handle)));
+        assert_eq!(status, sw::NO_ERROR);
+        assert_eq!(data[0], up);
+        let counter = u32::from_be_bytes(data[1..5].try_into().unwrap());
+        assert_eq!(counter, last + 1);
+        last = counter;
+        verify(&r.key, &[&APP, &data[..5], &CHALLENGE], &data[5..]);
+    }
+    // Persisted across a power cycle.
+    let mut h = h.reopen();
+    let (data, status) = h.u2f(&extended(0x02, 0x03, &auth_data(&APP, &r.key_handle)));
+    assert_eq!(status, sw::NO_ERROR);
+    assert_eq!(u32::from_be_bytes(data[1..5].try_into().unwrap()), last + 1);
+}
+
+#[test]
+fn check_only() {
+    let mut h = Harness::new();
+    let r = register(&mut h, &APP);
+    let presence = h.presence.requests();
+    assert_eq!(
+        h.u2f(&short(0x02, 0x07, &auth_data(&APP, &r.key_handle))),
+        (vec![], sw::CONDITIONS_NOT_SATISFIED)
+    );
+    assert_eq!(
+        h.u2f(&short(0x02, 0x07, &auth_data(&[0xB2; 32], &r.key_handle))),
+        (vec![], sw::WRONG_DATA)
+    );
+    let mut forged = r.key_handle.clone();
+    forged[40] ^= 1;
+    assert_eq!(
+        h.u2f(&short(0x02, 0x07, &auth_data(&APP, &forged))).1,
+        sw::WRONG_DATA
+    );
+    assert_eq!(
+        h.u2f(&short(0x02, 0x03, &auth_data(&APP, &forged))).1,
+        sw::WRONG_DATA
+    );
+    assert_eq!(
+        h.u2f(&short(0x02, 0x07, &auth_data(&APP, &[1; 64]))).1,
+        sw::WRONG_DATA
+    );
+    assert_eq!(
+        h.presence.requests(),
+        presence,
+        "check-only never asks for presence"
+    );
+}
+
+#[test]
+fn presence_pending_gives_6985_then_retry_succeeds() {
+    let mut h = Harness::new();
+    h.presence.set_script(PresenceScript::Pending);
+    let apdu = short(0x01, 0x03, &register_data(&APP));
+    assert_eq!(h.u2f(&apdu), (vec![], sw::CONDITIONS_NOT_SATISFIED));
+    assert_eq!(h.u2f(&apdu), (vec![], sw::CONDITIONS_NOT_SATISFIED));
+    assert_eq!(h.presence.requests(), 1, "the request stays outstanding");
+    h.presence.set_script(PresenceScript::Approve);
+    let (data, status) = h.u2f(&apdu);
+    assert_eq!(status, sw::NO_ERROR);
+    let r = parse_registration(&data);
+
+    h.presence.set_script(PresenceScript::Pending);
+    let apdu = short(0x02, 0x03, &auth_data(&APP, &r.key_handle));
+    assert_eq!(h.u2f(&apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    h.presence.set_script(PresenceScript::Approve);
+    let (data, status) = h.u2f(&apdu);
+    assert_eq!(status, sw::NO_ERROR);
+    assert_eq!(data[0], 1);
+    // Denied: 6985, and the next attempt asks again.
+    h.presence.set_script(PresenceScript::Deny);
+    let requests = h.presence.requests();
+    assert_eq!(h.u2f(&apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    assert_eq!(h.u2f(&apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    assert_eq!(h.presence.requests(), requests + 2);
+}
+
+#[test]
+fn malformed_apdus() {
+    let mut h = Harness::new();
+    let r = register(&mut h, &APP);
+    let good_auth = auth_data(&APP, &r.key_handle);
+    let mut bad_lc = short(0x02, 0x03, &good_auth);
+    bad_lc[4] += 1;
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (vec![0x00, 0x01], sw::WRONG_LENGTH, "too short"),
+        (short(0x01, 0, &[0; 63]), sw::WRONG_LENGTH, "short register"),
+        (short(0x01, 0, &[0; 65]), sw::WRONG_LENGTH, "long register"),
+        (
+            short(0x02, 0x03, &good_auth[..70]),
+            sw::WRONG_LENGTH,
+            "key handle length mismatch",
+        ),
+        (
+            short(0x02, 0x03, &[0; 10]),
+            sw::WRONG_LENGTH,
+            "short authenticate",
+        ),
+        (bad_lc, sw::WRONG_LENGTH, "Lc beyond data"),
+        (
+            vec![0x00, 0x01, 0x00, 0x00, 0x00, 0x00],
+            sw::WRONG_LENGTH,
+            "truncated extended header",
+        ),
+        (short(0x04, 0, &[]), sw::INS_NOT_SUPPORTED, "unknown INS"),
+        (short(0xC0, 0, &[]), sw::INS_NOT_SUPPORTED, "GET RESPONSE"),
+        (vec![0x80, 0x03, 0x00, 0x00], sw::CLA_NOT_SUPPORTED, "CLA"),
+        (
+            short(0x02, 0x05, &good_auth),
+            sw::WRONG_DATA,
+            "bad control byte",
+        ),
+    ];
+    for (apdu, expected, what) in cases {
+        assert_eq!(h.u2f(&apdu), (vec![], expected), "{what}");
+    }
+    assert_eq!(h.u2f(&short(0x02, 0x03, &good_auth)).1, sw::NO_ERROR);
+}
+
+#[test]
+fn storage_failure_gives_no_signature() {
+    let mut h = Harness::new();
+    let r = register(&mut h, &APP);
+    h.storage.set_fail_writes(Some(StorageError::Io));
+    assert_eq!(
+        h.u2f(&short(0x02, 0x03, &auth_data(&APP, &r.key_handle))),
+        (vec![], sw::UNKNOWN)
+    );
+    h.storage.set_fail_writes(None);
+    let (data, _) = h.u2f(&short(0x02, 0x03, &auth_data(&APP, &r.key_handle)));
+    assert_eq!(u32::from_be_bytes(data[1..5].try_into().unwrap()), 1);
+}
+
+#[test]
+fn u2f_and_ctap2_credentials_interoperate_and_share_the_counter() {
+    let mut h = Harness::new();
+    let rp = "example.com";
+    let app = sha256(rp.as_bytes());
+    // A U2F registration is usable through CTAP2 getAssertion (same rpIdHash).
+    let r = register(&mut h, &app);
+    let cdh = client_data_hash("interop");
+    let (status, value, _) = h.get_assertion(ga(rp, &cdh, &[&r.key_handle], None));
+    assert_eq!(status, 0);
+    let a = check_assertion(&value.unwrap(), &cdh, |_| r.key);
+    assert_eq!(a.auth_data.sign_count, 1);
+    // A CTAP2 credential is usable through U2F, on the same global counter.
+    let cred = h.make_credential(Mc::new(rp, b"u").build());
+    let (data, status) = h.u2f(&short(0x02, 0x03, &auth_data(&app, &cred.id)));
+    assert_eq!(status, sw::NO_ERROR);
+    assert_eq!(u32::from_be_bytes(data[1..5].try_into().unwrap()), 2);
+    verify(
+        &cred.public_key,
+        &[&app, &data[..5], &CHALLENGE],
+        &data[5..],
+    );
+    // Resident credentials use their own counter in U2F too.
+    let resident = h.make_credential(Mc::new(rp, b"r").rk().build());
+    let (data, _) = h.u2f(&short(0x02, 0x08, &auth_data(&app, &resident.id)));
+    assert_eq!(u32::from_be_bytes(data[1..5].try_into().unwrap()), 1);
+}

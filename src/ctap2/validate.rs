@@ -1,0 +1,311 @@
+//! A pre-pass over request CBOR, before ctap-types deserializes it.
+//!
+//! It checks that the message is one well-formed, definite-length CBOR map,
+//! nested at most [`MAX_DEPTH`] deep (ctap-types skips unknown values recursively
+//! without a depth limit), and that the parameters the authenticator uses have
+//! the right CBOR types, so a wrong type gives `CTAP2_ERR_CBOR_UNEXPECTED_TYPE`
+//! (ctap-types would report most of them as `INVALID_CBOR`). Missing required
+//! parameters are left to the deserializer (`MISSING_PARAMETER`).
+
+use ctap_types::ctap2::Error;
+
+/// The deepest container nesting accepted (the top-level map is depth 1).
+pub const MAX_DEPTH: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Bytes,
+    Text,
+    Int,
+    UInt,
+    Bool,
+    Map,
+    TextArray,
+    Rp,
+    User,
+    ParamList,
+    DescriptorList,
+    Options,
+}
+
+/// authenticatorMakeCredential parameters.
+const MAKE_CREDENTIAL: &[(u64, Expect)] = &[
+    (1, Expect::Bytes),
+    (2, Expect::Rp),
+    (3, Expect::User),
+    (4, Expect::ParamList),
+    (5, Expect::DescriptorList),
+    (6, Expect::Map),
+    (7, Expect::Options),
+    (8, Expect::Bytes),
+    (9, Expect::UInt),
+    (10, Expect::UInt),
+    (11, Expect::TextArray),
+];
+
+/// authenticatorGetAssertion parameters.
+const GET_ASSERTION: &[(u64, Expect)] = &[
+    (1, Expect::Text),
+    (2, Expect::Bytes),
+    (3, Expect::DescriptorList),
+    (4, Expect::Map),
+    (5, Expect::Options),
+    (6, Expect::Bytes),
+    (7, Expect::UInt),
+    (8, Expect::UInt),
+    (9, Expect::TextArray),
+];
+
+/// Checks an authenticatorMakeCredential body (the CBOR after the command byte).
+pub fn make_credential(body: &[u8]) -> Result<(), Error> {
+    top_level(body, MAKE_CREDENTIAL)
+}
+
+/// Checks an authenticatorGetAssertion body.
+pub fn get_assertion(body: &[u8]) -> Result<(), Error> {
+    top_level(body, GET_ASSERTION)
+}
+
+fn top_level(body: &[u8], schema: &[(u64, Expect)]) -> Result<(), Error> {
+    let mut c = Cursor { data: body, pos: 0 };
+    let (major, len) = c.head()?;
+    if major != MAP {
+        return Err(Error::CborUnexpectedType);
+    }
+    let mut seen: u64 = 0;
+    for _ in 0..len {
+        let (kmajor, key) = c.head()?;
+        if kmajor != UINT {
+            // Parameter keys are unsigned integers; skip anything else.
+            c.skip_content(kmajor, key, 2)?;
+            c.skip(2)?;
+            continue;
+        }
+        if key < 64 {
+            if seen & (1 << key) != 0 {
+                return Err(Error::InvalidCbor);
+            }
+            seen |= 1 << key;
+        }
+        match schema.iter().find(|(k, _)| *k == key) {
+            Some(&(_, expect)) => c.check(expect, 2)?,
+            None => c.skip(2)?,
+        }
+    }
+    if c.pos != body.len() {
+        return Err(Error::InvalidCbor);
+    }
+    Ok(())
+}
+
+const UINT: u8 = 0;
+const NINT: u8 = 1;
+const BYTES: u8 = 2;
+const TEXT: u8 = 3;
+const ARRAY: u8 = 4;
+const MAP: u8 = 5;
+const TAG: u8 = 6;
+const SIMPLE: u8 = 7;
+
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn byte(&mut self) -> Result<u8, Error> {
+        let b = *self.data.get(self.pos).ok_or(Error::InvalidCbor)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: u64) -> Result<&[u8], Error> {
+        let n = usize::try_from(n).map_err(|_| Error::InvalidCbor)?;
+        let end = self.pos.checked_add(n).ok_or(Error::InvalidCbor)?;
+        let out = self.data.get(self.pos..end).ok_or(Error::InvalidCbor)?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    /// Reads an item head: (major type, argument). Indefinite lengths and
+    /// reserved additional-information values are rejected.
+    fn head(&mut self) -> Result<(u8, u64), Error> {
+        let initial = self.byte()?;
+        let major = initial >> 5;
+        let info = initial & 0x1F;
+        let arg = match info {
+            0..=23 => u64::from(info),
+            24..=27 => {
+                let bytes = self.take(1 << (info - 24))?;
+                bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+            }
+            _ => return Err(Error::InvalidCbor),
+        };
+        Ok((major, arg))
+    }
+
+    /// Skips the rest of an item whose head was already read.
+    fn skip_content(&mut self, major: u8, arg: u64, depth: usize) -> Result<(), Error> {
+        match major {
+            UINT | NINT | SIMPLE => Ok(()),
+            BYTES | TEXT => self.take(arg).map(|_| ()),
+            ARRAY | MAP => {
+                if depth > MAX_DEPTH {
+                    return Err(Error::InvalidCbor);
+                }
+                let items = if major == MAP { 2 } else { 1 };
+                for _ in 0..arg {
+                    for _ in 0..items {
+                        self.skip(depth + 1)?;
+                    }
+                }
+                Ok(())
+            }
+            TAG => self.skip(depth),
+            _ => Err(Error::InvalidCbor),
+        }
+    }
+
+    /// Skips one whole item at nesting `depth`.
+    fn skip(&mut self, depth: usize) -> Result<(), Error> {
+        let (major, arg) = self.head()?;
+        self.skip_content(major, arg, depth)
+    }
+
+    fn check(&mut self, expect: Expect, depth: usize) -> Result<(), Error> {
+        let (major, arg) = self.head()?;
+        let ok = match expect {
+            Expect::Bytes => major == BYTES,
+            Expect::Text => major == TEXT,
+            Expect::Int => major == UINT || major == NINT,
+            Expect::UInt => major == UINT,
+            Expect::Bool => major == SIMPLE && (arg == 20 || arg == 21),
+            Expect::Map | Expect::Rp | Expect::User | Expect::Options => major == MAP,
+            Expect::TextArray | Expect::ParamList | Expect::DescriptorList => major == ARRAY,
+        };
+        if !ok {
+            return Err(Error::CborUnexpectedType);
+        }
+        if depth > MAX_DEPTH && (major == MAP || major == ARRAY) {
+            return Err(Error::InvalidCbor);
+        }
+        match expect {
+            Expect::Rp => self.fields(arg, depth, &[("id", Expect::Text), ("name", Expect::Text)]),
+            Expect::User => self.fields(
+                arg,
+                depth,
+                &[
+                    ("id", Expect::Bytes),
+                    ("name", Expect::Text),
+                    ("displayName", Expect::Text),
+                    ("icon", Expect::Text),
+                ],
+            ),
+            Expect::Options => self.fields(
+                arg,
+                depth,
+                &[
+                    ("rk", Expect::Bool),
+                    ("up", Expect::Bool),
+                    ("uv", Expect::Bool),
+                ],
+            ),
+            Expect::ParamList => self.elements(arg, depth, |c| {
+                c.check_map_with(depth + 1, &[("alg", Expect::Int), ("type", Expect::Text)])
+            }),
+            Expect::DescriptorList => self.elements(arg, depth, |c| {
+                c.check_map_with(depth + 1, &[("id", Expect::Bytes), ("type", Expect::Text)])
+            }),
+            Expect::TextArray => self.elements(arg, depth, |c| c.check(Expect::Text, depth + 1)),
+            _ => self.skip_content(major, arg, depth),
+        }
+    }
+
+    fn elements(
+        &mut self,
+        count: u64,
+        _depth: usize,
+        mut each: impl FnMut(&mut Self) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        for _ in 0..count {
+            each(self)?;
+        }
+        Ok(())
+    }
+
+    fn check_map_with(&mut self, depth: usize, fields: &[(&str, Expect)]) -> Result<(), Error> {
+        let (major, arg) = self.head()?;
+        if major != MAP {
+            return Err(Error::CborUnexpectedType);
+        }
+        if depth > MAX_DEPTH {
+            return Err(Error::InvalidCbor);
+        }
+        self.fields(arg, depth, fields)
+    }
+
+    /// Walks `count` map entries with text keys, checking the listed fields.
+    fn fields(&mut self, count: u64, depth: usize, fields: &[(&str, Expect)]) -> Result<(), Error> {
+        for _ in 0..count {
+            let (kmajor, karg) = self.head()?;
+            if kmajor != TEXT {
+                self.skip_content(kmajor, karg, depth + 1)?;
+                self.skip(depth + 1)?;
+                continue;
+            }
+            let key = self.take(karg)?;
+            match fields.iter().find(|(name, _)| name.as_bytes() == key) {
+                Some(&(_, expect)) => self.check(expect, depth + 1)?,
+                None => self.skip(depth + 1)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_minimal_maps_and_rejects_garbage() {
+        assert_eq!(get_assertion(&[0xA0]), Ok(()));
+        assert_eq!(get_assertion(&[]), Err(Error::InvalidCbor));
+        assert_eq!(get_assertion(&[0x80]), Err(Error::CborUnexpectedType));
+        assert_eq!(get_assertion(&[0xA1, 0x01]), Err(Error::InvalidCbor));
+        assert_eq!(get_assertion(&[0xA0, 0x00]), Err(Error::InvalidCbor));
+        assert_eq!(get_assertion(&[0xBF, 0xFF]), Err(Error::InvalidCbor));
+        // rpId as a byte string
+        assert_eq!(
+            get_assertion(&[0xA1, 0x01, 0x41, 0x61]),
+            Err(Error::CborUnexpectedType)
+        );
+        // duplicate key
+        assert_eq!(
+            get_assertion(&[0xA2, 0x01, 0x61, 0x61, 0x01, 0x61, 0x61]),
+            Err(Error::InvalidCbor)
+        );
+    }
+
+    #[test]
+    fn rejects_deep_nesting_in_unknown_values() {
+        let mut body = std::vec![0xA1, 0x06, 0xA1, 0x61, b'x'];
+        body.extend(std::iter::repeat_n(0x81, 5000));
+        body.push(0x00);
+        assert_eq!(make_credential(&body), Err(Error::InvalidCbor));
+        let mut ok = std::vec![0xA1, 0x06, 0xA1, 0x61, b'x'];
+        ok.extend(std::iter::repeat_n(0x81, 4));
+        ok.push(0x00);
+        assert_eq!(make_credential(&ok), Ok(()));
+    }
+
+    #[test]
+    fn option_values_must_be_bool() {
+        // {5: {"up": 1}}
+        let body = [0xA1, 0x05, 0xA1, 0x62, b'u', b'p', 0x01];
+        assert_eq!(get_assertion(&body), Err(Error::CborUnexpectedType));
+        // unknown option with odd value is ignored
+        let body = [0xA1, 0x05, 0xA1, 0x62, b'z', b'z', 0x01];
+        assert_eq!(get_assertion(&body), Ok(()));
+    }
+}

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Host side of the real-kernel end-to-end tests (entry point: run-kernel-e2e.sh).
+
+1. Starts two ferrokey instances on free loopback ports, each with a fresh temp
+   state dir: key A (--presence auto) and key B (--presence deny), and exports
+   key A's attestation root with `ferrokey ca`.
+2. Boots ONE QEMU guest with tools/vm/run, attached to key A, which runs
+   tests/e2e/guest_steps.py in a chroot of the host root with the repo's .venv
+   python (libfido2 CLI, python-fido2 + py_webauthn, re-attach, kill -9 +
+   restart, reset, presence deny).
+3. Answers the guest's requests (kill -9 key A, restart it on its state dir).
+4. Prints one PASS/FAIL line per scenario, a timing table, and last a line
+   `N passed, M failed`; exits non-zero if anything failed.
+
+Python 3 stdlib only (the guest side uses the venv).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from guest_steps import SCENARIOS  # noqa: E402  (names only; no fido2 import at module level)
+
+# Checks made on the host: before the guest's scenarios, and after them.
+HOST_FIRST = ["guest-boot-and-attach"]
+HOST_LAST = ["py_webauthn-verify"]
+
+
+def log(msg):
+    print(f"[e2e] {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def usbip_devlist(port, timeout=1.0):
+    """OP_REQ_DEVLIST against 127.0.0.1:port; returns [(busid, vid, pid)]."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(struct.pack(">HHI", 0x0111, 0x8005, 0))
+
+        def recv(n):
+            buf = b""
+            while len(buf) < n:
+                chunk = s.recv(n - len(buf))
+                if not chunk:
+                    raise ConnectionError("short devlist reply")
+                buf += chunk
+            return buf
+
+        _ver, code, status, ndev = struct.unpack(">HHII", recv(12))
+        if code != 0x0005 or status != 0:
+            raise ConnectionError(f"devlist reply code {code:#x} status {status}")
+        devs = []
+        for _ in range(ndev):
+            rec = recv(312)
+            busid = rec[256:288].split(b"\0")[0].decode()
+            vid, pid = struct.unpack(">HH", rec[300:304])
+            nif = rec[311]
+            recv(4 * nif)
+            devs.append((busid, vid, pid))
+        return devs
+
+
+class Key:
+    """One `ferrokey serve` process with its own state dir and log."""
+
+    def __init__(self, binary, name, state_dir, log_dir, presence):
+        self.binary, self.name, self.state_dir = binary, name, state_dir
+        self.log_dir, self.presence = log_dir, presence
+        self.proc, self.port, self.busid, self.starts = None, None, None, 0
+
+    def start(self, port=None, timeout=30):
+        self.port = port or free_port()
+        self.starts += 1
+        logf = open(self.log_dir / f"ferrokey-{self.name}-{self.starts}.log", "wb")
+        cmd = [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}",
+               "--state-dir", str(self.state_dir), "--keys", "1", "--presence", self.presence]
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env)
+        end = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ferrokey {self.name} exited with {self.proc.returncode} "
+                                   f"(log: {logf.name})")
+            try:
+                devs = usbip_devlist(self.port)
+                if devs:
+                    self.busid = devs[0][0]
+                    return self
+                last = "empty device list"
+            except OSError as e:
+                last = e
+            time.sleep(0.1)
+        raise RuntimeError(f"ferrokey {self.name} not ready on port {self.port}: {last}")
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def serve_rpc(work: Path, key_a: Key, stop: threading.Event, answered: list):
+    """Answer the guest's requests: rpc/<n>-<action>.req -> rpc/<n>.done (JSON)."""
+    rpc = work / "rpc"
+    seen = set()
+    while not stop.is_set():
+        for req in sorted(rpc.glob("*.req")) if rpc.is_dir() else []:
+            if req.name in seen:
+                continue
+            seen.add(req.name)
+            n, _, action = req.stem.partition("-")
+            t0 = time.monotonic()
+            try:
+                if action == "kill-a":
+                    key_a.kill9()
+                    answer = {"ok": True}
+                elif action == "restart-a":
+                    try:  # same port if it can be bound again, else a new one
+                        key_a.start(port=key_a.port)
+                    except RuntimeError:
+                        key_a.kill9()
+                        key_a.start()
+                    answer = {"ok": True, "port": key_a.port, "busid": key_a.busid}
+                else:
+                    answer = {"ok": False, "error": f"unknown action {action}"}
+            except Exception as e:  # report to the guest, which fails the scenario
+                answer = {"ok": False, "error": str(e)}
+            answered.append((action, round(time.monotonic() - t0, 3)))
+            tmp = rpc / f"{n}.done.tmp"
+            tmp.write_text(json.dumps(answer))
+            tmp.rename(rpc / f"{n}.done")
+        stop.wait(0.1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ferrokey", default=os.environ.get("FERROKEY_BIN"),
+                    help="the ferrokey binary (default: $FERROKEY_BIN)")
+    ap.add_argument("--python", default=str(REPO / ".venv" / "bin" / "python"),
+                    help="python with fido2 + webauthn, run in the guest's chroot "
+                         "(default: .venv/bin/python)")
+    ap.add_argument("--timeout", type=float, default=420, help="guest timeout in seconds")
+    ap.add_argument("--memory", default="1024", help="guest memory in MiB")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, outputs)")
+    ap.add_argument("--only", default="", help="comma-separated guest scenarios to run")
+    args = ap.parse_args()
+
+    results = {}   # name -> (ok, detail)
+    timing_lines = []
+    work = Path(tempfile.mkdtemp(prefix="ferrokey-e2e-"))
+    keys = []
+    stop = threading.Event()
+    status = 1
+    try:
+        if not args.ferrokey or not Path(args.ferrokey).is_file():
+            raise RuntimeError(f"ferrokey binary not found: {args.ferrokey!r}")
+        logs = work / "logs"
+        logs.mkdir()
+        t0 = time.monotonic()
+        key_a = Key(args.ferrokey, "a", work / "state-a", logs, "auto")
+        key_b = Key(args.ferrokey, "b", work / "state-b", logs, "deny")
+        keys += [key_a, key_b]
+        for k in keys:
+            k.state_dir.mkdir(mode=0o700)
+            k.start()
+            log(f"key {k.name} (--presence {k.presence}) on 127.0.0.1:{k.port}, busid {k.busid}")
+        timing_lines.append(("start both keys (host)", time.monotonic() - t0))
+
+        ca = subprocess.run([args.ferrokey, "ca", "--state-dir", str(key_a.state_dir)],
+                            capture_output=True, timeout=30)
+        (work / "ca.pem").write_bytes(ca.stdout)
+        if ca.returncode != 0:
+            log(f"`ferrokey ca` exited {ca.returncode}: {ca.stderr.decode(errors='replace')[-300:]}")
+
+        cfg = {
+            "key_a": {"port": key_a.port, "busid": key_a.busid},
+            "key_b": {"port": key_b.port, "busid": key_b.busid},
+            "ca_pem": str(work / "ca.pem"),
+            "product_match": os.environ.get("E2E_PRODUCT_MATCH", "ferrokey"),
+            "aaguid": os.environ.get("E2E_AAGUID", ""),
+        }
+        (work / "e2e.json").write_text(json.dumps(cfg, indent=2))
+
+        answered = []
+        rpc_thread = threading.Thread(target=serve_rpc, args=(work, key_a, stop, answered), daemon=True)
+        rpc_thread.start()
+        cmd = [str(REPO / "tools" / "vm" / "run"), "--port", str(key_a.port), "--busid", key_a.busid,
+               "--workdir", str(work), "--timeout", str(args.timeout), "--memory", args.memory,
+               "--chroot"]
+        if args.only:
+            cmd += ["--env", f"E2E_ONLY={args.only}"]
+        cmd += ["--", args.python, str(HERE / "guest_steps.py"), str(work / "e2e.json")]
+        log("booting the guest: " + " ".join(cmd))
+        vm = subprocess.run(cmd)
+        stop.set()
+        log(f"guest finished with exit status {vm.returncode}")
+
+        vm_timing = {}
+        try:
+            vm_timing = json.loads((work / ".vm" / "timing.json").read_text())
+        except (OSError, ValueError):
+            pass
+        attached = vm_timing.get("attach_s") is not None
+        results["guest-boot-and-attach"] = (
+            attached, f"boot {vm_timing.get('boot_s')}s, attach {vm_timing.get('attach_s')}s"
+            if attached else f"guest/attach failed (tools/vm/run exit {vm.returncode})")
+        print(f"{'PASS' if attached else 'FAIL'} guest-boot-and-attach: "
+              f"{results['guest-boot-and-attach'][1]}", flush=True)
+        for name in ("guest_build_s", "boot_s", "attach_s", "command_s", "wall_s"):
+            if vm_timing.get(name) is not None:
+                timing_lines.append((f"vm {name[:-2]}", vm_timing[name]))
+
+        try:
+            for line in (work / "results.jsonl").read_text().splitlines():
+                r = json.loads(line)
+                results[r["name"]] = (r["ok"], r["detail"])
+                timing_lines.append((r["name"], r["seconds"]))
+                for label, secs in r.get("timings", {}).items():
+                    timing_lines.append((f"  {label}", secs))
+        except FileNotFoundError:
+            pass
+        for action, secs in answered:
+            timing_lines.append((f"host rpc {action}", secs))
+
+        # py_webauthn as an independent relying party, on the host (native speed).
+        if (work / "webauthn.json").exists():
+            t0 = time.monotonic()
+            v = subprocess.run([args.python, str(HERE / "verify_webauthn.py"),
+                                str(work / "webauthn.json"), str(work / "ca.pem")],
+                               capture_output=True, text=True, timeout=120)
+            detail = (v.stdout.strip() or v.stderr.strip()[-400:])
+            results["py_webauthn-verify"] = (v.returncode == 0, detail)
+            timing_lines.append(("py_webauthn-verify (host)", time.monotonic() - t0))
+            print(f"{'PASS' if v.returncode == 0 else 'FAIL'} py_webauthn-verify: {detail}", flush=True)
+    except Exception as e:
+        log(f"ERROR: {e}")
+        results.setdefault("guest-boot-and-attach", (False, str(e)))
+        print(f"FAIL guest-boot-and-attach: {e}", flush=True)
+    finally:
+        stop.set()
+        for k in keys:
+            k.stop()
+
+    only = [s for s in args.only.split(",") if s]
+    expected = HOST_FIRST + [s for s in SCENARIOS if not only or s in only]
+    if not only or "python-fido2-webauthn" in only:
+        expected += HOST_LAST
+    for name in expected:
+        if name not in results:
+            results[name] = (False, "did not run")
+            print(f"FAIL {name}: did not run", flush=True)
+
+    if timing_lines:
+        print("\n== timings (seconds)")
+        for label, secs in timing_lines:
+            print(f"  {label:<40} {secs:8.2f}")
+    passed = sum(1 for n in expected if results[n][0])
+    failed = len(expected) - passed
+    if failed or args.keep:
+        print(f"\nwork dir kept: {work} (logs/, .vm/console.log, results.jsonl)")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    status = 1 if failed else 0
+    print(f"\n{passed} passed, {failed} failed", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# End-to-end tests of ferrokey on a real Linux kernel.
+#
+# Usage: tests/e2e/run-kernel-e2e.sh [--keep] [--only SCENARIO,...] [--timeout S]
+#
+# Boots one throwaway QEMU guest (tools/vm/run: Debian kernel, -accel tcg),
+# attaches a freshly started `ferrokey serve` over USB/IP (vhci_hcd -> usbhid ->
+# /dev/hidrawN), and runs in it: the libfido2 CLI (fido2-token/-cred/-assert),
+# python-fido2 2.2.1's Fido2Client checked by py_webauthn 3.0.1 against the
+# `ferrokey ca` root, detach/re-attach, kill -9 + restart on the same state dir,
+# factory reset, and a key started with --presence deny.
+# Prints PASS/FAIL per scenario, timings, and last `N passed, M failed`.
+#
+# Installs what it needs when missing: Debian packages + the guest (tools/vm/build),
+# a venv in .venv/ with fido2==2.2.1 and webauthn==3.0.1, and the ferrokey binary
+# (cargo build -p firmware-sim).  Environment:
+#   FERROKEY_BIN        use this ferrokey binary instead of building one
+#   FERROKEY_VM_CACHE   guest cache dir (default tools/.cache/vm)
+#   E2E_PRODUCT_MATCH   text the USB product name must contain (default: ferrokey)
+#   E2E_AAGUID          expected AAGUID (hex), if set
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+case "${1:-}" in
+  -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+esac
+
+stage() { printf '\n== %s\n' "$*"; }
+
+stage "guest (Debian packages, kernel, initramfs; cached)"
+tools/vm/build >/dev/null
+
+stage "python venv (.venv: fido2 2.2.1, webauthn 3.0.1)"
+want_fido2=2.2.1 want_webauthn=3.0.1
+if ! .venv/bin/python - "$want_fido2" "$want_webauthn" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import version
+sys.exit(0 if (version("fido2"), version("webauthn")) == tuple(sys.argv[1:3]) else 1)
+PY
+then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check "fido2==$want_fido2" "webauthn==$want_webauthn"
+fi
+
+bin=${FERROKEY_BIN:-}
+if [ -z "$bin" ]; then
+  stage "ferrokey binary (cargo build -p firmware-sim)"
+  target_dir=$(cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  if cargo build -p firmware-sim --bin ferrokey; then
+    bin="$target_dir/debug/ferrokey"
+  else
+    echo "run-kernel-e2e: cargo build failed; every scenario will fail" >&2
+    bin=""
+  fi
+fi
+
+stage "end-to-end on a real kernel (ferrokey: ${bin:-none})"
+exec python3 tests/e2e/kernel_e2e.py --ferrokey "$bin" "$@"
