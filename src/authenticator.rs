@@ -15,8 +15,13 @@ use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroize;
 
 use crate::app::{App, CallContext, Message, Outcome, Protocol};
-use crate::credential::{self, ResidentCredential, ResidentCredentialInfo};
+use crate::credential::{
+    self, CredentialFlags, CredentialKey, ResidentCredential, ResidentCredentialInfo,
+    MAX_CRED_BLOB_LENGTH,
+};
 use crate::crypto::{SecretKey, WrapKey};
+use crate::ctap2::credential_management::CredMgmtState;
+use crate::pin::{Features, PinUv};
 use crate::platform::{Platform, PresenceStatus, Storage, StorageError, UserPresence};
 use crate::store::{self, DeviceState, SlotMap, StoreError, MAX_RESIDENT_CREDENTIALS};
 
@@ -104,14 +109,20 @@ pub(crate) struct PendingAssertions {
     pub(crate) flags: u8,
     /// Slots still to serve, the next one last.
     pub(crate) remaining: heapless::Vec<u16, { MAX_RESIDENT_CREDENTIALS as usize }>,
+    /// The request's extensions, applied to every credential served.
+    pub(crate) extensions: crate::ctap2::extensions::AssertionExtensions,
 }
 
 /// A credential of ours, found by ID.
 pub(crate) struct FoundCredential {
-    pub(crate) key: SecretKey,
+    pub(crate) key: CredentialKey,
     pub(crate) id: heapless::Vec<u8, 255>,
     /// For a discoverable credential: its slot and user handle.
     pub(crate) resident: Option<(u16, heapless::Vec<u8, 64>)>,
+    /// Policy bits from the credential ID (credProtect, hmac-secret).
+    pub(crate) flags: CredentialFlags,
+    /// A discoverable credential's credBlob (empty otherwise).
+    pub(crate) cred_blob: heapless::Vec<u8, MAX_CRED_BLOB_LENGTH>,
 }
 
 /// A FIDO2/U2F authenticator over a [`Platform`].
@@ -124,6 +135,13 @@ pub struct Authenticator<S: Storage, U: UserPresence, R: RngCore + CryptoRng> {
     pub(crate) pending: Option<PendingAssertions>,
     /// A U2F presence request is outstanding (U2F never blocks; see [`crate::ctap1`]).
     pub(crate) u2f_presence_requested: bool,
+    /// PIN/UV auth state (PIN record, key agreement, pinUvAuthToken) and the
+    /// alwaysUv setting.
+    pub(crate) pin: PinUv,
+    /// An authenticatorCredentialManagement enumeration in progress.
+    pub(crate) cred_mgmt: Option<CredMgmtState>,
+    /// An authenticatorLargeBlobs write in progress.
+    pub(crate) large_blob_writer: crate::ctap2::large_blobs::LargeBlobWriter,
 }
 
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
@@ -148,6 +166,13 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             Err(e) => return Err(init_error(e)),
         };
         let wrap_key = WrapKey::derive(&state.secret).map_err(|_| InitError::Corrupt)?;
+        // Power-up of PIN/UV auth: fresh key agreement keys and tokens.
+        let pin = PinUv::power_up(
+            Features::default(),
+            &mut platform.storage,
+            &mut platform.rng,
+        )
+        .map_err(InitError::Storage)?;
         let mut this = Authenticator {
             platform,
             config,
@@ -156,6 +181,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             slots: SlotMap::default(),
             pending: None,
             u2f_presence_requested: false,
+            pin,
+            cred_mgmt: None,
+            large_blob_writer: Default::default(),
         };
         this.scan_slots().map_err(init_error)?;
         Ok(this)
@@ -239,6 +267,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         let Ok(id_vec) = heapless::Vec::from_slice(id) else {
             return Ok(None);
         };
+        let mut cred_blob = heapless::Vec::new();
         let resident = match unwrapped.slot {
             None => None,
             Some(slot) => {
@@ -249,6 +278,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                     Ok(Some(rec))
                         if rec.credential_id.as_slice() == id && rec.rp_id_hash == *rp_id_hash =>
                     {
+                        cred_blob = rec.cred_blob;
                         Some((slot, rec.user_id))
                     }
                     Ok(_) | Err(StoreError::Corrupt) => return Ok(None),
@@ -260,6 +290,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             key: unwrapped.key,
             id: id_vec,
             resident,
+            flags: unwrapped.flags,
+            cred_blob,
         }))
     }
 
@@ -285,6 +317,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             key: unwrapped.key,
             id: rec.credential_id,
             resident: Some((slot, rec.user_id)),
+            flags: unwrapped.flags,
+            cred_blob: rec.cred_blob,
         }))
     }
 
@@ -332,9 +366,12 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         self.state = new_state;
         self.wrap_key = wrap_key;
         self.pending = None;
+        // The large-blob array goes back to its initial value.
+        self.large_blob_writer.clear();
+        let mut result =
+            crate::ctap2::large_blobs::remove(&mut self.platform.storage).map_err(StoreError::from);
         // Old records can no longer be opened; remove them all. A record that
         // fails to go is harmless (it is never ours again) and its slot is reused.
-        let mut result = Ok(());
         for slot in 0..MAX_RESIDENT_CREDENTIALS {
             if let Err(e) = store::remove_credential(&mut self.platform.storage, slot) {
                 result = Err(e);
@@ -392,9 +429,21 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
             }
             Protocol::Msg => {
                 self.pending = None;
+                self.cred_mgmt = None;
+                if self.pin.always_uv() {
+                    // CTAP 2.1 alwaysUv: U2F cannot verify the user, so the
+                    // CTAP1/U2F interface is off (INIT also reports NMSG).
+                    let status = crate::ctap1::sw::INS_NOT_SUPPORTED.to_be_bytes();
+                    response.extend_from_slice(&status).ok();
+                    return Outcome::Response;
+                }
                 crate::ctap1::handle(self, request, context, response)
             }
         }
+    }
+
+    fn supports_ctap1(&self) -> bool {
+        !self.pin.always_uv()
     }
 
     fn request_presence(&mut self, now_ms: u64) {
@@ -411,8 +460,13 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
         self.platform.presence.cancel();
     }
 
+    /// A USB reset or re-attach is this device's power cycle: besides the
+    /// session state, the PIN/UV key agreement keys and tokens are regenerated
+    /// and a PIN_AUTH_BLOCKED state (three wrong PINs in a row) ends.
     fn transport_reset(&mut self) {
         self.pending = None;
+        self.cred_mgmt = None;
         self.u2f_presence_requested = false;
+        self.pin.power_cycle(&mut self.platform.rng);
     }
 }

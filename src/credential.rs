@@ -23,13 +23,21 @@
 //! credentials stop working). Their records store the ID, not the private key, so
 //! the key at rest is protected by the device secret as well.
 //!
-//! `flags` reserves bits for credProtect (bits 0–1) and "UV required" (bit 2);
-//! version 1 issues them as zero and refuses IDs with undefined bits set.
+//! `alg` is 1 for ES256 and 2 for EdDSA (Ed25519; the key is then the 32-byte
+//! seed). `flags` holds the credential's policy ([`CredentialFlags`]): the
+//! credProtect level (bits 0–1, 0 = not requested), "UV required" (bit 2, set
+//! with credProtect level 3) and "hmac-secret enabled" (bit 3). IDs with
+//! undefined bits set are refused. Both the EdDSA code and bit 3 were added
+//! without a version change: IDs issued before never use them.
+
+mod key;
 
 use rand_core::{CryptoRng, RngCore};
 
 use crate::crypto::wrap::{NONCE_LEN, TAG_LEN};
-use crate::crypto::{CryptoError, SecretKey, WrapKey};
+use crate::crypto::{CryptoError, WrapKey};
+
+pub use key::{cose_alg, CoseKey, CredentialKey, Signature, MAX_COSE_KEY_LEN, MAX_SIGNATURE_LEN};
 
 /// The version byte of the credential ID format.
 pub const CREDENTIAL_ID_VERSION: u8 = 1;
@@ -38,8 +46,10 @@ const PLAINTEXT_LEN: usize = 1 + 1 + 2 + 32;
 pub const CREDENTIAL_ID_LEN: usize = 1 + NONCE_LEN + PLAINTEXT_LEN + TAG_LEN;
 /// The slot value meaning "not a discoverable credential".
 const NO_SLOT: u16 = 0xFFFF;
-/// Flag bits defined by version 1 (credProtect level and UV-required, all reserved).
-const KNOWN_FLAGS: u8 = 0b0000_0111;
+/// Flag bits defined by version 1 (see [`CredentialFlags`]).
+const KNOWN_FLAGS: u8 = 0b0000_1111;
+/// The largest credBlob a discoverable credential stores (getInfo maxCredBlobLength).
+pub const MAX_CRED_BLOB_LENGTH: usize = 32;
 
 /// A credential ID as issued by this key.
 pub type CredentialId = [u8; CREDENTIAL_ID_LEN];
@@ -64,20 +74,21 @@ impl From<CryptoError> for CredentialError {
 pub enum Algorithm {
     /// ECDSA P-256 with SHA-256 (COSE -7).
     Es256,
+    /// Ed25519 (COSE -8, "EdDSA").
+    EdDsa,
 }
 
 impl Algorithm {
     /// The COSE algorithm identifier.
     pub fn cose(self) -> i32 {
-        match self {
-            Algorithm::Es256 => crate::crypto::es256::COSE_ALG_ES256,
-        }
+        cose_alg(self)
     }
 
     /// The one-byte code used in credential IDs and records.
     pub fn code(self) -> u8 {
         match self {
             Algorithm::Es256 => 1,
+            Algorithm::EdDsa => 2,
         }
     }
 
@@ -85,20 +96,56 @@ impl Algorithm {
     pub fn from_code(code: u8) -> Option<Self> {
         match code {
             1 => Some(Algorithm::Es256),
+            2 => Some(Algorithm::EdDsa),
             _ => None,
         }
     }
 }
 
-/// Per-credential policy bits carried inside the credential ID (reserved: always
-/// zero in this version; credProtect and UV-required will use them).
+/// Per-credential policy bits carried inside the credential ID: the credProtect
+/// level (bits 0–1; 0 when the RP did not ask, which behaves as level 1), "UV
+/// required" (bit 2, set together with level 3) and "hmac-secret enabled" (bit 3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CredentialFlags(u8);
 
 impl CredentialFlags {
+    const CRED_PROTECT_MASK: u8 = 0b0000_0011;
+    const UV_REQUIRED: u8 = 0b0000_0100;
+    const HMAC_SECRET: u8 = 0b0000_1000;
+
+    /// Flags for a new credential: `cred_protect` is the requested level (0 = none,
+    /// 1–3; other values are treated as none) and whether hmac-secret was enabled.
+    pub fn new(cred_protect: u8, hmac_secret: bool) -> Self {
+        let level = if cred_protect <= 3 { cred_protect } else { 0 };
+        let mut bits = level;
+        if level == 3 {
+            bits |= Self::UV_REQUIRED;
+        }
+        if hmac_secret {
+            bits |= Self::HMAC_SECRET;
+        }
+        CredentialFlags(bits)
+    }
+
     /// The raw bits.
     pub fn bits(self) -> u8 {
         self.0
+    }
+
+    /// The credProtect level as requested at creation (0 = not requested).
+    pub fn cred_protect(self) -> u8 {
+        self.0 & Self::CRED_PROTECT_MASK
+    }
+
+    /// Whether the credential may only be used with user verification
+    /// (credProtect userVerificationRequired).
+    pub fn uv_required(self) -> bool {
+        self.0 & Self::UV_REQUIRED != 0 || self.cred_protect() == 3
+    }
+
+    /// Whether the credential was created with hmac-secret (has CredRandom).
+    pub fn hmac_secret(self) -> bool {
+        self.0 & Self::HMAC_SECRET != 0
     }
 }
 
@@ -112,7 +159,7 @@ pub struct UnwrappedCredential {
     /// The storage slot for a discoverable credential.
     pub slot: Option<u16>,
     /// The private key.
-    pub key: SecretKey,
+    pub key: CredentialKey,
 }
 
 fn aad(rp_id_hash: &[u8; 32]) -> [u8; 33] {
@@ -122,15 +169,14 @@ fn aad(rp_id_hash: &[u8; 32]) -> [u8; 33] {
     aad
 }
 
-/// Seals `key` into a new credential ID bound to `rp_id_hash`.
+/// Seals `key` (and its algorithm) into a new credential ID bound to `rp_id_hash`.
 pub fn wrap<R: RngCore + CryptoRng>(
     wrap_key: &WrapKey,
     rng: &mut R,
     rp_id_hash: &[u8; 32],
-    algorithm: Algorithm,
     flags: CredentialFlags,
     slot: Option<u16>,
-    key: &SecretKey,
+    key: &CredentialKey,
 ) -> Result<CredentialId, CredentialError> {
     let mut id = [0u8; CREDENTIAL_ID_LEN];
     id[0] = CREDENTIAL_ID_VERSION;
@@ -139,7 +185,7 @@ pub fn wrap<R: RngCore + CryptoRng>(
     id[1..1 + NONCE_LEN].copy_from_slice(&nonce);
 
     let mut plaintext = [0u8; PLAINTEXT_LEN];
-    plaintext[0] = algorithm.code();
+    plaintext[0] = key.algorithm().code();
     plaintext[1] = flags.0;
     plaintext[2..4].copy_from_slice(&slot.unwrap_or(NO_SLOT).to_be_bytes());
     plaintext[4..].copy_from_slice(key.as_bytes());
@@ -188,7 +234,7 @@ fn parse_plaintext(p: &[u8; PLAINTEXT_LEN]) -> Result<UnwrappedCredential, Crede
     let slot = u16::from_be_bytes([p[2], p[3]]);
     let mut scalar = [0u8; 32];
     scalar.copy_from_slice(&p[4..]);
-    let key = SecretKey::from_bytes(&scalar).map_err(|_| CredentialError::NotOurs);
+    let key = CredentialKey::from_bytes(algorithm, &scalar).map_err(|_| CredentialError::NotOurs);
     zeroize::Zeroize::zeroize(&mut scalar);
     Ok(UnwrappedCredential {
         algorithm,
@@ -219,8 +265,10 @@ pub struct ResidentCredential {
     pub created: u32,
     /// The credential's algorithm.
     pub algorithm: Algorithm,
-    /// Reserved for credProtect (0 = not set).
+    /// The credProtect level (0 = not requested, else 1–3; also in the ID's flags).
     pub cred_protect: u8,
+    /// The credBlob (at most [`MAX_CRED_BLOB_LENGTH`] bytes; empty when none).
+    pub cred_blob: heapless::Vec<u8, MAX_CRED_BLOB_LENGTH>,
 }
 
 /// A borrowed view of a resident credential, for listing (`ferrokey list`).
@@ -265,9 +313,9 @@ mod tests {
     use super::*;
     use rand_chacha::rand_core::SeedableRng;
 
-    fn setup() -> (WrapKey, rand_chacha::ChaCha20Rng, SecretKey) {
+    fn setup() -> (WrapKey, rand_chacha::ChaCha20Rng, CredentialKey) {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
-        let key = SecretKey::generate(&mut rng);
+        let key = CredentialKey::generate(Algorithm::Es256, &mut rng);
         (WrapKey::derive(&[5; 32]).unwrap(), rng, key)
     }
 
@@ -276,16 +324,7 @@ mod tests {
         let (wk, mut rng, key) = setup();
         let rp = [1u8; 32];
         for slot in [None, Some(0), Some(99)] {
-            let id = wrap(
-                &wk,
-                &mut rng,
-                &rp,
-                Algorithm::Es256,
-                CredentialFlags::default(),
-                slot,
-                &key,
-            )
-            .unwrap();
+            let id = wrap(&wk, &mut rng, &rp, CredentialFlags::default(), slot, &key).unwrap();
             assert_eq!(id.len(), CREDENTIAL_ID_LEN);
             assert!(id.len() <= 255);
             assert_eq!(id[0], CREDENTIAL_ID_VERSION);
@@ -302,16 +341,7 @@ mod tests {
     fn foreign_forged_and_wrong_rp_ids_are_not_ours() {
         let (wk, mut rng, key) = setup();
         let rp = [1u8; 32];
-        let id = wrap(
-            &wk,
-            &mut rng,
-            &rp,
-            Algorithm::Es256,
-            CredentialFlags::default(),
-            None,
-            &key,
-        )
-        .unwrap();
+        let id = wrap(&wk, &mut rng, &rp, CredentialFlags::default(), None, &key).unwrap();
         assert_eq!(
             unwrap(&wk, &[2; 32], &id).unwrap_err(),
             CredentialError::NotOurs
@@ -339,7 +369,6 @@ mod tests {
             &wk,
             &mut rng,
             &[0; 32],
-            Algorithm::Es256,
             CredentialFlags::default(),
             None,
             &key,
@@ -349,12 +378,64 @@ mod tests {
             &wk,
             &mut rng,
             &[0; 32],
-            Algorithm::Es256,
             CredentialFlags::default(),
             None,
             &key,
         )
         .unwrap();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn flags_and_algorithm_survive_wrapping() {
+        let (wk, mut rng, _) = setup();
+        let rp = [4u8; 32];
+        let key = CredentialKey::generate(Algorithm::EdDsa, &mut rng);
+        for (level, hmac) in [(0, false), (1, true), (2, false), (3, true)] {
+            let flags = CredentialFlags::new(level, hmac);
+            let id = wrap(&wk, &mut rng, &rp, flags, None, &key).unwrap();
+            let un = unwrap(&wk, &rp, &id).unwrap();
+            assert_eq!(un.algorithm, Algorithm::EdDsa);
+            assert_eq!(un.key.as_bytes(), key.as_bytes());
+            assert_eq!(un.flags, flags);
+            assert_eq!(un.flags.cred_protect(), level);
+            assert_eq!(un.flags.hmac_secret(), hmac);
+            assert_eq!(un.flags.uv_required(), level == 3);
+        }
+        // Out-of-range levels are treated as "not requested".
+        assert_eq!(CredentialFlags::new(4, false).cred_protect(), 0);
+        assert!(!CredentialFlags::new(7, false).uv_required());
+    }
+
+    #[test]
+    fn undefined_flag_bits_and_algorithms_are_refused() {
+        let (wk, mut rng, key) = setup();
+        let rp = [5u8; 32];
+        // Seal plaintexts by hand, as a future (or forged-by-us) version might.
+        let seal = |alg: u8, flags: u8, rng: &mut rand_chacha::ChaCha20Rng| {
+            let mut nonce = [0u8; NONCE_LEN];
+            rng.fill_bytes(&mut nonce);
+            let mut p = [0u8; PLAINTEXT_LEN];
+            p[0] = alg;
+            p[1] = flags;
+            p[2..4].copy_from_slice(&NO_SLOT.to_be_bytes());
+            p[4..].copy_from_slice(key.as_bytes());
+            let tag = wk.seal(&nonce, &aad(&rp), &mut p).unwrap();
+            let mut id = std::vec![CREDENTIAL_ID_VERSION];
+            id.extend_from_slice(&nonce);
+            id.extend_from_slice(&p);
+            id.extend_from_slice(&tag);
+            id
+        };
+        assert!(unwrap(&wk, &rp, &seal(1, 0b1111, &mut rng)).is_ok());
+        assert!(unwrap(&wk, &rp, &seal(2, 0, &mut rng)).is_ok());
+        assert_eq!(
+            unwrap(&wk, &rp, &seal(1, 0b1_0000, &mut rng)).unwrap_err(),
+            CredentialError::NotOurs
+        );
+        assert_eq!(
+            unwrap(&wk, &rp, &seal(3, 0, &mut rng)).unwrap_err(),
+            CredentialError::NotOurs
+        );
     }
 }

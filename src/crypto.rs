@@ -1,9 +1,10 @@
-//! Cryptographic building blocks: ES256 (ECDSA P-256 with SHA-256), credential key
+//! Cryptographic building blocks: ES256 (ECDSA P-256 with SHA-256), Ed25519, credential key
 //! wrapping (XChaCha20-Poly1305 under an HKDF-derived key) and hashing helpers.
 //!
 //! Nothing here knows about CTAP; the credential and command layers build on it.
 
 pub mod der;
+pub mod ed25519;
 pub mod es256;
 pub mod wrap;
 

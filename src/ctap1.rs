@@ -20,7 +20,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::app::{CallContext, Message, Outcome};
 use crate::authenticator::Authenticator;
-use crate::credential::{self, Algorithm, CredentialFlags};
+use crate::credential::{self, Algorithm, CredentialFlags, CredentialKey};
 use crate::crypto::der::self_signed_certificate;
 use crate::crypto::SecretKey;
 use crate::platform::{Storage, UserPresence};
@@ -219,10 +219,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             &self.wrap_key,
             &mut self.platform.rng,
             &application,
-            Algorithm::Es256,
             CredentialFlags::default(),
             None,
-            &key,
+            &CredentialKey::Es256(key.clone()),
         )
         .map_err(|_| sw::UNKNOWN)?;
         let kh_len = u8::try_from(key_handle.len()).map_err(|_| sw::UNKNOWN)?;
@@ -260,9 +259,12 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         }
         let (challenge, application) = split32(apdu.data)?;
         let key_handle = apdu.data.get(65..).ok_or(sw::WRONG_LENGTH)?;
+        // U2F signs with ES256 only and cannot verify the user: EdDSA credentials
+        // and credProtect userVerificationRequired ones are not usable here.
         let found = self
             .find_credential(&application, key_handle)
-            .map_err(|_| sw::UNKNOWN)?;
+            .map_err(|_| sw::UNKNOWN)?
+            .filter(|c| c.key.algorithm() == Algorithm::Es256 && !c.flags.uv_required());
         let presence = match apdu.p1 {
             control::CHECK_ONLY => {
                 return Err(match found {

@@ -5,9 +5,15 @@
 //! its one-byte status response. Parsing uses ctap-types after a CBOR pre-pass
 //! ([`validate`]) that gives the precise CTAP2 error codes and bounds nesting.
 
+mod client_pin;
+mod config;
+pub(crate) mod credential_management;
+pub(crate) mod extensions;
 mod get_assertion;
 mod get_info;
+pub mod large_blobs;
 mod make_credential;
+mod pin_uv;
 mod reset;
 pub mod validate;
 
@@ -34,12 +40,23 @@ pub mod command {
     pub const GET_ASSERTION: u8 = 0x02;
     /// authenticatorGetInfo.
     pub const GET_INFO: u8 = 0x04;
+    /// authenticatorClientPIN.
+    pub const CLIENT_PIN: u8 = 0x06;
     /// authenticatorReset.
     pub const RESET: u8 = 0x07;
     /// authenticatorGetNextAssertion.
     pub const GET_NEXT_ASSERTION: u8 = 0x08;
+    /// authenticatorCredentialManagement.
+    pub const CREDENTIAL_MANAGEMENT: u8 = 0x0A;
     /// authenticatorSelection.
     pub const SELECTION: u8 = 0x0B;
+    /// authenticatorLargeBlobs.
+    pub const LARGE_BLOBS: u8 = 0x0C;
+    /// authenticatorConfig.
+    pub const CONFIG: u8 = 0x0D;
+    /// The CTAP 2.1 preview code of authenticatorCredentialManagement
+    /// (credentialMgmtPreview), accepted as an alias.
+    pub const CREDENTIAL_MANAGEMENT_PREVIEW: u8 = 0x41;
 }
 
 /// authenticatorData flag bits.
@@ -84,6 +101,13 @@ pub(crate) fn handle<S: Storage, U: UserPresence, R: RngCore + CryptoRng>(
         // Any other command ends a getNextAssertion sequence.
         auth.pending = None;
     }
+    if !matches!(
+        cmd,
+        command::CREDENTIAL_MANAGEMENT | command::CREDENTIAL_MANAGEMENT_PREVIEW
+    ) {
+        // Any other command ends a credentialManagement enumeration.
+        auth.cred_mgmt = None;
+    }
     let result = match cmd {
         command::MAKE_CREDENTIAL => auth.make_credential(body, &context, response),
         command::GET_ASSERTION => auth.get_assertion(body, &context, response),
@@ -91,6 +115,12 @@ pub(crate) fn handle<S: Storage, U: UserPresence, R: RngCore + CryptoRng>(
         command::RESET => auth.reset(&context, response),
         command::GET_NEXT_ASSERTION => auth.get_next_assertion(&context, response),
         command::SELECTION => auth.selection(&context, response),
+        command::CLIENT_PIN => auth.client_pin(body, &context, response),
+        command::CREDENTIAL_MANAGEMENT | command::CREDENTIAL_MANAGEMENT_PREVIEW => {
+            auth.credential_management(body, &context, response)
+        }
+        command::CONFIG => auth.authenticator_config(body, &context, response),
+        command::LARGE_BLOBS => auth.large_blobs(body, &context, response),
         _ => Err(Error::InvalidCommand),
     };
     match result {
@@ -174,32 +204,6 @@ pub(crate) fn auth_data(
         put(cose_key)?;
     }
     Ok(out)
-}
-
-/// The PIN/UV-auth handling common to makeCredential and getAssertion while the
-/// key has no PIN (CTAP 2.1 §6.1.2 steps 1–2 and 11, §6.2.2 steps 1–2 and 6).
-/// A zero-length pinUvAuthParam is the platform's "touch to select" probe: it
-/// waits for presence, then answers PIN_NOT_SET.
-pub(crate) fn pin_uv_auth_precheck(
-    pin_auth: Option<&[u8]>,
-    pin_protocol: Option<u32>,
-    context: &CallContext,
-) -> Result<Option<Outcome>, Error> {
-    match pin_auth {
-        None => Ok(None),
-        Some([]) => {
-            if context.up_granted {
-                Err(Error::PinNotSet)
-            } else {
-                Ok(Some(Outcome::NeedsPresence))
-            }
-        }
-        Some(_) => match pin_protocol {
-            None => Err(Error::MissingParameter),
-            Some(1 | 2) => Ok(None),
-            Some(_) => Err(Error::InvalidParameter),
-        },
-    }
 }
 
 pub(crate) fn client_data_hash(bytes: &[u8]) -> Result<[u8; 32], Error> {

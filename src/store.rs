@@ -5,9 +5,13 @@
 //! silently rewritten. Integers are big-endian.
 //!
 //! - `RecordKey::Device` (v1, 39 bytes): `"FD" 01 | device secret (32) | global sign counter (4)`.
-//! - `RecordKey::Credential(slot)` (v1): `"FC" 01 | created (4) | sign counter (4) | alg (1) |
+//! - `RecordKey::Credential(slot)` (v2): `"FC" 02 | created (4) | sign counter (4) | alg (1) |
 //!   credProtect (1) | rpIdHash (32) | rpId (u16 len + bytes) | user id (u8 len + bytes) |
-//!   user name (u8 present, u8 len + bytes) | display name (same) | credential id (u8 len + bytes)`.
+//!   user name (u8 present, u8 len + bytes) | display name (same) | credential id (u8 len + bytes) |
+//!   credBlob (u8 len + bytes, at most 32)`. Version 1 is the same without the
+//!   credBlob; it still loads (with an empty credBlob) and is rewritten as v2 the
+//!   next time the record is saved (e.g. on its next signature).
+//! - `RecordKey::LargeBlobs`: see [`crate::ctap2::large_blobs`].
 
 use zeroize::Zeroize;
 
@@ -22,7 +26,10 @@ pub const RECORD_BUF_LEN: usize = 1024;
 const DEVICE_MAGIC: [u8; 2] = *b"FD";
 const CREDENTIAL_MAGIC: [u8; 2] = *b"FC";
 const DEVICE_VERSION: u8 = 1;
-const CREDENTIAL_VERSION: u8 = 1;
+/// The credential record version written.
+const CREDENTIAL_VERSION: u8 = 2;
+/// The previous version, without credBlob; still read.
+const CREDENTIAL_VERSION_1: u8 = 1;
 const DEVICE_RECORD_LEN: usize = 3 + 32 + 4;
 
 /// Why a store operation failed.
@@ -171,13 +178,18 @@ pub fn encode_credential(c: &ResidentCredential, buf: &mut [u8]) -> Result<usize
     w.optional_str(c.user_name.as_deref())?;
     w.optional_str(c.display_name.as_deref())?;
     w.short_bytes(&c.credential_id)?;
+    w.short_bytes(&c.cred_blob)?;
     Ok(w.pos)
 }
 
 /// Parses a credential record.
 pub fn decode_credential(data: &[u8]) -> Result<ResidentCredential, StoreError> {
     let mut r = Reader { data, pos: 0 };
-    if r.take(2)? != CREDENTIAL_MAGIC || r.u8()? != CREDENTIAL_VERSION {
+    if r.take(2)? != CREDENTIAL_MAGIC {
+        return Err(StoreError::Corrupt);
+    }
+    let version = r.u8()?;
+    if version != CREDENTIAL_VERSION && version != CREDENTIAL_VERSION_1 {
         return Err(StoreError::Corrupt);
     }
     let created = r.u32()?;
@@ -192,6 +204,11 @@ pub fn decode_credential(data: &[u8]) -> Result<ResidentCredential, StoreError> 
     let user_name = r.optional_str()?;
     let display_name = r.optional_str()?;
     let credential_id = bytes(r.short()?)?;
+    let cred_blob = if version == CREDENTIAL_VERSION_1 {
+        heapless::Vec::new()
+    } else {
+        bytes(r.short()?)?
+    };
     if r.pos != data.len() {
         return Err(StoreError::Corrupt);
     }
@@ -206,6 +223,7 @@ pub fn decode_credential(data: &[u8]) -> Result<ResidentCredential, StoreError> 
         created,
         algorithm,
         cred_protect,
+        cred_blob,
     })
 }
 
@@ -350,6 +368,7 @@ mod tests {
             created: 7,
             algorithm: Algorithm::Es256,
             cred_protect: 0,
+            cred_blob: heapless::Vec::from_slice(b"blob").unwrap(),
         }
     }
 
@@ -369,7 +388,7 @@ mod tests {
             Err(StoreError::Corrupt)
         );
         let mut bad_version = buf;
-        bad_version[2] = 2;
+        bad_version[2] = 3;
         assert_eq!(
             decode_credential(&bad_version[..len]),
             Err(StoreError::Corrupt)
@@ -387,10 +406,38 @@ mod tests {
         c.user_name = Some(heapless::String::try_from("é".repeat(32).as_str()).unwrap());
         c.display_name = c.user_name.clone();
         c.credential_id = heapless::Vec::from_slice(&[1; 255]).unwrap();
+        c.cred_blob = heapless::Vec::from_slice(&[2; 32]).unwrap();
+        c.algorithm = Algorithm::EdDsa;
+        c.cred_protect = 3;
         let mut buf = [0u8; RECORD_BUF_LEN];
         let len = encode_credential(&c, &mut buf).unwrap();
         assert!(len <= RECORD_BUF_LEN);
         assert_eq!(decode_credential(&buf[..len]).unwrap(), c);
+    }
+
+    #[test]
+    fn version_1_records_still_load() {
+        // A v1 record is a v2 record with version byte 1 and no trailing credBlob.
+        let mut c = sample();
+        c.cred_blob.clear();
+        let mut buf = [0u8; RECORD_BUF_LEN];
+        let len = encode_credential(&c, &mut buf).unwrap();
+        assert_eq!(buf[len - 1], 0, "empty credBlob length");
+        let mut v1 = buf;
+        v1[2] = 1;
+        assert_eq!(decode_credential(&v1[..len - 1]).unwrap(), c);
+        // A v1 record with trailing bytes is corrupt.
+        assert_eq!(decode_credential(&v1[..len]), Err(StoreError::Corrupt));
+        // A credBlob longer than 32 bytes is corrupt.
+        let mut c = sample();
+        c.cred_blob.clear();
+        let len = encode_credential(&c, &mut buf).unwrap();
+        buf[len - 1] = 33;
+        buf[len..len + 33].fill(1);
+        assert_eq!(
+            decode_credential(&buf[..len + 33]),
+            Err(StoreError::Corrupt)
+        );
     }
 
     #[test]

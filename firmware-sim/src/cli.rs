@@ -1,7 +1,8 @@
 //! The `ferrokey` command-line program.
 //!
 //! ```text
-//! ferrokey [serve] [--listen ADDR:PORT] [--state-dir DIR] [--keys N] [--presence auto|deny|prompt] ...
+//! ferrokey [serve] [--listen ADDR:PORT] [--state-dir DIR] [--keys N] [--presence auto|deny|prompt|touch]
+//!                  [--control ADDR:PORT] ...
 //! ferrokey list    [--state-dir DIR]
 //! ferrokey reset   [--state-dir DIR] [--key N | --all] [--yes]
 //! ferrokey ca      [--state-dir DIR]
@@ -106,9 +107,16 @@ pub struct ServeArgs {
     pub keys: u32,
     /// How user presence ("touch") is answered: auto approves at once (the
     /// default, for tests and CI), deny refuses at once, prompt asks on the
-    /// terminal (Enter approves, n+Enter denies).
+    /// terminal (Enter approves, n+Enter denies), touch approves only while
+    /// the simulated button is held (see --control).
     #[arg(long, value_enum, default_value_t = PresenceMode::Auto)]
     pub presence: PresenceMode,
+    /// Serve the control API on this address: a small HTTP interface to
+    /// unplug and replug keys and to press their button
+    /// (GET /usbN/power/on|off, /usbN/touch/on|off, /usbN/presence/MODE;
+    /// GET / for the status). Port 0 picks a free port (logged).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub control: Option<SocketAddr>,
     /// Answer presence from a file read at every poll instead: "approve",
     /// "deny", or anything else (or no file) to keep waiting. Lets tests script
     /// touches while the key runs.

@@ -21,6 +21,7 @@
 //! idle key with a client attached has no timer armed and makes no wakeups.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -102,6 +103,18 @@ pub trait ReportCore {
     fn next_deadline(&self) -> Option<u64>;
     /// USB reset or disconnect: drops all transport state.
     fn reset(&mut self);
+    /// The key loses power (it is "unplugged"): everything volatile goes. The
+    /// default only resets the transport.
+    fn power_off(&mut self) {
+        self.reset();
+    }
+    /// The key gets power again: a fresh power-up from persistent state.
+    /// False if the key could not start (it then stays off). The default only
+    /// resets the transport.
+    fn power_on(&mut self) -> bool {
+        self.reset();
+        true
+    }
 }
 
 impl<A: ferrokey::app::App> ReportCore for ferrokey::device::Device<A> {
@@ -144,6 +157,13 @@ pub(crate) enum KeyMsg {
     },
     /// The importing connection is gone.
     Detach { session: u64 },
+    /// Power switch (see [`crate::usbip::KeySwitch`]): off disconnects the
+    /// importing connection and powers the core down; on powers it up again.
+    /// `done` gets whether the key has power afterwards.
+    Power {
+        on: bool,
+        done: tokio::sync::oneshot::Sender<bool>,
+    },
 }
 
 /// A message from a key to its connection.
@@ -155,6 +175,8 @@ pub(crate) enum Reply {
     Unlink { seqnum: u32, status: i32 },
     /// The client broke the protocol; the connection must close.
     Fatal(&'static str),
+    /// The key was powered off: the connection must close (the host sees an unplug).
+    Unplugged,
 }
 
 /// A running key thread.
@@ -167,6 +189,10 @@ pub(crate) struct KeyHandle {
     pub tx: mpsc::UnboundedSender<KeyMsg>,
     /// The key's thread; ends when every sender is gone.
     pub thread: JoinHandle<()>,
+    /// Whether the key has power (imports are refused while it has none).
+    pub powered: Arc<AtomicBool>,
+    /// Whether a connection has imported the key (owned by the server).
+    pub busy: Arc<AtomicBool>,
 }
 
 /// The device-list description of a key with this identity.
@@ -204,11 +230,21 @@ pub(crate) fn spawn<C: ReportCore + Send + 'static>(
 ) -> io::Result<KeyHandle> {
     identity.validate()?;
     let (tx, rx) = mpsc::unbounded_channel();
+    let powered = Arc::new(AtomicBool::new(true));
+    let thread_powered = Arc::clone(&powered);
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
     let name = format!("ferrokey-key-{busid}");
     let thread_busid = busid.clone();
     let thread = std::thread::Builder::new().name(name).spawn(move || {
-        run_thread(thread_busid, identity, core, wake, rx, ready_tx);
+        run_thread(
+            thread_busid,
+            identity,
+            core,
+            wake,
+            thread_powered,
+            rx,
+            ready_tx,
+        );
     })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(KeyHandle {
@@ -216,6 +252,8 @@ pub(crate) fn spawn<C: ReportCore + Send + 'static>(
             info,
             tx,
             thread,
+            powered,
+            busy: Arc::new(AtomicBool::new(false)),
         }),
         Ok(Err(error)) => Err(error),
         Err(_) => Err(io::Error::other("key thread ended during start-up")),
@@ -227,6 +265,7 @@ fn run_thread<C: ReportCore>(
     identity: UsbIdentity,
     core: C,
     wake: Arc<Notify>,
+    powered: Arc<AtomicBool>,
     rx: mpsc::UnboundedReceiver<KeyMsg>,
     ready: std::sync::mpsc::SyncSender<io::Result<()>>,
 ) {
@@ -270,6 +309,8 @@ fn run_thread<C: ReportCore>(
         session: None,
         clock: Instant::now(),
         last_tick_ms: 0,
+        powered,
+        has_power: true,
     };
     runtime.block_on(key.run(rx, wake));
 }
@@ -288,6 +329,10 @@ struct Key<'a, C> {
     session: Option<Session>,
     clock: Instant,
     last_tick_ms: u64,
+    /// Shared with the server and the control API (imports check it).
+    powered: Arc<AtomicBool>,
+    /// Whether the core is powered up (this thread's own view).
+    has_power: bool,
 }
 
 /// Upper bound on firmware/host alternations per event (a safety net; normal
@@ -335,6 +380,11 @@ impl<C: ReportCore> Key<'_, C> {
 
     fn handle(&mut self, message: KeyMsg) {
         match message {
+            KeyMsg::Attach { session, replies } if !self.has_power => {
+                // Claimed just before the power went off: unplug it at once.
+                tracing::info!(busid = %self.busid, session, "import of an unpowered key dropped");
+                let _ = replies.send(Reply::Unplugged);
+            }
             KeyMsg::Attach { session, replies } => {
                 tracing::info!(busid = %self.busid, session, "attached");
                 self.reset_all();
@@ -355,6 +405,11 @@ impl<C: ReportCore> Key<'_, C> {
                     self.submit(urb);
                 }
             }
+            KeyMsg::Power { on, done } => {
+                self.set_power(on);
+                // The switch may have stopped waiting; the change stands anyway.
+                let _ = done.send(self.has_power);
+            }
             KeyMsg::Unlink {
                 session,
                 seqnum,
@@ -369,6 +424,37 @@ impl<C: ReportCore> Key<'_, C> {
                     self.reply(Reply::Unlink { seqnum, status });
                 }
             }
+        }
+    }
+
+    /// Power off: the importing connection is told to close (an unplug, as the
+    /// host sees it) and the core powers down. Power on: the core powers up
+    /// from its persistent state, and the clock restarts (`now_ms` counts from
+    /// power-up, as on a real key).
+    fn set_power(&mut self, on: bool) {
+        if on == self.has_power {
+            self.powered.store(on, Ordering::Release);
+            return;
+        }
+        if on {
+            self.clock = Instant::now();
+            self.last_tick_ms = 0;
+            self.has_power = self.core.power_on();
+            self.reset_all();
+            if self.has_power {
+                tracing::info!(busid = %self.busid, "powered on");
+            } else {
+                tracing::error!(busid = %self.busid, "the key failed to power up; it stays off");
+            }
+            self.powered.store(self.has_power, Ordering::Release);
+        } else {
+            self.powered.store(false, Ordering::Release);
+            self.reply(Reply::Unplugged);
+            self.session = None;
+            self.reset_all();
+            self.core.power_off();
+            self.has_power = false;
+            tracing::info!(busid = %self.busid, "powered off (unplugged)");
         }
     }
 

@@ -8,9 +8,11 @@
 //! - [`presence`]: user presence policies (auto, deny, prompt).
 //! - [`identity`]: per-key identity (serial number, AAGUID, USB strings).
 //! - [`cli`]: the `ferrokey` command-line program.
+//! - [`control`]: the control API (`serve --control`): power, touch and presence over HTTP.
 
 pub mod attestation;
 pub mod cli;
+pub mod control;
 pub mod identity;
 pub mod key;
 pub mod presence;

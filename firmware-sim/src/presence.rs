@@ -3,12 +3,18 @@
 //! - [`PresenceMode::Auto`]: every request is approved at once (the default: ferrokey
 //!   is mostly run by tests and CI, where nobody is there to touch anything).
 //! - [`PresenceMode::Deny`]: every request is refused at once.
+//! - [`PresenceMode::Touch`]: a request is approved only while the key's
+//!   simulated button is held ([`PresenceSwitch::set_touch`], e.g. from the
+//!   control API's `/usbN/touch/on`); otherwise it waits for its timeout.
 //! - [`PresenceMode::Prompt`]: the request is shown on stderr and answered on stdin
 //!   (Enter approves, `n` + Enter denies). One [`PromptHub`] serves all keys of a
 //!   process: each line answers the oldest outstanding request.
 //! - `--presence-file PATH` ([`Presence::file`]): the answer is read from a file at
 //!   every poll, so a test can change it while the key runs: `approve`, `deny`, or
 //!   anything else (or no file) to leave the request pending.
+//!
+//! Every mode also has a runtime [`PresenceSwitch`]: holding
+//! its button approves, and its policy override replaces the mode.
 //!
 //! An unanswered request is ended by the core's timeout (it calls
 //! [`UserPresence::cancel`]). When an answer arrives from another thread, the key is
@@ -23,6 +29,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ferrokey::platform::{PresenceStatus, UserPresence};
 use tokio::sync::Notify;
 
+mod switch;
+
+pub use switch::{Policy, PresenceSwitch};
+
 /// The presence policy chosen on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PresenceMode {
@@ -32,6 +42,9 @@ pub enum PresenceMode {
     Deny,
     /// Ask on the terminal: Enter approves, `n` + Enter denies.
     Prompt,
+    /// Approve only while the simulated button is held (`--control`'s
+    /// `/usbN/touch/on`).
+    Touch,
 }
 
 /// A label for a key in prompts (its USB/IP bus id), settable after the key was
@@ -61,20 +74,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct Presence {
     kind: Kind,
+    /// A request is outstanding (set by `request`, cleared by an answer or `cancel`).
+    pending: bool,
     wake: Arc<Notify>,
     label: Label,
+    switch: PresenceSwitch,
 }
 
 #[derive(Debug)]
 enum Kind {
-    Fixed {
-        answer: PresenceStatus,
-        pending: bool,
-    },
-    File {
-        path: PathBuf,
-        pending: bool,
-    },
+    Fixed(PresenceStatus),
+    File(PathBuf),
+    /// Approved only while the switch's button is held.
+    Touch,
     Prompt {
         hub: Arc<PromptHub>,
         slot: Arc<Mutex<Slot>>,
@@ -82,37 +94,38 @@ enum Kind {
 }
 
 impl Presence {
+    fn with_kind(kind: Kind, wake: Arc<Notify>, label: Label) -> Self {
+        Presence {
+            kind,
+            pending: false,
+            switch: PresenceSwitch::new(wake.clone()),
+            wake,
+            label,
+        }
+    }
+
     /// Approves every request at once.
     pub fn auto(wake: Arc<Notify>) -> Self {
-        Presence::fixed(PresenceStatus::Approved, wake)
+        Presence::with_kind(
+            Kind::Fixed(PresenceStatus::Approved),
+            wake,
+            Label::default(),
+        )
     }
 
     /// Refuses every request at once.
     pub fn deny(wake: Arc<Notify>) -> Self {
-        Presence::fixed(PresenceStatus::Denied, wake)
+        Presence::with_kind(Kind::Fixed(PresenceStatus::Denied), wake, Label::default())
     }
 
-    fn fixed(answer: PresenceStatus, wake: Arc<Notify>) -> Self {
-        Presence {
-            kind: Kind::Fixed {
-                answer,
-                pending: false,
-            },
-            wake,
-            label: Label::default(),
-        }
+    /// Approves only while the button of [`Presence::switch`] is held.
+    pub fn touch(wake: Arc<Notify>) -> Self {
+        Presence::with_kind(Kind::Touch, wake, Label::default())
     }
 
     /// Answers from the contents of `path`, read at every poll.
     pub fn file(path: PathBuf, wake: Arc<Notify>) -> Self {
-        Presence {
-            kind: Kind::File {
-                path,
-                pending: false,
-            },
-            wake,
-            label: Label::default(),
-        }
+        Presence::with_kind(Kind::File(path), wake, Label::default())
     }
 
     /// Asks through `hub` (the terminal).
@@ -123,50 +136,42 @@ impl Presence {
             label: Label::default(),
         }));
         let label = lock(&slot).label.clone();
-        Presence {
-            kind: Kind::Prompt { hub, slot },
-            wake,
-            label,
-        }
+        Presence::with_kind(Kind::Prompt { hub, slot }, wake, label)
     }
 
     /// The label shown in prompts; set it to the key's bus id.
     pub fn label(&self) -> Label {
         self.label.clone()
     }
-}
 
-impl UserPresence for Presence {
-    fn request(&mut self, _now_ms: u64) {
-        match &mut self.kind {
-            Kind::Fixed { pending, .. } | Kind::File { pending, .. } => {
-                *pending = true;
-                // Let the key poll right away instead of at its next timer tick.
-                self.wake.notify_one();
-            }
-            Kind::Prompt { hub, slot } => hub.request(slot),
+    /// Uses `label` (shared, e.g. with the presence of the key's next
+    /// power-up) instead of this presence's own.
+    pub fn with_label(mut self, label: Label) -> Self {
+        if let Kind::Prompt { slot, .. } = &self.kind {
+            lock(slot).label = label.clone();
         }
+        self.label = label;
+        self
     }
 
-    fn poll(&mut self, _now_ms: u64) -> PresenceStatus {
+    /// This presence's runtime switch (touch and policy override).
+    pub fn switch(&self) -> PresenceSwitch {
+        self.switch.clone()
+    }
+
+    /// Uses `switch` (shared, e.g. with the control API and with the presence
+    /// of the key's next power-up) instead of this presence's own.
+    pub fn with_switch(mut self, switch: PresenceSwitch) -> Self {
+        self.switch = switch;
+        self
+    }
+
+    /// The mode's own answer to the outstanding request.
+    fn mode_answer(&mut self) -> PresenceStatus {
         match &mut self.kind {
-            Kind::Fixed { answer, pending } => {
-                if std::mem::take(pending) {
-                    *answer
-                } else {
-                    PresenceStatus::Pending
-                }
-            }
-            Kind::File { path, pending } => {
-                if !*pending {
-                    return PresenceStatus::Pending;
-                }
-                let answer = read_answer_file(path);
-                if answer != PresenceStatus::Pending {
-                    *pending = false;
-                }
-                answer
-            }
+            Kind::Fixed(answer) => *answer,
+            Kind::File(path) => read_answer_file(path),
+            Kind::Touch => PresenceStatus::Pending,
             Kind::Prompt { slot, .. } => {
                 let mut slot = lock(slot);
                 match slot.state {
@@ -179,11 +184,44 @@ impl UserPresence for Presence {
             }
         }
     }
+}
+
+impl UserPresence for Presence {
+    fn request(&mut self, _now_ms: u64) {
+        self.pending = true;
+        match &mut self.kind {
+            Kind::Prompt { hub, slot } => hub.request(slot),
+            // Let the key poll right away instead of at its next timer tick.
+            _ => self.wake.notify_one(),
+        }
+    }
+
+    fn poll(&mut self, _now_ms: u64) -> PresenceStatus {
+        if !self.pending {
+            return PresenceStatus::Pending;
+        }
+        let answer = match self.switch.decide() {
+            Some(answer) => {
+                if answer != PresenceStatus::Pending {
+                    // Decided by the switch: withdraw a terminal prompt.
+                    if let Kind::Prompt { hub, slot } = &self.kind {
+                        hub.cancel(slot);
+                    }
+                }
+                answer
+            }
+            None => self.mode_answer(),
+        };
+        if answer != PresenceStatus::Pending {
+            self.pending = false;
+        }
+        answer
+    }
 
     fn cancel(&mut self) {
-        match &mut self.kind {
-            Kind::Fixed { pending, .. } | Kind::File { pending, .. } => *pending = false,
-            Kind::Prompt { hub, slot } => hub.cancel(slot),
+        self.pending = false;
+        if let Kind::Prompt { hub, slot } = &self.kind {
+            hub.cancel(slot);
         }
     }
 }

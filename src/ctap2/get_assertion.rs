@@ -7,13 +7,15 @@ use ctap_types::webauthn::{PublicKeyCredentialDescriptor, PublicKeyCredentialUse
 use ctap_types::Bytes;
 use rand_core::{CryptoRng, RngCore};
 
+use super::extensions::{cred_protect_allows, AssertionExtensions};
 use super::{
-    auth_data, client_data_hash, crypto_error, deserialize, flags, pin_uv_auth_precheck,
-    store_error, validate, write_cbor, HandlerResult, NEXT_ASSERTION_TIMEOUT_MS,
+    auth_data, client_data_hash, crypto_error, deserialize, flags, store_error, validate,
+    write_cbor, HandlerResult, NEXT_ASSERTION_TIMEOUT_MS,
 };
 use crate::app::{CallContext, Message, Outcome};
 use crate::authenticator::{Authenticator, FoundCredential, PendingAssertions};
 use crate::crypto::sha256;
+use crate::pin::permission;
 use crate::platform::{Storage, UserPresence};
 use crate::store::{self, StoreError, MAX_RESIDENT_CREDENTIALS};
 
@@ -32,27 +34,35 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
 
         // Steps 1–2: pinUvAuthParam probes and protocol checks.
         let pin_auth = request.pin_auth.map(|b| &b[..]);
-        if let Some(outcome) = pin_uv_auth_precheck(pin_auth, request.pin_protocol, context)? {
+        if let Some(outcome) = self.pin_uv_auth_precheck(pin_auth, request.pin_protocol, context)? {
             return Ok(outcome);
         }
-        // Step 5: options. "rk" is not an option of getAssertion; uv=true cannot
-        // be honoured without built-in UV; up defaults to true.
+        // Step 4: options. "rk" is not an option of getAssertion; up defaults
+        // to true.
         let options = request.options.as_ref();
         if options.and_then(|o| o.rk).is_some() {
             return Err(Error::UnsupportedOption);
         }
-        if options.and_then(|o| o.uv) == Some(true) {
-            return Err(Error::InvalidOption);
-        }
         let up = options.and_then(|o| o.up).unwrap_or(true);
-        // Step 6: a PIN/UV auth param needs a PIN, and none is set.
-        if pin_auth.is_some() {
-            return Err(Error::PinNotSet);
-        }
+        // Steps 4 ("uv") and 5 (alwaysUv).
+        self.get_assertion_uv_policy(pin_auth.is_some(), options.and_then(|o| o.uv), up)?;
+        // Step 6: the pinUvAuthToken (ga permission, bound to the RP ID) gives UV.
+        let uv = self.verify_pin_uv_auth(
+            pin_auth,
+            request.pin_protocol,
+            &cdh,
+            permission::GA,
+            request.rp_id,
+            context.now_ms,
+        )?;
+
+        // Extensions (hmac-secret is verified and decrypted here, before presence).
+        let extensions = AssertionExtensions::parse(request.extensions.as_ref(), &self.pin, up)?;
 
         let rp_id_hash = sha256(request.rp_id.as_bytes());
 
-        // Step 7: locate credentials, before asking for presence.
+        // Step 7: locate credentials, before asking for presence; credProtect
+        // hides some without UV.
         let allow_list = request.allow_list.as_ref().filter(|l| !l.is_empty());
         let mut found = None;
         let mut slots = SlotList::new();
@@ -65,6 +75,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                     if let Some(c) = self
                         .find_credential(&rp_id_hash, descriptor.id)
                         .map_err(store_error)?
+                        .filter(|c| cred_protect_allows(c.flags.cred_protect(), uv, true))
                     {
                         found = Some(c);
                         break;
@@ -72,18 +83,24 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                 }
             }
             None => {
-                slots = self.discoverable_slots(&rp_id_hash).map_err(store_error)?;
+                slots = self
+                    .discoverable_slots(&rp_id_hash, uv)
+                    .map_err(store_error)?;
             }
         }
         if found.is_none() && slots.is_empty() {
             return Err(Error::NoCredentials);
         }
 
-        // Step 9: user presence unless up=false (a silent pre-flight).
+        // Step 9: user presence unless up=false (a silent pre-flight); it uses
+        // up the token's mc/ga permissions and flags.
         if up && !context.up_granted {
             return Ok(Outcome::NeedsPresence);
         }
-        let flags = if up { flags::UP } else { 0 };
+        if up {
+            self.pin.consume_after_user_presence();
+        }
+        let flags = if up { flags::UP } else { 0 } | if uv { flags::UV } else { 0 };
 
         let count = slots.len();
         let first = match found {
@@ -103,6 +120,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             &cdh,
             flags,
             number_of_credentials,
+            &extensions,
             response,
         )?;
 
@@ -114,6 +132,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                 client_data_hash: cdh,
                 flags,
                 remaining: slots,
+                extensions,
             });
         }
         Ok(Outcome::Response)
@@ -147,6 +166,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             &pending.client_data_hash,
             pending.flags,
             None,
+            &pending.extensions,
             response,
         )?;
         if !pending.remaining.is_empty() {
@@ -156,8 +176,13 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         Ok(Outcome::Response)
     }
 
-    /// The discoverable credentials of an RP, oldest first.
-    fn discoverable_slots(&mut self, rp_id_hash: &[u8; 32]) -> Result<SlotList, StoreError> {
+    /// The discoverable credentials of an RP that credProtect lets through
+    /// without an allowList (given `uv`), oldest first.
+    fn discoverable_slots(
+        &mut self,
+        rp_id_hash: &[u8; 32],
+        uv: bool,
+    ) -> Result<SlotList, StoreError> {
         let mut found: heapless::Vec<(u32, u16), { MAX_RESIDENT_CREDENTIALS as usize }> =
             heapless::Vec::new();
         for slot in 0..MAX_RESIDENT_CREDENTIALS {
@@ -165,7 +190,10 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                 continue;
             }
             match store::load_credential(&mut self.platform.storage, slot) {
-                Ok(Some(rec)) if rec.rp_id_hash == *rp_id_hash => {
+                Ok(Some(rec))
+                    if rec.rp_id_hash == *rp_id_hash
+                        && cred_protect_allows(rec.cred_protect, uv, false) =>
+                {
                     found.push((rec.created, slot)).ok();
                 }
                 Ok(_) | Err(StoreError::Corrupt) => {}
@@ -176,9 +204,36 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         Ok(found.iter().map(|&(_, slot)| slot).collect())
     }
 
+    /// The user of the discoverable credential in `slot`: the handle, and with
+    /// `identifiable` also the stored name and display name.
+    fn user_entity(
+        &mut self,
+        slot: u16,
+        user_id: &[u8],
+        identifiable: bool,
+    ) -> Result<PublicKeyCredentialUserEntity, Error> {
+        let mut user = PublicKeyCredentialUserEntity::from(
+            Bytes::try_from(user_id).map_err(|_| Error::Other)?,
+        );
+        if identifiable {
+            if let Some(rec) =
+                store::load_credential(&mut self.platform.storage, slot).map_err(store_error)?
+            {
+                user.name = rec.user_name;
+                user.display_name = rec.display_name;
+            }
+        }
+        Ok(user)
+    }
+
     /// Increments and persists the counter, then signs `authData || clientDataHash`
-    /// and writes the response. Without UV only the user handle is returned
-    /// (no name or display name; CTAP 2.1 §6.2.2).
+    /// and writes the response. A discoverable credential's user comes with its
+    /// name and display name only when the user was verified (the UV flag);
+    /// otherwise only the user handle (CTAP 2.1 §6.2.2: no user identifiable
+    /// information without user verification).
+    // The request context travels as plain arguments (all borrowed from the
+    // caller or from PendingAssertions).
+    #[allow(clippy::too_many_arguments)]
     fn assertion_response(
         &mut self,
         credential: &FoundCredential,
@@ -186,11 +241,20 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         cdh: &[u8; 32],
         flags: u8,
         number_of_credentials: Option<u32>,
+        extensions: &AssertionExtensions,
         response: &mut Message,
     ) -> HandlerResult {
         let resident_slot = credential.resident.as_ref().map(|(slot, _)| *slot);
         let sign_count = self.next_sign_count(resident_slot).map_err(store_error)?;
-        let auth_data = auth_data(rp_id_hash, flags, sign_count, None)?;
+        let mut auth_data = auth_data(rp_id_hash, flags, sign_count, None)?;
+        let secrets = self.extension_secrets();
+        extensions.append_outputs(
+            &mut auth_data,
+            credential,
+            &secrets,
+            flags & flags::UV != 0,
+            &mut self.platform.rng,
+        )?;
         let signature = credential
             .key
             .sign(&[&auth_data, cdh])
@@ -204,12 +268,13 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         out.auth_data = auth_data;
         out.signature = Bytes::try_from(signature.as_slice()).map_err(|_| Error::Other)?;
         out.user = match &credential.resident {
-            Some((_, user_id)) => Some(PublicKeyCredentialUserEntity::from(
-                Bytes::try_from(user_id.as_slice()).map_err(|_| Error::Other)?,
-            )),
+            Some((slot, user_id)) => {
+                Some(self.user_entity(*slot, user_id, flags & flags::UV != 0)?)
+            }
             None => None,
         };
         out.number_of_credentials = number_of_credentials;
+        out.large_blob_key = extensions.large_blob_key(credential, &secrets);
         write_cbor(response, &out)
     }
 }

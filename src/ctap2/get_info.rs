@@ -9,11 +9,14 @@ use rand_core::{CryptoRng, RngCore};
 use super::{write_cbor, HandlerResult, MAX_CREDENTIAL_COUNT_IN_LIST, MAX_CREDENTIAL_ID_LENGTH};
 use crate::app::{Message, MAX_MESSAGE_SIZE};
 use crate::authenticator::Authenticator;
+use crate::pin::state::MAX_MIN_PIN_LENGTH_RP_IDS;
+use crate::pin::PIN_UV_AUTH_PROTOCOLS;
 use crate::platform::{Storage, UserPresence};
 
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
-    /// The getInfo response. Extensions (hmac-secret, credProtect) and the
-    /// clientPin option are added here when those features land.
+    /// The getInfo response. Extensions, largeBlobs, maxSerializedLargeBlobArray,
+    /// maxCredBlobLength and the algorithms come from [`super::extensions`],
+    /// [`super::large_blobs`] and the credential model.
     pub(crate) fn get_info(&mut self, response: &mut Message) -> HandlerResult {
         let mut versions = heapless::Vec::new();
         for v in [Version::U2fV2, Version::Fido2_0, Version::Fido2_1] {
@@ -29,6 +32,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         options.rk = true;
         options.up = true;
         options.plat = Some(false);
+        options.large_blobs = Some(true);
+        self.pin_uv_info(&mut options);
         info.options = Some(options);
         info.max_msg_size = Some(MAX_MESSAGE_SIZE);
         info.max_creds_in_list = Some(MAX_CREDENTIAL_COUNT_IN_LIST);
@@ -37,13 +42,47 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         transports.push(Transport::Usb).ok();
         info.transports = Some(transports);
         let mut algorithms = heapless::Vec::new();
-        algorithms
-            .push(KnownPublicKeyCredentialParameters::ES256)
-            .ok();
+        // ES256 first: the most widely accepted; EdDSA when the platform asks first.
+        for alg in [
+            KnownPublicKeyCredentialParameters::ES256,
+            KnownPublicKeyCredentialParameters::EdDSA,
+        ] {
+            algorithms.push(alg).ok();
+        }
         info.algorithms = Some(FilteredPublicKeyCredentialParameters(algorithms));
+        let mut extensions = heapless::Vec::new();
+        for extension in super::extensions::SUPPORTED {
+            extensions.push(extension).ok();
+        }
+        info.extensions = Some(extensions);
+        info.max_serialized_large_blob_array =
+            Some(super::large_blobs::MAX_SERIALIZED_LARGE_BLOB_ARRAY);
+        info.max_cred_blob_length = Some(crate::credential::MAX_CRED_BLOB_LENGTH);
         info.firmware_version = Some(self.config.firmware_version as usize);
+        info.pin_protocols = heapless::Vec::from_slice(&PIN_UV_AUTH_PROTOCOLS).ok();
+        info.min_pin_length = Some(self.pin.min_pin_length());
+        info.force_pin_change = Some(self.pin.force_pin_change());
+        info.max_rpids_for_set_min_pin_length = Some(MAX_MIN_PIN_LENGTH_RP_IDS);
         info.remaining_discoverable_credentials =
             Some(usize::from(self.remaining_discoverable_credentials()));
         write_cbor(response, &info)
+    }
+}
+
+impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
+    /// The PIN/UV options: clientPin (whether a PIN is set), pinUvAuthToken,
+    /// credMgmt, authnrCfg, setMinPINLength, alwaysUv (its current state) and
+    /// makeCredUvNotRqd (true unless alwaysUv is on, as the spec requires).
+    /// No `uv`: there is no built-in user verification.
+    fn pin_uv_info(&self, options: &mut CtapOptions) {
+        let features = self.pin.features();
+        let always_uv = self.pin.always_uv();
+        options.client_pin = Some(self.pin.is_pin_set());
+        options.pin_uv_auth_token = Some(true);
+        options.cred_mgmt = Some(features.cred_mgmt);
+        options.authnr_cfg = Some(features.authnr_cfg);
+        options.set_min_pin_length = Some(features.authnr_cfg);
+        options.always_uv = Some(always_uv);
+        options.make_cred_uv_not_rqd = Some(!always_uv);
     }
 }

@@ -9,14 +9,16 @@ use ctap_types::webauthn::KnownPublicKeyCredentialParameters;
 use ctap_types::Bytes;
 use rand_core::{CryptoRng, RngCore};
 
+use super::extensions::MakeCredentialExtensions;
 use super::{
-    auth_data, client_data_hash, crypto_error, deserialize, flags, pin_uv_auth_precheck,
-    store_error, validate, write_cbor, HandlerResult,
+    auth_data, client_data_hash, crypto_error, deserialize, flags, store_error, validate,
+    write_cbor, HandlerResult,
 };
 use crate::app::{CallContext, Message, Outcome};
 use crate::authenticator::Authenticator;
-use crate::credential::{self, Algorithm, CredentialFlags, ResidentCredential};
+use crate::credential::{self, Algorithm, CredentialKey, ResidentCredential};
 use crate::crypto::{es256::COSE_ALG_ES256, sha256, SecretKey};
+use crate::pin::permission;
 use crate::platform::{Storage, UserPresence};
 use crate::store::{self, StoreError, MAX_RESIDENT_CREDENTIALS};
 
@@ -39,36 +41,41 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
 
         // Steps 1–2: pinUvAuthParam probes and protocol checks.
         let pin_auth = request.pin_auth.map(|b| &b[..]);
-        if let Some(outcome) = pin_uv_auth_precheck(pin_auth, request.pin_protocol, context)? {
+        if let Some(outcome) = self.pin_uv_auth_precheck(pin_auth, request.pin_protocol, context)? {
             return Ok(outcome);
         }
-        // Step 3: only ES256 (ctap-types already dropped unknown algorithms).
-        if !request
-            .pub_key_cred_params
-            .0
-            .contains(&KnownPublicKeyCredentialParameters::ES256)
-        {
-            return Err(Error::UnsupportedAlgorithm);
-        }
-        // Step 5: options. up=false is invalid here; uv=true cannot be honoured
-        // without built-in UV (CTAP 2.1 says INVALID_OPTION for this, for
-        // backwards compatibility); unknown options are ignored.
+        // Step 3: the platform's first supported algorithm (ctap-types already
+        // dropped unknown ones).
+        let algorithm = choose_algorithm(&request.pub_key_cred_params.0)?;
+        // Step 5: options. up=false is invalid here; unknown options are ignored.
         let options = request.options.as_ref();
         if options.and_then(|o| o.up) == Some(false) {
             return Err(Error::InvalidOption);
         }
-        if options.and_then(|o| o.uv) == Some(true) {
-            return Err(Error::InvalidOption);
-        }
         let rk = options.and_then(|o| o.rk).unwrap_or(false);
-        // Step 6: no enterprise attestation.
+        // Steps 5 ("uv"), 6 (alwaysUv), 7–8 (makeCredUvNotRqd).
+        self.make_credential_uv_policy(pin_auth.is_some(), options.and_then(|o| o.uv), rk)?;
+        // Step 9: no enterprise attestation.
         if request.enterprise_attestation.is_some() {
             return Err(Error::InvalidParameter);
         }
-        // Step 11: a PIN/UV auth param needs a PIN, and none is set.
-        if pin_auth.is_some() {
-            return Err(Error::PinNotSet);
-        }
+        // Step 11: the pinUvAuthToken (mc permission, bound to rp.id) gives UV.
+        let uv = self.verify_pin_uv_auth(
+            pin_auth,
+            request.pin_protocol,
+            &cdh,
+            permission::MC,
+            &request.rp.id,
+            context.now_ms,
+        )?;
+
+        // Extensions, checked (and hmac-secret-mc decrypted) before presence.
+        let extensions = MakeCredentialExtensions::parse(
+            request.extensions.as_ref(),
+            rk,
+            &self.pin,
+            &request.rp.id,
+        )?;
 
         let rp_id_hash = sha256(request.rp.id.as_bytes());
 
@@ -78,10 +85,12 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                 if descriptor.key_type != "public-key" {
                     continue;
                 }
+                // A credProtect userVerificationRequired credential only
+                // counts with UV (CTAP 2.1 §6.1.2 step 12).
                 if self
                     .find_credential(&rp_id_hash, descriptor.id)
                     .map_err(store_error)?
-                    .is_some()
+                    .is_some_and(|c| uv || !c.flags.uv_required())
                 {
                     if !context.up_granted {
                         return Ok(Outcome::NeedsPresence);
@@ -102,20 +111,20 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             None
         };
 
-        // Step 14: user presence.
+        // Step 14: user presence (a PIN-issued token never carries it), which
+        // uses up the token's mc/ga permissions and flags.
         if !context.up_granted {
             return Ok(Outcome::NeedsPresence);
         }
+        self.pin.consume_after_user_presence();
 
         let format = attestation_format(&request);
-        let key = SecretKey::generate(&mut self.platform.rng);
-        let public = key.public_key().map_err(crypto_error)?;
+        let key = CredentialKey::generate(algorithm, &mut self.platform.rng);
         let credential_id = credential::wrap(
             &self.wrap_key,
             &mut self.platform.rng,
             &rp_id_hash,
-            Algorithm::Es256,
-            CredentialFlags::default(),
+            extensions.flags(),
             slot.as_ref().map(|s| s.slot),
             &key,
         )
@@ -137,8 +146,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                     .map_err(|_| Error::Other)?,
                 sign_count: 0,
                 created: choice.created,
-                algorithm: Algorithm::Es256,
-                cred_protect: 0,
+                algorithm,
+                cred_protect: extensions.cred_protect(),
+                cred_blob: extensions.cred_blob(),
             };
             store::save_credential(&mut self.platform.storage, choice.slot, &record).map_err(
                 |e| match e {
@@ -149,12 +159,20 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             self.slots.set(choice.slot, true);
         }
 
-        let cose = public.to_cose();
-        let auth_data = auth_data(
+        let cose = key.cose_public_key().map_err(crypto_error)?;
+        let mut auth_data = auth_data(
             &rp_id_hash,
-            flags::UP | flags::AT,
+            flags::UP | flags::AT | if uv { flags::UV } else { 0 },
             0,
             Some((&self.config.aaguid, &credential_id, &cose)),
+        )?;
+        let secrets = self.extension_secrets();
+        extensions.append_outputs(
+            &mut auth_data,
+            &secrets,
+            &credential_id,
+            uv,
+            &mut self.platform.rng,
         )?;
 
         let mut out = Response::empty();
@@ -166,6 +184,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             _ => AttestationStatement::Packed(self.packed_statement(&key, &auth_data, &cdh)?),
         });
         out.auth_data = auth_data;
+        out.large_blob_key = extensions.large_blob_key(&secrets, &credential_id);
         write_cbor(response, &out)
     }
 
@@ -202,20 +221,21 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     /// A "packed" statement: batch attestation when configured, else self attestation.
     fn packed_statement(
         &self,
-        credential_key: &SecretKey,
+        credential_key: &CredentialKey,
         auth_data: &[u8],
         cdh: &[u8; 32],
     ) -> Result<PackedAttestationStatement, Error> {
-        let (signature, x5c) = match &self.config.attestation {
+        let (alg, signature, x5c) = match &self.config.attestation {
             Some(att) => {
                 let batch = SecretKey::from_bytes(&att.private_key).map_err(crypto_error)?;
                 let sig = batch.sign(&[auth_data, cdh]).map_err(crypto_error)?;
                 let cert = Bytes::try_from(att.certificate.as_slice()).map_err(|_| Error::Other)?;
                 let mut chain = heapless::Vec::new();
                 chain.push(cert).map_err(|_| Error::Other)?;
-                (sig, Some(chain))
+                (COSE_ALG_ES256, sig, Some(chain))
             }
             None => (
+                credential_key.algorithm().cose(),
                 credential_key
                     .sign(&[auth_data, cdh])
                     .map_err(crypto_error)?,
@@ -223,11 +243,24 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             ),
         };
         Ok(PackedAttestationStatement {
-            alg: COSE_ALG_ES256,
+            alg,
             sig: Bytes::try_from(signature.as_slice()).map_err(|_| Error::Other)?,
             x5c,
         })
     }
+}
+
+/// The first algorithm of the platform's pubKeyCredParams that the key supports
+/// (all that ctap-types keeps: ES256 and EdDSA), in the platform's order.
+fn choose_algorithm(params: &[KnownPublicKeyCredentialParameters]) -> Result<Algorithm, Error> {
+    params
+        .iter()
+        .find_map(|p| match p {
+            KnownPublicKeyCredentialParameters::ES256 => Some(Algorithm::Es256),
+            KnownPublicKeyCredentialParameters::EdDSA => Some(Algorithm::EdDsa),
+            _ => None,
+        })
+        .ok_or(Error::UnsupportedAlgorithm)
 }
 
 /// The platform's first supported preference (CTAP 2.2 attestationFormatsPreference), else "packed".

@@ -19,7 +19,14 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         if !context.up_granted {
             return Ok(Outcome::NeedsPresence);
         }
-        self.wipe().map_err(store_error)?;
+        let wiped = self.wipe();
+        // The PIN and the config it carries (alwaysUv, minPINLength, forcePINChange)
+        // go too; key agreement keys and tokens are regenerated even if that fails.
+        let pin = self
+            .pin
+            .reset(&mut self.platform.storage, &mut self.platform.rng);
+        wiped.map_err(store_error)?;
+        pin.map_err(|_| Error::Other)?;
         write_ok(response)
     }
 

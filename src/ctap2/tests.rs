@@ -36,23 +36,48 @@ fn get_info_reports_capabilities() {
         .map(|v| v.as_text().unwrap().to_string())
         .collect();
     assert_eq!(versions, ["U2F_V2", "FIDO_2_0", "FIDO_2_1"]);
-    assert!(map_int(&info, 2).is_none(), "no extensions yet");
+    let extensions: Vec<_> = map_int(&info, 2)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_text().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        extensions,
+        [
+            "credProtect",
+            "hmac-secret",
+            "hmac-secret-mc",
+            "credBlob",
+            "largeBlobKey",
+            "minPinLength"
+        ]
+    );
+    assert_eq!(
+        map_int(&info, 0x0B),
+        Some(&int(2048)),
+        "maxSerializedLargeBlobArray"
+    );
+    assert_eq!(map_int(&info, 0x0F), Some(&int(32)), "maxCredBlobLength");
     assert_eq!(map_bytes(&info, 3), AAGUID);
     let options = map_int(&info, 4).unwrap();
     assert_eq!(map_text(options, "rk"), Some(&Value::Bool(true)));
     assert_eq!(map_text(options, "up"), Some(&Value::Bool(true)));
     assert_eq!(map_text(options, "plat"), Some(&Value::Bool(false)));
-    assert!(map_text(options, "clientPin").is_none());
-    assert!(map_text(options, "uv").is_none());
+    assert_eq!(map_text(options, "clientPin"), Some(&Value::Bool(false)));
+    assert!(map_text(options, "uv").is_none(), "no built-in UV");
     assert_eq!(map_int(&info, 5), Some(&int(7609)));
-    assert!(map_int(&info, 6).is_none(), "no PIN protocols yet");
+    assert_eq!(map_int(&info, 6), Some(&Value::Array(vec![int(2), int(1)])));
     assert_eq!(map_int(&info, 7), Some(&int(10)));
     assert_eq!(map_int(&info, 8), Some(&int(255)));
     assert_eq!(map_int(&info, 9), Some(&Value::Array(vec![text("usb")])));
     let algs = map_int(&info, 10).unwrap().as_array().unwrap();
-    assert_eq!(algs.len(), 1);
+    assert_eq!(algs.len(), 2);
     assert_eq!(map_text(&algs[0], "alg"), Some(&int(-7)));
     assert_eq!(map_text(&algs[0], "type"), Some(&text("public-key")));
+    assert_eq!(map_text(&algs[1], "alg"), Some(&int(-8)));
+    assert_eq!(map_text(options, "largeBlobs"), Some(&Value::Bool(true)));
     assert_eq!(map_int(&info, 0x0E), Some(&int(0x0102)));
     assert_eq!(map_int(&info, 0x14), Some(&int(100)));
 }
@@ -160,8 +185,8 @@ fn make_credential_option_and_algorithm_errors() {
         assert_eq!(outcome, Outcome::Response, "case {i}");
         assert_eq!(status, expected, "case {i}");
     }
-    // EdDSA alone is filtered by ctap-types but still unsupported here.
-    let (_, status, _) = h.ctap2_once(
+    // EdDSA alone is supported (see ctap2::extensions::tests for its key).
+    let (status, _, _) = h.ctap2(
         0x01,
         Some(
             Mc {
@@ -171,7 +196,7 @@ fn make_credential_option_and_algorithm_errors() {
             .build(),
         ),
     );
-    assert_eq!(status, 0x26);
+    assert_eq!(status, 0);
     // Unknown options are ignored; an unsupported alg next to ES256 is fine.
     h.make_credential(
         Mc {
@@ -617,7 +642,37 @@ fn malformed_requests_get_the_right_errors() {
     let cases: Vec<(Vec<u8>, u8, &str)> = vec![
         (vec![], 0x03, "empty message"),
         (vec![0x55], 0x01, "unknown command"),
-        (vec![0x06, 0xA0], 0x01, "clientPin not supported yet"),
+        (vec![0x06, 0xA0], 0x14, "clientPin without subCommand"),
+        (
+            vec![0x06, 0xA1, 0x02, 0x08],
+            0x3E,
+            "undefined clientPin subCommand",
+        ),
+        (
+            vec![0x0A, 0xA1, 0x01, 0x08],
+            0x3E,
+            "undefined credMgmt subCommand",
+        ),
+        (
+            vec![0x0D, 0xA1, 0x01, 0x18, 0xFF],
+            0x3E,
+            "config vendorPrototype",
+        ),
+        (
+            vec![0x0D, 0xA1, 0x01, 0x01],
+            0x02,
+            "config enableEnterpriseAttestation",
+        ),
+        (
+            vec![0x0D, 0xA1, 0x01, 0x02, 0x00],
+            0x12,
+            "config trailing bytes",
+        ),
+        (
+            vec![0x0A, 0xA1, 0x01, 0x61, 0x61],
+            0x11,
+            "credMgmt subCommand as text",
+        ),
         (vec![0x01], 0x12, "no CBOR"),
         (
             valid_ga[..valid_ga.len() - 5].to_vec(),

@@ -98,6 +98,66 @@ fn top_level(body: &[u8], schema: &[(u64, Expect)]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Walks a request body that must be one well-formed, definite-length CBOR map
+/// (nesting bounded as above) and returns the encoded bytes of the value under
+/// the unsigned-integer key `key`, exactly as received.
+///
+/// Commands whose pinUvAuthParam covers a sub-structure of the request
+/// (credentialManagement's and authenticatorConfig's `subCommandParams`) MAC
+/// these raw bytes, never a re-encoding.
+pub fn raw_value(body: &[u8], key: u64) -> Result<Option<&[u8]>, Error> {
+    let mut c = Cursor { data: body, pos: 0 };
+    let (major, len) = c.head()?;
+    if major != MAP {
+        return Err(Error::CborUnexpectedType);
+    }
+    let mut found = None;
+    for _ in 0..len {
+        let (kmajor, karg) = c.head()?;
+        if kmajor != UINT {
+            c.skip_content(kmajor, karg, 2)?;
+            c.skip(2)?;
+            continue;
+        }
+        let start = c.pos;
+        c.skip(2)?;
+        if karg == key {
+            if found.is_some() {
+                return Err(Error::InvalidCbor);
+            }
+            found = body.get(start..c.pos);
+        }
+    }
+    if c.pos != body.len() {
+        return Err(Error::InvalidCbor);
+    }
+    Ok(found)
+}
+
+/// Like [`raw_value`], for a value that must be an unsigned integer.
+pub fn uint_value(body: &[u8], key: u64) -> Result<Option<u64>, Error> {
+    let Some(raw) = raw_value(body, key)? else {
+        return Ok(None);
+    };
+    let mut c = Cursor { data: raw, pos: 0 };
+    match c.head()? {
+        (UINT, value) => Ok(Some(value)),
+        _ => Err(Error::CborUnexpectedType),
+    }
+}
+
+/// The number of elements of an encoded array (`None` for anything else).
+pub fn array_len(value: &[u8]) -> Option<u64> {
+    let mut c = Cursor {
+        data: value,
+        pos: 0,
+    };
+    match c.head() {
+        Ok((ARRAY, len)) => Some(len),
+        _ => None,
+    }
+}
+
 const UINT: u8 = 0;
 const NINT: u8 = 1;
 const BYTES: u8 = 2;
@@ -297,6 +357,37 @@ mod tests {
         ok.extend(std::iter::repeat_n(0x81, 4));
         ok.push(0x00);
         assert_eq!(make_credential(&ok), Ok(()));
+    }
+
+    #[test]
+    fn raw_value_returns_the_bytes_as_received() {
+        // {1: 2, 2: {1: h'AA'}, 3: 1}
+        let body = [0xA3, 0x01, 0x02, 0x02, 0xA1, 0x01, 0x41, 0xAA, 0x03, 0x01];
+        assert_eq!(raw_value(&body, 2), Ok(Some(&body[4..8])));
+        assert_eq!(raw_value(&body, 1), Ok(Some(&body[2..3])));
+        assert_eq!(raw_value(&body, 9), Ok(None));
+        assert_eq!(uint_value(&body, 1), Ok(Some(2)));
+        assert_eq!(uint_value(&body, 2), Err(Error::CborUnexpectedType));
+        assert_eq!(array_len(&[0x85, 0x01]), Some(5));
+        assert_eq!(array_len(&[0xA5]), None);
+        assert_eq!(array_len(&[]), None);
+        // A non-canonical encoding is returned unchanged: 1 as 0x18 0x01.
+        let wide = [0xA1, 0x02, 0x18, 0x01];
+        assert_eq!(raw_value(&wide, 2), Ok(Some(&wide[2..])));
+        assert_eq!(uint_value(&wide, 2), Ok(Some(1)));
+        // Malformed bodies.
+        assert_eq!(raw_value(&[], 1), Err(Error::InvalidCbor));
+        assert_eq!(raw_value(&[0x80], 1), Err(Error::CborUnexpectedType));
+        assert_eq!(raw_value(&body[..9], 1), Err(Error::InvalidCbor));
+        assert_eq!(
+            raw_value(&[0xA1, 0x01, 0x02, 0x00], 1),
+            Err(Error::InvalidCbor)
+        );
+        assert_eq!(
+            raw_value(&[0xA2, 0x01, 0x02, 0x01, 0x03], 1),
+            Err(Error::InvalidCbor),
+            "duplicate key"
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Step order and error codes follow the spec's authenticator steps. Two
 //! additions, both before any retry is spent: PIN_NOT_SET when a PIN operation
-//! needs a PIN and none is set, and PIN_AUTH_BLOCKED while a power cycle is due
-//! after three consecutive wrong PINs.
+//! (or getPINRetries) needs a PIN and none is set, and PIN_AUTH_BLOCKED while a
+//! power cycle is due after three consecutive wrong PINs.
 
 use cosey::EcdhEsHkdf256PublicKey;
 use ctap_types::ctap2::client_pin::{PinV1Subcommand, Request, Response};
@@ -98,7 +98,7 @@ impl PinUv {
         now_ms: u64,
     ) -> Result<Response, Error> {
         match request.sub_command {
-            PinV1Subcommand::GetRetries => Ok(self.get_pin_retries()),
+            PinV1Subcommand::GetRetries => self.get_pin_retries(),
             PinV1Subcommand::GetKeyAgreement => self.get_key_agreement(request),
             PinV1Subcommand::SetPin => self.set_pin(request, storage),
             PinV1Subcommand::ChangePin => self.change_pin(request, storage, rng),
@@ -113,12 +113,16 @@ impl PinUv {
         }
     }
 
-    /// getPINRetries (0x01).
-    fn get_pin_retries(&self) -> Response {
+    /// getPINRetries (0x01). Without a PIN there is nothing to count:
+    /// PIN_NOT_SET (what platforms and python-fido2's conformance tests expect).
+    fn get_pin_retries(&self) -> Result<Response, Error> {
+        if !self.state.is_pin_set() {
+            return Err(Error::PinNotSet);
+        }
         let mut response = Response::default();
         response.retries = Some(self.state.retries());
         response.power_cycle_state = Some(self.power_cycle_required());
-        response
+        Ok(response)
     }
 
     /// getKeyAgreement (0x02).

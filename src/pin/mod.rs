@@ -28,6 +28,11 @@
 //! - **authenticatorConfig setMinPINLength:** [`PinUv::set_min_pin_length`].
 //! - **authenticatorReset:** [`PinUv::reset`] (removes the PIN record and
 //!   regenerates keys and tokens).
+//! - **Transport reset (USB reset, re-attach):** [`PinUv::power_cycle`], the
+//!   power cycle that ends PIN_AUTH_BLOCKED.
+//! - **authenticatorConfig toggleAlwaysUv:** [`PinUv::set_always_uv`]; getInfo
+//!   `options.alwaysUv` = [`PinUv::always_uv`]. The setting lives in the PIN
+//!   record, so authenticatorReset turns it off.
 
 pub mod client_pin;
 pub mod protocol;
@@ -145,6 +150,29 @@ impl PinUv {
         Ok(())
     }
 
+    /// A power cycle without losing the instance (USB reset or re-attach):
+    /// fresh key-agreement keys and tokens, and the consecutive-mismatch count
+    /// that demands a power cycle starts again. Persistent state is untouched.
+    pub fn power_cycle<R: RngCore + CryptoRng>(&mut self, rng: &mut R) {
+        for key in &mut self.key_agreement {
+            key.regenerate(rng);
+        }
+        self.token.reset(rng);
+        self.consecutive_mismatches = 0;
+    }
+
+    /// Whether user verification is always required (getInfo `alwaysUv`).
+    pub fn always_uv(&self) -> bool {
+        self.state.always_uv()
+    }
+
+    /// Persists the alwaysUv setting (authenticatorConfig toggleAlwaysUv).
+    pub fn set_always_uv<S: Storage>(&mut self, storage: &mut S, on: bool) -> Result<(), Error> {
+        self.state
+            .update(storage, |s| s.set_always_uv(on))
+            .map_err(|_| Error::Other)
+    }
+
     /// The features this instance grants permissions for.
     pub fn features(&self) -> Features {
         self.features
@@ -173,6 +201,18 @@ impl PinUv {
     /// The RP IDs allowed to receive the minPinLength extension output.
     pub fn min_pin_length_rp_ids(&self) -> &RpIdList {
         self.state.min_pin_length_rp_ids()
+    }
+
+    /// The shared secret with a platform key, made with this power-up's
+    /// key-agreement key for `version` (the key authenticatorClientPIN
+    /// getKeyAgreement returns). Used by the hmac-secret extension (CTAP 2.1
+    /// §12.5), which must use that same key.
+    pub fn shared_secret(
+        &self,
+        version: ProtocolVersion,
+        peer: &cosey::EcdhEsHkdf256PublicKey,
+    ) -> Result<protocol::SharedSecret, protocol::CryptoError> {
+        self.key_agreement[version.index()].decapsulate(version, peer)
     }
 
     /// Whether three consecutive wrong PINs require a power cycle (powerCycleState).
@@ -317,4 +357,4 @@ impl PinUv {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

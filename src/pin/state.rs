@@ -2,14 +2,15 @@
 //!
 //! The record holds `CurrentStoredPIN` = LEFT(SHA-256(pin), 16), the PIN's
 //! length in code points (`PINCodePointLength`, needed when the minimum length
-//! rises), `pinRetries`, `minPINLength`, the `forcePINChange` flag and the
-//! `minPinLengthRPIDs` list.
+//! rises), `pinRetries`, `minPINLength`, the `forcePINChange` flag, the
+//! `minPinLengthRPIDs` list and the `alwaysUv` setting (authenticatorConfig
+//! state that, like the PIN, authenticatorReset returns to its default).
 //!
 //! Encoding (version 1), all integers single bytes:
 //!
 //! ```text
 //! [0]      version = 1
-//! [1]      flags: bit 0 = PIN set, bit 1 = forcePINChange
+//! [1]      flags: bit 0 = PIN set, bit 1 = forcePINChange, bit 2 = alwaysUv
 //! [2]      pinRetries (0..=8)
 //! [3]      minPINLength (4..=63)
 //! [4]      PINCodePointLength (0 when no PIN)
@@ -44,6 +45,7 @@ pub const PIN_HASH_LEN: usize = 16;
 const RECORD_VERSION: u8 = 1;
 const FLAG_PIN_SET: u8 = 0x01;
 const FLAG_FORCE_CHANGE: u8 = 0x02;
+const FLAG_ALWAYS_UV: u8 = 0x04;
 const HEADER_LEN: usize = 5 + PIN_HASH_LEN + 1;
 /// The largest encoded record.
 pub const MAX_ENCODED_LEN: usize = HEADER_LEN + MAX_MIN_PIN_LENGTH_RP_IDS * (1 + MAX_RP_ID_LENGTH);
@@ -75,6 +77,7 @@ pub struct PinState {
     min_pin_length: u8,
     force_pin_change: bool,
     min_pin_length_rp_ids: RpIdList,
+    always_uv: bool,
 }
 
 impl Default for PinState {
@@ -86,6 +89,7 @@ impl Default for PinState {
             min_pin_length: DEFAULT_MIN_PIN_LENGTH,
             force_pin_change: false,
             min_pin_length_rp_ids: Vec::new(),
+            always_uv: false,
         }
     }
 }
@@ -150,6 +154,9 @@ impl PinState {
         if self.force_pin_change {
             flags |= FLAG_FORCE_CHANGE;
         }
+        if self.always_uv {
+            flags |= FLAG_ALWAYS_UV;
+        }
         out[0] = RECORD_VERSION;
         out[1] = flags;
         out[2] = self.retries;
@@ -173,7 +180,7 @@ impl PinState {
         let (version, flags, retries, min_len, cp_len) =
             (header[0], header[1], header[2], header[3], header[4]);
         if version != RECORD_VERSION
-            || flags & !(FLAG_PIN_SET | FLAG_FORCE_CHANGE) != 0
+            || flags & !(FLAG_PIN_SET | FLAG_FORCE_CHANGE | FLAG_ALWAYS_UV) != 0
             || retries > MAX_PIN_RETRIES
             || !(DEFAULT_MIN_PIN_LENGTH..=MAX_PIN_BYTES as u8).contains(&min_len)
             || usize::from(cp_len) > MAX_PIN_BYTES
@@ -212,6 +219,7 @@ impl PinState {
             min_pin_length: min_len,
             force_pin_change: flags & FLAG_FORCE_CHANGE != 0,
             min_pin_length_rp_ids: ids,
+            always_uv: flags & FLAG_ALWAYS_UV != 0,
         })
     }
 
@@ -243,6 +251,11 @@ impl PinState {
     /// The RP IDs allowed to receive the minPinLength extension output.
     pub fn min_pin_length_rp_ids(&self) -> &RpIdList {
         &self.min_pin_length_rp_ids
+    }
+
+    /// Whether user verification is always required (getInfo `alwaysUv`).
+    pub fn always_uv(&self) -> bool {
+        self.always_uv
     }
 
     /// Compares `candidate` with `CurrentStoredPIN` in constant time. False when no PIN is set.
@@ -277,6 +290,10 @@ impl PinState {
     pub(crate) fn set_min_pin_length_rp_ids(&mut self, ids: RpIdList) {
         self.min_pin_length_rp_ids = ids;
     }
+
+    pub(crate) fn set_always_uv(&mut self, always_uv: bool) {
+        self.always_uv = always_uv;
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +314,7 @@ mod tests {
             ids.push(s).unwrap();
         }
         s.set_min_pin_length_rp_ids(ids);
+        s.set_always_uv(true);
         s
     }
 
@@ -330,7 +348,7 @@ mod tests {
             PinState::decode(&b[..len]).err()
         };
         assert_eq!(bad(0, 2), Some(StateError::Corrupt)); // version
-        assert_eq!(bad(1, 0x04), Some(StateError::Corrupt)); // unknown flag
+        assert_eq!(bad(1, 0x08), Some(StateError::Corrupt)); // unknown flag
         assert_eq!(bad(2, 9), Some(StateError::Corrupt)); // retries > 8
         assert_eq!(bad(3, 3), Some(StateError::Corrupt)); // minPINLength < 4
         assert_eq!(bad(3, 64), Some(StateError::Corrupt)); // minPINLength > 63

@@ -3,7 +3,9 @@
 //! The test plays the platform: it builds CBOR requests with ciborium, decodes
 //! them with ctap-types exactly as the dispatcher does, and does its own ECDH,
 //! KDFs (SHA-256 / a hand-written HKDF), AES-256-CBC (hand-chained over the raw
-//! block cipher) and HMAC, without calling the module's crypto.
+//! block cipher) and HMAC, without calling the module's crypto. The platform
+//! side ([`Session`], [`mac_for`], [`cose_key`]) is shared with the CTAP2
+//! dispatcher tests.
 
 use std::vec;
 use std::vec::Vec;
@@ -28,7 +30,7 @@ const PIN: &[u8] = b"1234";
 // ---------------------------------------------------------------------------
 // The platform side: independent crypto.
 
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
     for p in parts {
         mac.update(p);
@@ -37,12 +39,12 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// HKDF-SHA-256 (RFC 5869) for a 32-byte output, written out by hand.
-fn hkdf32(salt: &[u8], ikm: &[u8], info: &[u8]) -> [u8; 32] {
+pub(crate) fn hkdf32(salt: &[u8], ikm: &[u8], info: &[u8]) -> [u8; 32] {
     let prk = hmac_sha256(salt, &[ikm]);
     hmac_sha256(&prk, &[info, &[1u8]])
 }
 
-fn aes_cbc_encrypt(key: &[u8], iv: &[u8; 16], pt: &[u8]) -> Vec<u8> {
+pub(crate) fn aes_cbc_encrypt(key: &[u8], iv: &[u8; 16], pt: &[u8]) -> Vec<u8> {
     assert_eq!(pt.len() % 16, 0);
     let cipher = aes::Aes256::new(GenericArray::from_slice(key));
     let mut prev = *iv;
@@ -60,7 +62,7 @@ fn aes_cbc_encrypt(key: &[u8], iv: &[u8; 16], pt: &[u8]) -> Vec<u8> {
     out
 }
 
-fn aes_cbc_decrypt(key: &[u8], iv: &[u8; 16], ct: &[u8]) -> Vec<u8> {
+pub(crate) fn aes_cbc_decrypt(key: &[u8], iv: &[u8; 16], ct: &[u8]) -> Vec<u8> {
     assert_eq!(ct.len() % 16, 0);
     let cipher = aes::Aes256::new(GenericArray::from_slice(key));
     let mut prev = *iv;
@@ -77,15 +79,15 @@ fn aes_cbc_decrypt(key: &[u8], iv: &[u8; 16], ct: &[u8]) -> Vec<u8> {
 }
 
 /// One platform key agreement: the platform's public key and the shared secret.
-struct Session {
-    protocol: u8,
+pub(crate) struct Session {
+    pub(crate) protocol: u8,
     platform_x: Vec<u8>,
     platform_y: Vec<u8>,
     shared: Vec<u8>,
 }
 
 impl Session {
-    fn new(protocol: u8, auth_x: &[u8], auth_y: &[u8], rng: &mut ChaCha20Rng) -> Self {
+    pub(crate) fn new(protocol: u8, auth_x: &[u8], auth_y: &[u8], rng: &mut ChaCha20Rng) -> Self {
         let auth_point = p256::EncodedPoint::from_affine_coordinates(
             GenericArray::from_slice(auth_x),
             GenericArray::from_slice(auth_y),
@@ -121,7 +123,7 @@ impl Session {
         }
     }
 
-    fn encrypt(&self, pt: &[u8]) -> Vec<u8> {
+    pub(crate) fn encrypt(&self, pt: &[u8]) -> Vec<u8> {
         if self.protocol == 1 {
             aes_cbc_encrypt(self.aes_key(), &[0; 16], pt)
         } else {
@@ -132,7 +134,7 @@ impl Session {
         }
     }
 
-    fn decrypt(&self, ct: &[u8]) -> Vec<u8> {
+    pub(crate) fn decrypt(&self, ct: &[u8]) -> Vec<u8> {
         if self.protocol == 1 {
             aes_cbc_decrypt(self.aes_key(), &[0; 16], ct)
         } else {
@@ -141,27 +143,27 @@ impl Session {
         }
     }
 
-    fn authenticate(&self, parts: &[&[u8]]) -> Vec<u8> {
+    pub(crate) fn authenticate(&self, parts: &[&[u8]]) -> Vec<u8> {
         mac_for(self.protocol, &self.shared[..32], parts)
     }
 
-    fn pin_hash_enc(&self, pin: &[u8]) -> Vec<u8> {
+    pub(crate) fn pin_hash_enc(&self, pin: &[u8]) -> Vec<u8> {
         self.encrypt(&Sha256::digest(pin)[..16])
     }
 
-    fn new_pin_enc(&self, pin: &[u8]) -> Vec<u8> {
+    pub(crate) fn new_pin_enc(&self, pin: &[u8]) -> Vec<u8> {
         let mut padded = [0u8; 64];
         padded[..pin.len()].copy_from_slice(pin);
         self.encrypt(&padded)
     }
 
-    fn key(&self) -> (Vec<u8>, Vec<u8>) {
+    pub(crate) fn key(&self) -> (Vec<u8>, Vec<u8>) {
         (self.platform_x.clone(), self.platform_y.clone())
     }
 }
 
 /// The pinUvAuthParam the platform computes with `key`.
-fn mac_for(protocol: u8, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn mac_for(protocol: u8, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let full = hmac_sha256(key, parts);
     if protocol == 1 {
         full[..16].to_vec()
@@ -177,7 +179,7 @@ fn int(i: i64) -> Value {
     Value::Integer(i.into())
 }
 
-fn cose_key(x: &[u8], y: &[u8], alg: i64) -> Value {
+pub(crate) fn cose_key(x: &[u8], y: &[u8], alg: i64) -> Value {
     Value::Map(vec![
         (int(1), int(2)),
         (int(3), int(alg)),
@@ -384,7 +386,13 @@ fn fresh_state() {
     assert!(!rig.pin.is_pin_set());
     assert_eq!(rig.pin.min_pin_length(), 4);
     assert!(!rig.pin.force_pin_change());
-    assert_eq!(rig.retries(), (8, false));
+    // Without a PIN, getPINRetries has nothing to report.
+    assert_eq!(rig.call(&Req::sub(1, 1)).err(), Some(Error::PinNotSet));
+    assert!(
+        rig.storage.get(RecordKey::Pin).is_none(),
+        "nothing written yet"
+    );
+    rig.set_pin(1, PIN).unwrap();
     // getPINRetries needs no protocol.
     let r = rig
         .call(&Req {
@@ -393,6 +401,13 @@ fn fresh_state() {
         })
         .unwrap();
     assert_eq!(r.retries, Some(8));
+    assert_eq!(r.power_cycle_state, Some(false));
+}
+
+#[test]
+fn fresh_state_writes_nothing() {
+    let mut rig = Rig::new();
+    let _ = rig.call(&Req::sub(2, 2));
     assert!(
         rig.storage.get(RecordKey::Pin).is_none(),
         "nothing written yet"
@@ -717,7 +732,7 @@ fn eight_wrong_pins_block_the_pin_for_good() {
     let mut storage = rig.storage.clone();
     rig.pin.reset(&mut storage, &mut rig.rng).unwrap();
     assert!(!rig.pin.is_pin_set());
-    assert_eq!(rig.retries(), (8, false));
+    assert_eq!(rig.pin.retries(), 8);
     rig.power_cycle();
     assert!(!rig.pin.is_pin_set());
     rig.set_pin(2, b"5678").unwrap();
@@ -1454,4 +1469,49 @@ fn mc_and_ga_need_the_user_verified_flag() {
         rig.verify(1, &token, permission::CM, RpCheck::NoneAllowed),
         Ok(())
     );
+}
+
+#[test]
+fn in_place_power_cycle_ends_the_auth_block_and_the_token() {
+    let mut rig = Rig::new();
+    rig.set_pin(2, PIN).unwrap();
+    let token = rig.get_pin_token(2, PIN).unwrap();
+    let before = rig.call(&Req::sub(2, 2)).unwrap().key_agreement.unwrap();
+    for expected in [Error::PinInvalid, Error::PinInvalid, Error::PinAuthBlocked] {
+        assert_eq!(rig.get_pin_token(2, b"0000").err(), Some(expected));
+    }
+    assert_eq!(rig.get_pin_token(2, PIN).err(), Some(Error::PinAuthBlocked));
+    rig.pin.power_cycle(&mut rig.rng);
+    assert_eq!(rig.retries(), (5, false), "retries are persistent");
+    let after = rig.call(&Req::sub(2, 2)).unwrap().key_agreement.unwrap();
+    assert_ne!(before, after);
+    assert_eq!(
+        rig.verify(2, &token, permission::MC, RpCheck::Bind("a.example")),
+        Err(Error::PinAuthInvalid)
+    );
+    assert_eq!(rig.get_pin_token(2, b"0000").err(), Some(Error::PinInvalid));
+    rig.get_pin_token(2, PIN).unwrap();
+}
+
+#[test]
+fn always_uv_is_persisted_and_reset_clears_it() {
+    let mut rig = Rig::new();
+    assert!(!rig.pin.always_uv());
+    let mut storage = rig.storage.clone();
+    rig.pin.set_always_uv(&mut storage, true).unwrap();
+    assert!(rig.pin.always_uv());
+    rig.power_cycle();
+    assert!(rig.pin.always_uv(), "survives a power cycle");
+    assert!(!rig.pin.is_pin_set(), "no PIN came with it");
+    rig.storage.set_fail_writes(Some(StorageError::Io));
+    assert_eq!(
+        rig.pin.set_always_uv(&mut storage, false),
+        Err(Error::Other)
+    );
+    assert!(rig.pin.always_uv(), "a failed write changes nothing");
+    rig.storage.set_fail_writes(None);
+    rig.pin.reset(&mut storage, &mut rig.rng).unwrap();
+    assert!(!rig.pin.always_uv());
+    rig.power_cycle();
+    assert!(!rig.pin.always_uv());
 }

@@ -75,6 +75,38 @@ def sign_count(authdata_b64: str) -> int:
     return int.from_bytes(data[33:37], "big")
 
 
+def report(results_path, name, ok, detail, seconds, timings=None):
+    """Print `PASS|FAIL name (secs): detail` and append it to results.jsonl (read by the host)."""
+    line = f"{'PASS' if ok else 'FAIL'} {name} ({seconds:.2f}s)" + (f": {detail}" if detail else "")
+    print(line, flush=True)
+    with open(results_path, "a") as f:
+        f.write(json.dumps({"name": name, "ok": ok, "detail": detail,
+                            "seconds": round(seconds, 3), "timings": timings or {}}) + "\n")
+
+
+def attach(port, busid, host="10.0.2.2"):
+    """vm-attach (tools/vm/guest/vm-attach): returns (hidraw, vhci port)."""
+    out = run(["vm-attach", host, str(port), busid]).stdout.split()
+    if not out:
+        raise Fail("vm-attach printed no hidraw node")
+    env = dict(line.split("=", 1) for line in Path("/run/vm-attach.env").read_text().split())
+    return out[-1], env.get("FERROKEY_VHCI_PORT", "")
+
+
+def detach(vport, dev):
+    """usbip detach, then wait until the hidraw node is gone."""
+    run(["usbip", "detach", "-p", str(vport)])
+    wait_gone(dev)
+
+
+def wait_gone(dev, timeout=15):
+    end = time.monotonic() + timeout
+    while os.path.exists(dev):
+        if time.monotonic() > end:
+            raise Fail(f"{dev} still present after {timeout}s")
+        time.sleep(0.05)
+
+
 class Guest:
     def __init__(self, cfg_path):
         self.cfg = json.loads(Path(cfg_path).read_text())
@@ -90,11 +122,7 @@ class Guest:
 
     # ------------------------------------------------------------ plumbing
     def report(self, name, ok, detail, seconds, timings=None):
-        line = f"{'PASS' if ok else 'FAIL'} {name} ({seconds:.2f}s)" + (f": {detail}" if detail else "")
-        print(line, flush=True)
-        with open(self.results, "a") as f:
-            f.write(json.dumps({"name": name, "ok": ok, "detail": detail,
-                                "seconds": round(seconds, 3), "timings": timings or {}}) + "\n")
+        report(self.results, name, ok, detail, seconds, timings)
 
     def scenario(self, name, fn):
         t0 = time.monotonic()
@@ -134,22 +162,13 @@ class Guest:
 
     def attach(self, key):
         """vm-attach (tools/vm/guest/vm-attach): returns (hidraw, vhci port)."""
-        out = run(["vm-attach", "10.0.2.2", str(key["port"]), key["busid"]]).stdout.split()
-        if not out:
-            raise Fail("vm-attach printed no hidraw node")
-        env = dict(line.split("=", 1) for line in Path("/run/vm-attach.env").read_text().split())
-        return out[-1], env.get("FERROKEY_VHCI_PORT", "")
+        return attach(key["port"], key["busid"])
 
     def detach(self, vport, dev):
-        run(["usbip", "detach", "-p", str(vport)])
-        self.wait_gone(dev)
+        detach(vport, dev)
 
     def wait_gone(self, dev, timeout=15):
-        end = time.monotonic() + timeout
-        while os.path.exists(dev):
-            if time.monotonic() > end:
-                raise Fail(f"{dev} still present after {timeout}s")
-            time.sleep(0.05)
+        wait_gone(dev, timeout)
 
     # ------------------------------------------------------------ libfido2 CLI helpers
     def make_cred(self, dev, rp=RP_ID, resident=False):

@@ -18,9 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -33,6 +30,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from guest_steps import SCENARIOS  # noqa: E402  (names only; no fido2 import at module level)
+from e2e_common import Key  # noqa: E402  (free ports, usbip devlist, ferrokey processes)
 
 # Checks made on the host: before the guest's scenarios, and after them.
 HOST_FIRST = ["guest-boot-and-attach"]
@@ -41,89 +39,6 @@ HOST_LAST = ["py_webauthn-verify"]
 
 def log(msg):
     print(f"[e2e] {msg}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def usbip_devlist(port, timeout=1.0):
-    """OP_REQ_DEVLIST against 127.0.0.1:port; returns [(busid, vid, pid)]."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(struct.pack(">HHI", 0x0111, 0x8005, 0))
-
-        def recv(n):
-            buf = b""
-            while len(buf) < n:
-                chunk = s.recv(n - len(buf))
-                if not chunk:
-                    raise ConnectionError("short devlist reply")
-                buf += chunk
-            return buf
-
-        _ver, code, status, ndev = struct.unpack(">HHII", recv(12))
-        if code != 0x0005 or status != 0:
-            raise ConnectionError(f"devlist reply code {code:#x} status {status}")
-        devs = []
-        for _ in range(ndev):
-            rec = recv(312)
-            busid = rec[256:288].split(b"\0")[0].decode()
-            vid, pid = struct.unpack(">HH", rec[300:304])
-            nif = rec[311]
-            recv(4 * nif)
-            devs.append((busid, vid, pid))
-        return devs
-
-
-class Key:
-    """One `ferrokey serve` process with its own state dir and log."""
-
-    def __init__(self, binary, name, state_dir, log_dir, presence):
-        self.binary, self.name, self.state_dir = binary, name, state_dir
-        self.log_dir, self.presence = log_dir, presence
-        self.proc, self.port, self.busid, self.starts = None, None, None, 0
-
-    def start(self, port=None, timeout=30):
-        self.port = port or free_port()
-        self.starts += 1
-        logf = open(self.log_dir / f"ferrokey-{self.name}-{self.starts}.log", "wb")
-        cmd = [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}",
-               "--state-dir", str(self.state_dir), "--keys", "1", "--presence", self.presence]
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
-        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env)
-        end = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ferrokey {self.name} exited with {self.proc.returncode} "
-                                   f"(log: {logf.name})")
-            try:
-                devs = usbip_devlist(self.port)
-                if devs:
-                    self.busid = devs[0][0]
-                    return self
-                last = "empty device list"
-            except OSError as e:
-                last = e
-            time.sleep(0.1)
-        raise RuntimeError(f"ferrokey {self.name} not ready on port {self.port}: {last}")
-
-    def kill9(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def serve_rpc(work: Path, key_a: Key, stop: threading.Event, answered: list):

@@ -25,34 +25,19 @@ case "${1:-}" in
   -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
-stage() { printf '\n== %s\n' "$*"; }
+# shellcheck source=tests/e2e/lib.sh
+. tests/e2e/lib.sh  # stage, e2e_venv, e2e_ferrokey_bin
 
 stage "guest (Debian packages, kernel, initramfs; cached)"
 tools/vm/build >/dev/null
 
 stage "python venv (.venv: fido2 2.2.1, webauthn 3.0.1)"
-want_fido2=2.2.1 want_webauthn=3.0.1
-if ! .venv/bin/python - "$want_fido2" "$want_webauthn" 2>/dev/null <<'PY'
-import sys
-from importlib.metadata import version
-sys.exit(0 if (version("fido2"), version("webauthn")) == tuple(sys.argv[1:3]) else 1)
-PY
-then
-  [ -x .venv/bin/python ] || python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check "fido2==$want_fido2" "webauthn==$want_webauthn"
-fi
+e2e_venv
 
-bin=${FERROKEY_BIN:-}
-if [ -z "$bin" ]; then
-  stage "ferrokey binary (cargo build -p firmware-sim)"
-  target_dir=$(cargo metadata --format-version 1 --no-deps \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-  if cargo build -p firmware-sim --bin ferrokey; then
-    bin="$target_dir/debug/ferrokey"
-  else
-    echo "run-kernel-e2e: cargo build failed; every scenario will fail" >&2
-    bin=""
-  fi
+[ -n "${FERROKEY_BIN:-}" ] || stage "ferrokey binary (cargo build -p firmware-sim)"
+if ! bin=$(e2e_ferrokey_bin); then
+  echo "run-kernel-e2e: cargo build failed; every scenario will fail" >&2
+  bin=""
 fi
 
 stage "end-to-end on a real kernel (ferrokey: ${bin:-none})"

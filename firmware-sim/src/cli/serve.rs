@@ -1,11 +1,15 @@
 //! `ferrokey serve`: open the keys' state and serve them over USB/IP until SIGINT
-//! or SIGTERM.
+//! or SIGTERM; with `--control`, also serve the control API ([`crate::control`]).
+//!
+//! Each key's core is wrapped in a [`PowerCycled`] with a [`KeyRecipe`], so a
+//! power-on through the control API is a real power-up from the state directory.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use ferrokey::authenticator::Attestation;
 use ferrokey::ctaphid::DeviceVersion;
 use ferrokey::device::{Device, DeviceConfig};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -16,11 +20,16 @@ use super::state::{
 };
 use super::ServeArgs;
 use crate::attestation::{Ca, CaOptions};
+use crate::control::power::PowerCycled;
+use crate::control::ControlTarget;
 use crate::identity::{Identity, FERROKEY_AAGUID};
 use crate::key::UsbIdentity;
-use crate::presence::{Label, Presence, PresenceMode, PromptHub};
+use crate::presence::{Label, Presence, PresenceMode, PresenceSwitch, PromptHub};
 use crate::storage::FileStorage;
 use crate::usbip::Server;
+
+/// The core of one key, with its transport.
+pub type KeyCore = Device<KeyApp<Presence>>;
 
 /// One key, ready to be plugged into the server.
 pub struct PreparedKey {
@@ -30,12 +39,65 @@ pub struct PreparedKey {
     pub dir: PathBuf,
     /// Its USB identity.
     pub usb: UsbIdentity,
-    /// The core, with its transport.
-    pub device: Device<KeyApp<Presence>>,
+    /// The core, with its transport, rebuilt at every power-up.
+    pub device: PowerCycled<KeyCore>,
     /// Wakes the key's event loop (presence answers).
     pub wake: Arc<Notify>,
     /// The prompt label, set to the bus id once known.
     pub label: Label,
+    /// The key's presence switch (touch, policy override).
+    pub switch: PresenceSwitch,
+}
+
+/// How a key's presence is answered (the same at every power-up).
+#[derive(Clone)]
+enum PresenceKind {
+    Auto,
+    Deny,
+    Touch,
+    File(PathBuf),
+    Prompt(Arc<PromptHub>),
+}
+
+/// Everything needed to power a key up from its state directory.
+#[derive(Clone)]
+pub struct KeyRecipe {
+    dir: PathBuf,
+    identity: Identity,
+    attestation: Attestation,
+    presence: PresenceKind,
+    wake: Arc<Notify>,
+    label: Label,
+    switch: PresenceSwitch,
+}
+
+impl KeyRecipe {
+    /// Opens the key's state (taking its lock) and starts its core.
+    pub fn power_up(&self) -> Result<KeyCore> {
+        self.start(FileStorage::open(&self.dir)?)
+    }
+
+    /// Starts the key's core over its opened state.
+    fn start(&self, storage: FileStorage) -> Result<KeyCore> {
+        let wake = self.wake.clone();
+        let presence = match &self.presence {
+            PresenceKind::Auto => Presence::auto(wake),
+            PresenceKind::Deny => Presence::deny(wake),
+            PresenceKind::Touch => Presence::touch(wake),
+            PresenceKind::File(path) => Presence::file(path.clone(), wake),
+            PresenceKind::Prompt(hub) => Presence::prompt(hub.clone(), wake),
+        }
+        .with_switch(self.switch.clone())
+        .with_label(self.label.clone());
+        let app = start_authenticator(
+            &self.dir,
+            storage,
+            presence,
+            &self.identity,
+            Some(self.attestation.clone()),
+        )?;
+        Ok(Device::new(app, device_config()))
+    }
 }
 
 /// The USB bcdDevice of the package version (BCD major.minor).
@@ -93,21 +155,26 @@ pub fn prepare_keys(args: &ServeArgs) -> Result<(PathBuf, Vec<PreparedKey>)> {
         serials.push(identity.serial.clone());
         let wake = Arc::new(Notify::new());
         let presence = match (&args.presence_file, args.presence, &hub) {
-            (Some(path), _, _) => Presence::file(path.clone(), wake.clone()),
-            (None, PresenceMode::Prompt, Some(hub)) => Presence::prompt(hub.clone(), wake.clone()),
-            (None, PresenceMode::Deny, _) => Presence::deny(wake.clone()),
-            (None, _, _) => Presence::auto(wake.clone()),
+            (Some(path), _, _) => PresenceKind::File(path.clone()),
+            (None, PresenceMode::Prompt, Some(hub)) => PresenceKind::Prompt(hub.clone()),
+            (None, PresenceMode::Deny, _) => PresenceKind::Deny,
+            (None, PresenceMode::Touch, _) => PresenceKind::Touch,
+            (None, _, _) => PresenceKind::Auto,
         };
-        let label = presence.label();
+        let label = Label::default();
         label.set(&format!("key-{number}"));
-        let app = start_authenticator(
-            &dir,
-            storage,
+        let switch = PresenceSwitch::new(wake.clone());
+        let recipe = KeyRecipe {
+            dir: dir.clone(),
+            identity: identity.clone(),
+            attestation: core_attestation(&ca)?,
             presence,
-            &identity,
-            Some(core_attestation(&ca)?),
-        )?;
-        let device = Device::new(app, device_config());
+            wake: wake.clone(),
+            label: label.clone(),
+            switch: switch.clone(),
+        };
+        let first = recipe.start(storage)?;
+        let device = PowerCycled::new(first, Box::new(move || recipe.power_up()));
         let usb = UsbIdentity {
             vendor_id: args.vid,
             product_id: args.pid,
@@ -123,6 +190,7 @@ pub fn prepare_keys(args: &ServeArgs) -> Result<(PathBuf, Vec<PreparedKey>)> {
             device,
             wake,
             label,
+            switch,
         });
     }
     Ok((root, keys))
@@ -175,16 +243,33 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve_keys(args.listen, keys))
+    let mode = match (&args.presence_file, args.presence) {
+        (Some(_), _) => "file".to_string(),
+        (None, mode) => format!("{mode:?}").to_ascii_lowercase(),
+    };
+    runtime.block_on(serve_keys(args.listen, args.control, &mode, keys))
 }
 
-async fn serve_keys(listen: SocketAddr, keys: Vec<PreparedKey>) -> Result<()> {
+async fn serve_keys(
+    listen: SocketAddr,
+    control: Option<SocketAddr>,
+    mode: &str,
+    keys: Vec<PreparedKey>,
+) -> Result<()> {
     let signals = Signals::install()?;
     let mut server = Server::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = server.local_addr();
     tracing::info!("listening on {addr}");
+    let control_listener = match control {
+        Some(at) => Some(
+            crate::control::bind(at)
+                .with_context(|| format!("cannot listen on {at} (--control)"))?,
+        ),
+        None => None,
+    };
+    let mut switches = Vec::new();
     for key in keys {
         let PreparedKey {
             number,
@@ -193,7 +278,9 @@ async fn serve_keys(listen: SocketAddr, keys: Vec<PreparedKey>) -> Result<()> {
             device,
             wake,
             label,
+            switch,
         } = key;
+        switches.push((number, switch));
         let serial = usb.serial.clone();
         let busid = server
             .add_key(usb, device, wake)
@@ -205,13 +292,39 @@ async fn serve_keys(listen: SocketAddr, keys: Vec<PreparedKey>) -> Result<()> {
             attach_command(addr, &busid)
         );
     }
-    server
+    // The control API only holds weak handles to the keys: aborting it after
+    // the server stops is enough.
+    let control_task = match control_listener {
+        Some(listener) => {
+            let targets = switches
+                .into_iter()
+                .zip(server.key_switches())
+                .map(|((number, presence), power)| ControlTarget {
+                    number,
+                    power,
+                    presence,
+                    mode: mode.to_string(),
+                })
+                .collect();
+            let at = listener.local_addr().context("control API address")?;
+            tracing::info!(
+                "control API on http://{at}/ (GET /usbN/power/on|off, /usbN/touch/on|off)"
+            );
+            Some(tokio::spawn(crate::control::serve(listener, targets)))
+        }
+        None => None,
+    };
+    let served = server
         .run(async {
             let signal = signals.recv().await;
             tracing::info!("{signal} received, shutting down");
         })
         .await
-        .context("the USB/IP server failed")?;
+        .context("the USB/IP server failed");
+    if let Some(task) = control_task {
+        task.abort();
+    }
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

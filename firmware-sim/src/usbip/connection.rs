@@ -49,12 +49,15 @@ enum ConnError {
     Fatal(&'static str),
     #[error("the key stopped")]
     KeyGone,
+    #[error("the key was powered off (unplugged)")]
+    Unplugged,
 }
 
 impl ConnError {
     /// Peer hang-ups are routine; everything else is worth a warning.
     fn is_routine(&self) -> bool {
         match self {
+            ConnError::Unplugged => true,
             ConnError::Io(error) => matches!(
                 error.kind(),
                 io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
@@ -148,6 +151,11 @@ async fn session(
         stream.write_all(&encode_import_reply(None)).await?;
         return Ok(());
     };
+    if !entry.is_powered() {
+        tracing::info!(%peer, %busid, "import refused: key powered off");
+        stream.write_all(&encode_import_reply(None)).await?;
+        return Ok(());
+    }
     let Some(mut claim) = entry.claim() else {
         tracing::info!(%peer, %busid, "import refused: key busy");
         stream.write_all(&encode_import_reply(None)).await?;
@@ -257,6 +265,7 @@ fn encode_reply(reply: Reply, out: &mut Vec<u8>) -> Result<(), ConnError> {
             out.extend_from_slice(&encode_ret_unlink(seqnum, status));
         }
         Reply::Fatal(reason) => return Err(ConnError::Fatal(reason)),
+        Reply::Unplugged => return Err(ConnError::Unplugged),
     }
     Ok(())
 }

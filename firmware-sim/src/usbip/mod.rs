@@ -14,7 +14,7 @@ pub mod proto;
 mod server;
 
 pub use crate::key::{ReportCore, UsbIdentity};
-pub use server::{BackgroundServer, Server};
+pub use server::{BackgroundServer, KeySwitch, Server};
 /// The wake-up handle [`Server::add_key`] takes (re-exported for callers without
 /// a direct tokio dependency).
 pub use tokio::sync::Notify;

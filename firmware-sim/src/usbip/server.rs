@@ -99,10 +99,17 @@ pub(crate) struct KeyEntry {
     /// Messages to the key's thread.
     pub tx: mpsc::UnboundedSender<KeyMsg>,
     /// Whether a live connection has imported the key.
-    busy: AtomicBool,
+    busy: Arc<AtomicBool>,
+    /// Whether the key has power; imports are refused while it has none.
+    powered: Arc<AtomicBool>,
 }
 
 impl KeyEntry {
+    /// Whether the key has power (see [`KeySwitch`]).
+    pub fn is_powered(&self) -> bool {
+        self.powered.load(Ordering::Acquire)
+    }
+
     /// Claims the key for one connection; `None` if another connection holds it.
     pub fn claim(&self) -> Option<Claim<'_>> {
         self.busy
@@ -142,6 +149,55 @@ impl Drop for Claim<'_> {
             let _ = self.entry.tx.send(KeyMsg::Detach { session });
         }
         self.entry.busy.store(false, Ordering::Release);
+    }
+}
+
+/// The power switch of one key, for a control API (see `crate::control`): it
+/// "unplugs" and "replugs" the key while the server runs. It holds no strong
+/// reference to the key, so it never keeps a stopped server's keys alive.
+#[derive(Clone, Debug)]
+pub struct KeySwitch {
+    busid: String,
+    tx: mpsc::WeakUnboundedSender<KeyMsg>,
+    busy: Arc<AtomicBool>,
+    powered: Arc<AtomicBool>,
+}
+
+impl KeySwitch {
+    /// The key's busid (`1-N`).
+    pub fn busid(&self) -> &str {
+        &self.busid
+    }
+
+    /// Whether the key has power.
+    pub fn is_powered(&self) -> bool {
+        self.powered.load(Ordering::Acquire)
+    }
+
+    /// Whether a connection has imported the key.
+    pub fn is_attached(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// Unplugs (`false`) or replugs (`true`) the key, and returns once the key
+    /// has done it. Off: the importing connection is closed, imports are
+    /// refused from now on, and the core loses its volatile state. On: the core
+    /// powers up from its persistent state and imports are accepted again.
+    ///
+    /// Returns whether the key has power afterwards (false after a failed
+    /// power-up), or `None` if the key has stopped.
+    pub async fn set_power(&self, on: bool) -> Option<bool> {
+        let tx = self.tx.upgrade()?;
+        if !on {
+            // Refuse imports before the key even sees the message.
+            self.powered.store(false, Ordering::Release);
+        }
+        let (done, result) = tokio::sync::oneshot::channel();
+        tx.send(KeyMsg::Power { on, done }).ok()?;
+        // Not holding a strong sender while waiting: a stopping server must
+        // be able to end the key.
+        drop(tx);
+        result.await.ok()
     }
 }
 
@@ -231,6 +287,19 @@ impl Server {
         Ok(busid)
     }
 
+    /// The power switches of the keys added so far, in busid order.
+    pub fn key_switches(&self) -> Vec<KeySwitch> {
+        self.keys
+            .iter()
+            .map(|k| KeySwitch {
+                busid: k.busid.clone(),
+                tx: k.tx.downgrade(),
+                busy: Arc::clone(&k.busy),
+                powered: Arc::clone(&k.powered),
+            })
+            .collect()
+    }
+
     /// Runs the server on a new thread with its own single-threaded runtime, until
     /// [`BackgroundServer::stop`] or drop. For tests, tools and programs without
     /// a tokio runtime of their own.
@@ -276,7 +345,8 @@ impl Server {
             entries.push(KeyEntry {
                 info: handle.info,
                 tx: handle.tx,
-                busy: AtomicBool::new(false),
+                busy: handle.busy,
+                powered: handle.powered,
             });
         }
         let listener = TcpListener::from_std(listener)?;

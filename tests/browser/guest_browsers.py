@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""Guest side of the browser passkey tests (entry point: run-browser-e2e.sh).
+
+Runs INSIDE the QEMU guest, in a chroot of the host's root (tools/vm/run
+--chroot), with the repo's .venv python.  It starts the relying party
+(rp_server.py) on the guest's own http://localhost:PORT, then, for each browser
+in turn, attaches that browser's own ferrokey key over USB/IP (ferrokey serves
+one key per browser: --keys N), starts the browser headless on the page, and
+waits until the page has run every scenario and reported to the RP.  Each
+verdict becomes `PASS|FAIL <browser>/<scenario>` in results.jsonl (the
+tests/e2e format), with the browser's timings.
+
+  python guest_browsers.py browser.json      (written by browser_e2e.py)
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "e2e"))
+sys.dont_write_bytecode = True
+from guest_steps import Fail, attach, detach, report  # noqa: E402
+
+# Scenario names, in the order the page (page/app.js) runs them.
+SCENARIOS = [
+    "nonresident-register-signin",
+    "discoverable-register-signin",
+    "exclude-credentials",
+    "attestation-direct",
+    "counter-and-flags",
+]
+BROWSERS = ["chromium", "firefox"]
+
+CHROMIUM_FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--password-store=basic", "--no-default-browser-check",
+    # Under TCG the browser's child processes can take >15 s to connect back.
+    "--ipc-connection-timeout=600",
+    # Chromium's FIDO log (device_event_log, FIDO_LOG) on stderr -> logs/chromium.log.
+    "--enable-logging=stderr", "--vmodule=device_event_log_impl=2",
+]
+# Chromium policy (read from /etc/chromium/policies/managed): let localhost see
+# the key's attestation statement without the "see your security key" prompt,
+# which a headless run cannot answer.
+CHROMIUM_POLICY = {"SecurityKeyPermitAttestation": ["localhost"]}
+
+# Firefox profile prefs: no first-run pages, telemetry, updates or other
+# background traffic; direct attestation without the consent prompt.
+FIREFOX_PREFS = {
+    "browser.shell.checkDefaultBrowser": False,
+    "browser.startup.homepage_override.mstone": "ignore",
+    "startup.homepage_welcome_url": "",
+    "startup.homepage_welcome_url.additional": "",
+    "browser.aboutwelcome.enabled": False,
+    "browser.startup.firstrunSkipsHomepage": True,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "datareporting.policy.firstRunURL": "",
+    "datareporting.healthreport.uploadEnabled": False,
+    "toolkit.telemetry.enabled": False,
+    "toolkit.telemetry.unified": False,
+    "toolkit.telemetry.archive.enabled": False,
+    "toolkit.telemetry.server": "",
+    "app.update.auto": False,
+    "app.update.enabled": False,
+    "app.normandy.enabled": False,
+    "app.shield.optoutstudies.enabled": False,
+    "extensions.update.enabled": False,
+    "extensions.getAddons.cache.enabled": False,
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "browser.safebrowsing.downloads.enabled": False,
+    "browser.safebrowsing.update.enabled": False,
+    "network.captive-portal-service.enabled": False,
+    "network.connectivity-service.enabled": False,
+    "network.dns.disablePrefetch": True,
+    "network.prefetch-next": False,
+    "browser.newtabpage.enabled": False,
+    "browser.search.update": False,
+    "browser.region.network.url": "",
+    "services.settings.server": "http://localhost:9/",
+    "identity.fxaccounts.enabled": False,
+    "extensions.pocket.enabled": False,
+    "media.gmp-manager.url": "",
+    "browser.sessionstore.resume_from_crash": False,
+    "toolkit.startup.max_resumed_crashes": -1,
+    # Fewer processes: quicker under TCG.
+    "dom.ipc.processCount": 1,
+    "fission.autostart": False,
+    # Direct attestation without the "extended information" prompt.
+    "security.webauthn.always_allow_direct_attestation": True,
+}
+
+
+def log(msg):
+    print(f"[guest-browsers] {msg}", flush=True)
+
+
+def first_existing(*paths):
+    for p in paths:
+        if p and (Path(p).exists() or shutil.which(p)):
+            return shutil.which(p) or p
+    return None
+
+
+def chromium_policy_overlay():
+    """Put CHROMIUM_POLICY in /etc/chromium/policies/managed through a tmpfs over
+    /etc/chromium (a copy of it): in the guest, /etc is the host's, read-only."""
+    etc = Path("/etc/chromium")
+    policy_dir = etc / "policies" / "managed"
+    want = json.dumps(CHROMIUM_POLICY)
+    target = policy_dir / "ferrokey-browser-test.json"
+    if target.exists() and target.read_text() == want:
+        return "already there"
+    if not os.environ.get("VM_WORK_HOSTPATH"):
+        return "not in the test guest: left /etc/chromium alone (direct attestation may prompt)"
+    keep = tempfile.mkdtemp(prefix="etc-chromium-")
+    if etc.is_dir():
+        shutil.copytree(etc, keep, dirs_exist_ok=True)
+    else:
+        etc.mkdir(parents=True)  # fails on the read-only root: then no policy
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(etc)], check=True)
+    shutil.copytree(keep, etc, dirs_exist_ok=True)
+    policy_dir.mkdir(parents=True, exist_ok=True)
+    target.write_text(want)
+    return f"{target} (tmpfs over {etc})"
+
+
+def chromium_command(url, profile: Path):
+    exe = first_existing("/usr/lib/chromium/chromium", "chromium", "chromium-browser")
+    if not exe:
+        raise Fail("chromium is not installed")
+    return [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url]
+
+
+def firefox_command(url, profile: Path):
+    exe = first_existing("/usr/lib/firefox-esr/firefox-esr", "firefox-esr", "firefox")
+    if not exe:
+        raise Fail("firefox-esr is not installed")
+    prefs = "".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in FIREFOX_PREFS.items())
+    (profile / "user.js").write_text(prefs)
+    return [exe, "--headless", "--no-remote", "--profile", str(profile), url]
+
+
+COMMANDS = {"chromium": chromium_command, "firefox": firefox_command}
+
+# Chromium's FIDO log lines worth passing to the page (see /api/ui in rp_server.py).
+UI_STEP = re.compile(rb"UI step: (\w+)")
+CTAP_ERROR = re.compile(rb"CTAP2 error code (0x[0-9a-fA-F]+ \(\w+\))")
+
+
+class FidoLogWatch:
+    """Follows a browser's log; reports WebAuthn UI steps and CTAP errors to the RP."""
+
+    def __init__(self, path: Path, browser, rp):
+        self.path, self.browser, self.rp, self.pos, self.rest = path, browser, rp, 0, b""
+
+    def pump(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        self.pos += len(data)
+        lines = (self.rest + data).split(b"\n")
+        self.rest = lines.pop()
+        for line in lines:
+            m = UI_STEP.search(line)
+            if m:
+                self.rp.browser_ui(self.browser, "ui-step", m.group(1).decode())
+            m = CTAP_ERROR.search(line)
+            if m:
+                self.rp.browser_ui(self.browser, "ctap-error", m.group(1).decode())
+
+
+class Run:
+    def __init__(self, cfg_path):
+        self.cfg = json.loads(Path(cfg_path).read_text())
+        self.work = Path(cfg_path).resolve().parent
+        self.results = self.work / "results.jsonl"
+        self.logs = self.work / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.dev = os.environ.get("FERROKEY_HIDRAW", "")
+        self.vport = os.environ.get("FERROKEY_VHCI_PORT", "")
+        self.browsers = self.cfg.get("browsers") or BROWSERS
+        self.only = [s for s in self.cfg.get("only", []) if s]
+
+    def fail_all(self, browser, why):
+        for name in SCENARIOS:
+            if not self.only or name in self.only:
+                report(self.results, f"{browser}/{name}", False, why, 0)
+
+    def switch_key(self, index):
+        """Attach busids[index] (browser number index's own key), detaching the previous one."""
+        busid = self.cfg["busids"][index]
+        if self.dev and self.attached_busid == busid:
+            return
+        t0 = time.monotonic()
+        if self.dev:
+            detach(self.vport, self.dev)
+        self.dev, self.vport = attach(self.cfg["port"], busid)
+        self.attached_busid = busid
+        log(f"attached key {index + 1} ({busid}) as {self.dev} in {time.monotonic() - t0:.2f}s")
+
+    def run_browser(self, index, browser, rp, port):
+        timeout = float(self.cfg.get("browser_timeout", 300))
+        try:
+            self.switch_key(index)
+        except Exception as e:
+            return self.fail_all(browser, f"attach failed: {e}")
+        profile = Path(tempfile.mkdtemp(prefix=f"{browser}-profile-"))
+        query = f"browser={browser}" + (f"&only={','.join(self.only)}" if self.only else "")
+        url = f"http://localhost:{port}/?{query}"
+        try:
+            cmd = COMMANDS[browser](url, profile)
+        except Fail as e:
+            return self.fail_all(browser, str(e))
+        env = dict(os.environ, MOZ_CRASHREPORTER_DISABLE="1", MOZ_DISABLE_AUTO_SAFE_MODE="1",
+                   NO_AT_BRIDGE="1", DBUS_SESSION_BUS_ADDRESS="disabled:")
+        logf = open(self.logs / f"{browser}.log", "wb")
+        log(f"starting {browser}: {' '.join(cmd)}")
+        n_events = len(rp.events)
+        t_launch = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+        watch = FidoLogWatch(self.logs / f"{browser}.log", browser, rp)
+        got = {}       # scenario -> result
+        marks = {}     # event -> seconds since launch
+        done = False
+        try:
+            end = t_launch + timeout
+            while not done:
+                watch.pump()
+                with rp.cond:
+                    rp.cond.wait(0.3)
+                    new = rp.events[n_events:]
+                    n_events = len(rp.events)
+                for t, b, kind, data in new:
+                    if b != browser:
+                        continue
+                    rel = round(t - t_launch, 2)
+                    if kind == "page-load":
+                        marks.setdefault("page_load", rel)
+                    elif kind == "log":
+                        log(f"{browser} +{rel}s: {data.get('msg')}")
+                    elif kind in ("ui-step", "ctap-error"):
+                        log(f"{browser} +{rel}s: {kind} {data.get('value')}")
+                    elif kind == "error":
+                        log(f"{browser} +{rel}s: RP error on {data.get('path')}: {data.get('error')}")
+                    elif kind == "result":
+                        got[data["scenario"]] = data
+                        marks.setdefault("first_result", rel)
+                        log(f"{browser} +{rel}s: {'PASS' if data['ok'] else 'FAIL'} {data['scenario']}")
+                    elif kind == "done":
+                        marks["done"] = rel
+                        done = True
+                if proc.poll() is not None and not done:
+                    log(f"{browser} exited with {proc.returncode} before the page finished")
+                    break
+                if time.monotonic() > end:
+                    log(f"{browser}: timeout after {timeout:g}s")
+                    break
+        finally:
+            t_stop = time.monotonic()
+            stop(proc)
+            marks["stop_s"] = round(time.monotonic() - t_stop, 2)
+            logf.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+        start_s = marks.get("page_load")
+        why_missing = ("the browser never loaded the page" if start_s is None else
+                       "the page did not report this scenario (timeout or browser exit)")
+        for name in SCENARIOS:
+            if self.only and name not in self.only:
+                continue
+            r = got.get(name)
+            if r is None:
+                report(self.results, f"{browser}/{name}", False, why_missing, 0,
+                       {"browser_start_s": start_s})
+                continue
+            t = {k: (v / 1000 if isinstance(v, (int, float)) else [x / 1000 for x in v])
+                 for k, v in r["timings"].items() if k != "scenario_ms"}
+            t = {k.replace("_ms", "_s"): v for k, v in t.items()}
+            if name == SCENARIOS[0] or (self.only and name == self.only[0]):
+                t["browser_start_s (launch to page)"] = start_s
+            report(self.results, f"{browser}/{name}", r["ok"], r["detail"],
+                   r["timings"].get("scenario_ms", 0) / 1000, t)
+        log(f"{browser}: launch->page {start_s}s, launch->done {marks.get('done')}s, "
+            f"stop {marks['stop_s']}s")
+        with open(self.work / "browser-timing.jsonl", "a") as f:
+            f.write(json.dumps({"browser": browser, **marks}) + "\n")
+
+    def main(self):
+        sys.path.insert(0, str(HERE))
+        from rp_server import serve
+        self.attached_busid = self.cfg["busids"][0] if self.dev else None
+        root_pem = Path(self.cfg["ca_pem"]).read_bytes()
+        server, rp = serve(int(self.cfg.get("rp_port", 0)), root_pem, self.work / "rp-events.jsonl")
+        port = server.server_address[1]
+        log(f"relying party on http://localhost:{port}")
+        if "chromium" in self.browsers:
+            try:
+                log(f"chromium policy: {chromium_policy_overlay()}")
+            except Exception as e:
+                log(f"chromium policy overlay failed: {e}")
+        for i, browser in enumerate(self.browsers):
+            self.run_browser(i, browser, rp, port)
+        server.shutdown()
+        return 0
+
+
+def stop(proc, grace=10):
+    """SIGTERM the browser's process group, SIGKILL it after `grace` seconds."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(Run(sys.argv[1]).main())

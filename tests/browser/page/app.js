@@ -1,0 +1,279 @@
+// The self-driving passkey test page (served by tests/browser/rp_server.py).
+//
+// On load it runs every scenario in order against the real authenticator the
+// browser finds (ferrokey on /dev/hidrawN), has the relying party verify each
+// ceremony server-side (py_webauthn), and POSTs one verdict per scenario to
+// /api/result, then /api/done.  No WebDriver is needed: the same page runs
+// unchanged in Chromium and Firefox.  Keep the scenario names in sync with
+// SCENARIOS in guest_browsers.py.
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const BROWSER = params.get("browser") || "manual";
+const ONLY = (params.get("only") || "").split(",").filter(Boolean);
+
+const logEl = document.getElementById("log");
+function show(line, cls) {
+  const span = document.createElement("span");
+  if (cls) span.className = cls;
+  span.textContent = line + "\n";
+  logEl.appendChild(span);
+}
+
+// ------------------------------------------------------------ base64url <-> bytes
+function b64u(buf) {
+  const bytes = new Uint8Array(buf);
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+function unb64u(text) {
+  const s = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((text.length + 3) % 4));
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out.buffer;
+}
+
+// WebAuthn JSON (from the RP) -> the dictionaries navigator.credentials takes.
+function creationOptions(j) {
+  return Object.assign({}, j, {
+    challenge: unb64u(j.challenge),
+    user: Object.assign({}, j.user, { id: unb64u(j.user.id) }),
+    excludeCredentials: (j.excludeCredentials || []).map((c) => Object.assign({}, c, { id: unb64u(c.id) })),
+  });
+}
+function requestOptions(j) {
+  return Object.assign({}, j, {
+    challenge: unb64u(j.challenge),
+    allowCredentials: (j.allowCredentials || []).map((c) => Object.assign({}, c, { id: unb64u(c.id) })),
+  });
+}
+// PublicKeyCredential -> WebAuthn JSON (what py_webauthn parses); by hand, so it
+// does not depend on toJSON() being there.
+function credentialJSON(c) {
+  const r = c.response;
+  const out = {
+    id: c.id, rawId: b64u(c.rawId), type: c.type,
+    authenticatorAttachment: c.authenticatorAttachment || null,
+    clientExtensionResults: c.getClientExtensionResults ? c.getClientExtensionResults() : {},
+  };
+  if (r.attestationObject) {
+    out.response = {
+      clientDataJSON: b64u(r.clientDataJSON), attestationObject: b64u(r.attestationObject),
+      transports: r.getTransports ? r.getTransports() : [],
+    };
+  } else {
+    out.response = {
+      clientDataJSON: b64u(r.clientDataJSON), authenticatorData: b64u(r.authenticatorData),
+      signature: b64u(r.signature), userHandle: r.userHandle ? b64u(r.userHandle) : null,
+    };
+  }
+  return out;
+}
+
+// ------------------------------------------------------------ the relying party
+async function api(path, body) {
+  const res = await fetch(path, {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(Object.assign({ browser: BROWSER }, body)),
+  });
+  return res.json();
+}
+function log(msg) { show(msg); return api("/api/log", { msg }).catch(() => {}); }
+
+class Fail extends Error {}
+function check(cond, msg) { if (!cond) throw new Fail(msg); }
+
+// What the browser logged about its own WebAuthn UI (Chromium's FIDO log, fed to
+// the RP by guest_browsers.py): [{kind: "ui-step"|"ctap-error", value}].
+async function browserUi() {
+  try {
+    return (await (await fetch(`/api/ui?browser=${encodeURIComponent(BROWSER)}`)).json()).entries;
+  } catch (e) {
+    return [];
+  }
+}
+// Sheets that wait for a click or typing: nobody can answer them in a headless run.
+const PASSIVE_STEPS = ["kNotStarted", "kUsbInsertAndActivate", "kClosed"];
+
+// One timed WebAuthn call; ms go into the scenario's timings under `label`.
+// fn gets an AbortSignal.  The ceremony is aborted when the browser shows a
+// sheet only a user could answer (a PIN dialog, "key already registered", ...),
+// or when it is still pending `deadlineMs` after it began, so that the scenario
+// fails (or is judged) with a clear message instead of hanging the run.  The
+// thrown Fail carries .uiSteps and .ctapErrors logged during the ceremony.
+async function timed(timings, label, deadlineMs, fn) {
+  const ctl = new AbortController();
+  let why = null;
+  const seenBefore = (await browserUi()).length;
+  const during = [];
+  const timer = setTimeout(() => { why = why || `still pending after ${deadlineMs / 1000} s`; ctl.abort(); },
+    deadlineMs);
+  let polling = true;
+  const poll = (async () => {
+    while (polling) {
+      await new Promise((r) => setTimeout(r, 400));
+      const entries = (await browserUi()).slice(seenBefore);
+      during.splice(0, during.length, ...entries);
+      const blocking = entries.find((e) => e.kind === "ui-step" && !PASSIVE_STEPS.includes(e.value));
+      if (blocking && polling && !why) {
+        why = `the browser shows its ${blocking.value} sheet, which only a user can answer`;
+        ctl.abort();
+      }
+    }
+  })();
+  const t0 = performance.now();
+  try {
+    return await fn(ctl.signal);
+  } catch (e) {
+    if (why) {
+      const err = new Fail(`${label.replace(/_ms$/, "")}() aborted: ${why} (${e.name})`);
+      err.cause = e;
+      err.uiSteps = during.filter((x) => x.kind === "ui-step").map((x) => x.value);
+      err.ctapErrors = during.filter((x) => x.kind === "ctap-error").map((x) => x.value);
+      throw err;
+    }
+    throw e;
+  } finally {
+    polling = false;
+    clearTimeout(timer);
+    const ms = Math.round(performance.now() - t0);
+    timings[label] = timings[label] ? [].concat(timings[label], ms) : ms;
+    await poll;
+  }
+}
+const DEADLINE_SLACK_MS = 5000;  // past the RP's own ceremony timeout
+
+// register(): options from the RP, navigator.credentials.create(), RP verification.
+async function register(timings, opts, label = "create_ms") {
+  const o = await api("/api/register/options", opts);
+  check(o.publicKey, "no registration options: " + JSON.stringify(o));
+  const cred = await timed(timings, label, o.publicKey.timeout + DEADLINE_SLACK_MS,
+    (signal) => navigator.credentials.create({ publicKey: creationOptions(o.publicKey), signal }));
+  const v = await api("/api/register/verify", { token: o.token, credential: credentialJSON(cred) });
+  check(v.ok, "RP rejected the registration: " + v.error);
+  return v;
+}
+
+// signIn(): options (allowCredentials = allow; [] = discoverable), get(), RP verification.
+async function signIn(timings, allow, label = "get_ms") {
+  const o = await api("/api/login/options", { allow });
+  check(o.publicKey, "no authentication options: " + JSON.stringify(o));
+  const cred = await timed(timings, label, o.publicKey.timeout + DEADLINE_SLACK_MS,
+    (signal) => navigator.credentials.get({ publicKey: requestOptions(o.publicKey), signal }));
+  const v = await api("/api/login/verify", { token: o.token, credential: credentialJSON(cred) });
+  check(v.ok, "RP rejected the assertion: " + v.error);
+  return v;
+}
+
+function deviceBound(v, what) {
+  check(v.deviceType === "single_device" && v.backedUp === false,
+    `${what}: BE/BS flags say ${v.deviceType}, backed up ${v.backedUp} (want single_device, false)`);
+}
+
+// ------------------------------------------------------------ scenarios
+const state = {};
+
+async function nonResident(t) {
+  const reg = await register(t, { user: "alice", residentKey: "discouraged", attestation: "none" });
+  deviceBound(reg, "registration");
+  state.nr = reg.id;
+  const a = await signIn(t, [reg.id]);
+  check(a.id === reg.id, "signed in with another credential");
+  return `fmt=${reg.fmt} rk=${JSON.stringify(reg.credProps)} counter ${a.prevSignCount} -> ${a.signCount}`;
+}
+
+async function discoverable(t) {
+  const reg = await register(t, { user: "dora", residentKey: "required", attestation: "none" });
+  deviceBound(reg, "registration");
+  check(!reg.credProps || reg.credProps.rk !== false, "credProps says the credential is not resident");
+  const a = await signIn(t, []);
+  check(a.id === reg.id, "empty allowCredentials returned another credential");
+  check(a.userHandleMatches === true, `userHandle missing or wrong (${a.userHandleMatches})`);
+  return `credProps=${JSON.stringify(reg.credProps)}; discoverable sign-in, userHandle matches`;
+}
+
+async function ensureNonResident(t) {
+  if (!state.nr) {
+    const reg = await register(t, { user: "alice2", residentKey: "discouraged" }, "setup_create_ms");
+    state.nr = reg.id;
+  }
+  return state.nr;
+}
+
+async function excluded(t) {
+  const id = await ensureNonResident(t);
+  try {
+    const v = await register(t, { user: "alice", exclude: [id], attestation: "none" });
+    throw new Fail("second registration succeeded despite excludeCredentials (" + v.id + ")");
+  } catch (e) {
+    if (e.name === "InvalidStateError") return `${e.name} after ${t.create_ms} ms`;
+    // Chromium does not reject at once: it shows "already registered" and rejects
+    // with InvalidStateError only after the user closes that sheet.  Its FIDO log
+    // shows the key's answer; accept that evidence, and say so.
+    if (e.uiSteps && e.uiSteps.includes("kKeyAlreadyRegistered") &&
+        e.ctapErrors.some((c) => /kCtap2ErrCredentialExcluded/.test(c))) {
+      return "the key answered CTAP2_ERR_CREDENTIAL_EXCLUDED and the browser showed its " +
+        "kKeyAlreadyRegistered sheet (it rejects with InvalidStateError only after a user " +
+        `closes it; aborted headless after ${t.create_ms} ms)`;
+    }
+    if (e instanceof Fail) throw e;
+    throw new Fail(`wanted InvalidStateError, got ${e.name}: ${e.message}`);
+  }
+}
+
+async function attestationDirect(t) {
+  const reg = await register(t, { user: "attie", residentKey: "discouraged", attestation: "direct" });
+  check(reg.fmt === "packed", `attestation format ${reg.fmt}, wanted packed (did the browser strip it?)`);
+  check(reg.chainVerified === true, "x5c chain to ferrokey's root not verified");
+  check(reg.bogusRootRejected === true, "negative control: the chain also verified against a bogus root");
+  check(reg.aaguid && !/^0{8}-0{4}-0{4}-0{4}-0{12}$/.test(reg.aaguid), `AAGUID ${reg.aaguid}`);
+  deviceBound(reg, "registration");
+  return `packed, x5c chains to the ferrokey root (bogus root rejected), aaguid ${reg.aaguid}`;
+}
+
+async function counterAndFlags(t) {
+  const id = await ensureNonResident(t);
+  const seen = [];
+  for (let i = 0; i < 2; i++) {
+    const a = await signIn(t, [id]);
+    deviceBound(a, "assertion");
+    check(a.signCount > a.prevSignCount, `counter did not increase: ${a.prevSignCount} -> ${a.signCount}`);
+    seen.push(a);
+  }
+  const h = seen[seen.length - 1].counterHistory;
+  for (let i = 1; i < h.length; i++) check(h[i] > h[i - 1], `counter history not increasing: ${h}`);
+  return `counter history ${h.join(" -> ")}; BE=0 BS=0 (single_device)`;
+}
+
+const SCENARIOS = [
+  ["nonresident-register-signin", nonResident],
+  ["discoverable-register-signin", discoverable],
+  ["exclude-credentials", excluded],
+  ["attestation-direct", attestationDirect],
+  ["counter-and-flags", counterAndFlags],
+];
+
+async function main() {
+  await log(`page loaded in ${BROWSER}: ${navigator.userAgent}; secure context ${window.isSecureContext}; ` +
+            `focus ${document.hasFocus()}; visibility ${document.visibilityState}`);
+  for (const [name, fn] of SCENARIOS) {
+    if (ONLY.length && !ONLY.includes(name)) continue;
+    const timings = {};
+    const t0 = performance.now();
+    let ok = false, detail = "";
+    try {
+      detail = await fn(timings);
+      ok = true;
+    } catch (e) {
+      detail = e instanceof Fail ? e.message : `${e.name}: ${e.message}`;
+    }
+    timings.scenario_ms = Math.round(performance.now() - t0);
+    show(`${ok ? "PASS" : "FAIL"} ${name}: ${detail}`, ok ? "PASS" : "FAIL");
+    await api("/api/result", { scenario: name, ok, detail, timings });
+  }
+  await api("/api/done", { userAgent: navigator.userAgent });
+  show("done");
+}
+
+main().catch((e) => api("/api/log", { msg: "page error: " + e }).finally(() => api("/api/done", {})));

@@ -1,0 +1,42 @@
+# Shell helpers shared by the end-to-end entry scripts (tests/e2e/run-kernel-e2e.sh,
+# tests/browser/run-browser-e2e.sh).  Source it from the repository root:
+#   . tests/e2e/lib.sh
+# Functions:
+#   stage TEXT          print a stage heading
+#   e2e_venv            make sure .venv/ has fido2 2.2.1 and webauthn 3.0.1
+#   e2e_ferrokey_bin    print the ferrokey binary to use: $FERROKEY_BIN, else
+#                       build it (cargo build -p firmware-sim); prints nothing
+#                       (and returns 1) if the build fails
+
+stage() { printf '\n== %s\n' "$*"; }
+
+E2E_WANT_FIDO2=2.2.1
+E2E_WANT_WEBAUTHN=3.0.1
+
+e2e_venv() {
+  if ! .venv/bin/python - "$E2E_WANT_FIDO2" "$E2E_WANT_WEBAUTHN" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import version
+sys.exit(0 if (version("fido2"), version("webauthn")) == tuple(sys.argv[1:3]) else 1)
+PY
+  then
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check \
+      "fido2==$E2E_WANT_FIDO2" "webauthn==$E2E_WANT_WEBAUTHN"
+  fi
+}
+
+e2e_ferrokey_bin() {
+  if [ -n "${FERROKEY_BIN:-}" ]; then
+    echo "$FERROKEY_BIN"
+    return 0
+  fi
+  local target_dir
+  target_dir=$(cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  if cargo build -p firmware-sim --bin ferrokey >&2; then
+    echo "$target_dir/debug/ferrokey"
+  else
+    return 1
+  fi
+}
