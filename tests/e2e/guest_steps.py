@@ -279,10 +279,16 @@ class Guest:
         t0 = time.monotonic()
         from fido2.client import DefaultClientDataCollector, Fido2Client
         from fido2.hid import open_device
-        from fido2.webauthn import (AttestationConveyancePreference, PublicKeyCredentialCreationOptions,
+        from fido2.webauthn import (AttestationConveyancePreference, AuthenticatorSelectionCriteria,
+                                    PublicKeyCredentialCreationOptions,
                                     PublicKeyCredentialDescriptor, PublicKeyCredentialParameters,
                                     PublicKeyCredentialRequestOptions, PublicKeyCredentialRpEntity,
-                                    PublicKeyCredentialType, PublicKeyCredentialUserEntity)
+                                    PublicKeyCredentialType, PublicKeyCredentialUserEntity,
+                                    UserVerificationRequirement)
+        # No PIN is set on this key; python-fido2 turns WebAuthn's default
+        # "preferred" into an error when the key supports a PIN but has none,
+        # so ask for UP only (PIN/UV flows are covered by the fido2 suite).
+        no_uv = UserVerificationRequirement.DISCOURAGED
         self.timings["python imports"] = round(time.monotonic() - t0, 3)
 
         device = open_device(self.dev)
@@ -295,6 +301,7 @@ class Guest:
             pub_key_cred_params=[PublicKeyCredentialParameters(type=PublicKeyCredentialType.PUBLIC_KEY,
                                                                alg=-7)],
             attestation=AttestationConveyancePreference.DIRECT,
+            authenticator_selection=AuthenticatorSelectionCriteria(user_verification=no_uv),
             timeout=30000,
         )
         reg = self.timed("make_credential", client.make_credential, create)
@@ -304,7 +311,7 @@ class Guest:
 
         challenge2 = os.urandom(32)
         request = PublicKeyCredentialRequestOptions(
-            challenge=challenge2, rp_id=RP_ID, timeout=30000,
+            challenge=challenge2, rp_id=RP_ID, timeout=30000, user_verification=no_uv,
             allow_credentials=[PublicKeyCredentialDescriptor(type=PublicKeyCredentialType.PUBLIC_KEY,
                                                              id=cred_id)])
         sel = self.timed("get_assertion", client.get_assertion, request)
