@@ -223,6 +223,14 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         self.next_rp(context.channel, firsts, Some(total), response)
     }
 
+    /// Takes the last slot of an enumeration and loads its credential.
+    fn pop_listable(&mut self, slots: &mut SlotList) -> Result<ResidentCredential, Error> {
+        let slot = slots.pop().ok_or(Error::NotAllowed)?;
+        self.listable(slot)
+            .map_err(store_error)?
+            .ok_or(Error::NoCredentials)
+    }
+
     /// Reports the RP of the last slot in `slots`; keeps the rest for GetNextRP.
     fn next_rp(
         &mut self,
@@ -231,11 +239,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         total: Option<u32>,
         response: &mut Message,
     ) -> HandlerResult {
-        let slot = slots.pop().ok_or(Error::NotAllowed)?;
-        let rec = self
-            .listable(slot)
-            .map_err(store_error)?
-            .ok_or(Error::NoCredentials)?;
+        let rec = self.pop_listable(&mut slots)?;
         let mut out = Response::default();
         out.rp = Some(PublicKeyCredentialRpEntity {
             id: rec.rp_id.clone(),
@@ -288,11 +292,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         total: Option<u32>,
         response: &mut Message,
     ) -> HandlerResult {
-        let slot = slots.pop().ok_or(Error::NotAllowed)?;
-        let rec = self
-            .listable(slot)
-            .map_err(store_error)?
-            .ok_or(Error::NoCredentials)?;
+        let rec = self.pop_listable(&mut slots)?;
         let key = credential::unwrap(&self.wrap_key, &rec.rp_id_hash, &rec.credential_id)
             .map_err(|_| Error::Other)?
             .key;

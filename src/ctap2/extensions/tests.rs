@@ -331,16 +331,21 @@ fn hmac_output(
     s.decrypt(&enc)
 }
 
-#[test]
-fn hmac_secret_outputs_are_deterministic_per_salt_and_protocol_independent() {
-    let mut h = Harness::new();
-    let made = mc(
-        &mut h,
+/// A non-resident credential for RP made with hmac-secret: true.
+fn make_hmac_secret_credential(h: &mut Harness) -> Made {
+    mc(
+        h,
         Mc::new(RP, b"u")
             .with(6, extensions(vec![("hmac-secret", Value::Bool(true))]))
             .build(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn hmac_secret_outputs_are_deterministic_per_salt_and_protocol_independent() {
+    let mut h = Harness::new();
+    let made = make_hmac_secret_credential(&mut h);
     assert_eq!(
         ext_value(&made.extensions, "hmac-secret"),
         Some(&Value::Bool(true))
@@ -370,13 +375,7 @@ fn hmac_secret_outputs_are_deterministic_per_salt_and_protocol_independent() {
 #[test]
 fn hmac_secret_uv_and_non_uv_outputs_differ() {
     let mut h = Harness::new();
-    let made = mc(
-        &mut h,
-        Mc::new(RP, b"u")
-            .with(6, extensions(vec![("hmac-secret", Value::Bool(true))]))
-            .build(),
-    )
-    .unwrap();
+    let made = make_hmac_secret_credential(&mut h);
     let salt = [0x33u8; 32];
     let without_uv = hmac_output(&mut h, 2, &made.id, &salt, None);
     let token = pin_token(&mut h, 2, 0x02, Some(RP));
@@ -392,13 +391,7 @@ fn hmac_secret_uv_and_non_uv_outputs_differ() {
 #[test]
 fn hmac_secret_rejects_bad_inputs() {
     let mut h = Harness::new();
-    let made = mc(
-        &mut h,
-        Mc::new(RP, b"u")
-            .with(6, extensions(vec![("hmac-secret", Value::Bool(true))]))
-            .build(),
-    )
-    .unwrap();
+    let made = make_hmac_secret_credential(&mut h);
     let cdh = client_data_hash("bad");
     for protocol in [1u8, 2] {
         let s = Session::open(&mut h, protocol);

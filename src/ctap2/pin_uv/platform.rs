@@ -17,14 +17,7 @@ use crate::test_platform::{seeded_rng, ChaCha20Rng};
 pub const PIN: &str = "1234";
 
 /// Permission bits, as the platform sends them.
-pub mod perm {
-    pub const MC: u8 = 0x01;
-    pub const GA: u8 = 0x02;
-    pub const CM: u8 = 0x04;
-    pub const BE: u8 = 0x08;
-    pub const LBW: u8 = 0x10;
-    pub const ACFG: u8 = 0x20;
-}
+pub use crate::pin::token::permission as perm;
 
 /// A platform talking to one authenticator with one PIN/UV auth protocol.
 pub struct Platform {
