@@ -15,6 +15,7 @@
 Python 3 stdlib only (the guest side uses the venv).
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -30,11 +31,54 @@ sys.path.insert(0, str(HERE.parent / "e2e"))
 sys.path.insert(0, str(HERE))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from e2e_common import Key  # noqa: E402
-from guest_browsers import BROWSERS, SCENARIOS  # noqa: E402  (names only)
+from guest_browsers import BROWSERS, COMMANDS, SCENARIOS, stop  # noqa: E402  (no venv needed)
+
+WARM_SECONDS = 15  # how long a browser runs on the host to fill its fresh profile
 
 
 def log(msg):
     print(f"[browser-e2e] {msg}", flush=True)
+
+
+def cache_root():
+    if os.environ.get("FERROKEY_BROWSER_CACHE"):
+        return Path(os.environ["FERROKEY_BROWSER_CACHE"])
+    if os.environ.get("FERROKEY_VM_CACHE"):
+        return Path(os.environ["FERROKEY_VM_CACHE"]).parent / "browser"
+    return REPO / "tools" / ".cache" / "browser"
+
+
+def warm_profile(browser):
+    """A browser profile that has been through its first start, made once on the
+    host (native speed) and cached: first-run work (profile databases, Firefox's
+    startup cache) then does not run again under TCG in every guest.  Keyed by
+    the browser's version and its command line.  Returns the dir, or None."""
+    probe = COMMANDS[browser]("about:blank", Path(tempfile.mkdtemp(prefix="probe-")))
+    shutil.rmtree(Path([a for a in probe if "profile" in a][-1].split("=")[-1]), ignore_errors=True)
+    exe = Path(probe[0]).resolve()
+    key = hashlib.sha256(json.dumps([str(exe), exe.stat().st_size, exe.stat().st_mtime,
+                                     probe[1:-1]]).encode()).hexdigest()[:16]
+    done = cache_root() / f"{browser}-profile-{key}"
+    if done.is_dir():
+        return done
+    tmp = Path(tempfile.mkdtemp(prefix=f"{browser}-warm-", dir=cache_root().mkdir(parents=True, exist_ok=True)
+                                or cache_root()))
+    log(f"warming a {browser} profile on the host ({WARM_SECONDS}s, once): {done}")
+    proc = subprocess.Popen(COMMANDS[browser]("about:blank", tmp), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
+                            env=dict(os.environ, MOZ_CRASHREPORTER_DISABLE="1",
+                                     DBUS_SESSION_BUS_ADDRESS="disabled:"))
+    time.sleep(WARM_SECONDS)
+    stop(proc, grace=20)
+    for junk in ("SingletonLock", "SingletonSocket", "SingletonCookie", "lock", ".parentlock",
+                 "crash_reporter_events", "Crash Reports"):
+        path = tmp / junk
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(done)
+    return done
 
 
 def fmt_secs(v):
@@ -97,8 +141,17 @@ def main():
             raise RuntimeError(f"`ferrokey ca` exited {ca.returncode}: "
                                f"{ca.stderr.decode(errors='replace')[-300:]}")
 
+        warm = {}
+        for b in browsers:
+            t0 = time.monotonic()
+            try:
+                warm[b] = str(warm_profile(b))
+            except (OSError, IndexError, subprocess.SubprocessError) as e:
+                log(f"no warm {b} profile ({e}); the guest starts from an empty one")
+            general.append((f"warm {b} profile (host, cached)", time.monotonic() - t0))
         cfg = {"port": key.port, "busids": key.busids, "ca_pem": str(work / "ca.pem"),
-               "browsers": browsers, "only": only, "browser_timeout": args.browser_timeout}
+               "browsers": browsers, "only": only, "browser_timeout": args.browser_timeout,
+               "warm_profiles": warm}
         (work / "browser.json").write_text(json.dumps(cfg, indent=2))
         cmd = [str(REPO / "tools" / "vm" / "run"), "--port", str(key.port), "--busid", key.busids[0],
                "--workdir", str(work), "--timeout", str(args.timeout), "--memory", args.memory,

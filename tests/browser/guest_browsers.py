@@ -144,9 +144,12 @@ def firefox_command(url, profile: Path):
     exe = first_existing("/usr/lib/firefox-esr/firefox-esr", "firefox-esr", "firefox")
     if not exe:
         raise Fail("firefox-esr is not installed")
-    prefs = "".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in FIREFOX_PREFS.items())
-    (profile / "user.js").write_text(prefs)
+    (profile / "user.js").write_text(firefox_user_js())
     return [exe, "--headless", "--no-remote", "--profile", str(profile), url]
+
+
+def firefox_user_js():
+    return "".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in FIREFOX_PREFS.items())
 
 
 COMMANDS = {"chromium": chromium_command, "firefox": firefox_command}
@@ -217,6 +220,9 @@ class Run:
         except Exception as e:
             return self.fail_all(browser, f"attach failed: {e}")
         profile = Path(tempfile.mkdtemp(prefix=f"{browser}-profile-"))
+        warm = (self.cfg.get("warm_profiles") or {}).get(browser)
+        if warm and Path(warm).is_dir():  # made on the host by browser_e2e.py (native speed)
+            shutil.copytree(warm, profile, dirs_exist_ok=True, symlinks=True)
         query = f"browser={browser}" + (f"&only={','.join(self.only)}" if self.only else "")
         url = f"http://localhost:{port}/?{query}"
         try:
