@@ -4,13 +4,16 @@
 1. Starts `ferrokey serve --keys N` (one key per browser, so each browser starts
    from an empty key) on a free loopback port with a fresh temp state dir, and
    exports its attestation root with `ferrokey ca`.
+   Warms one profile per browser on the host (cached: see warm_profile) so
+   that first-run work does not run under TCG.
 2. Boots ONE QEMU guest with tools/vm/run (2 GiB, 2 vCPUs), attached to the
    first key, which runs tests/browser/guest_browsers.py in a chroot of the host
    root with the repo's .venv python: the relying party (rp_server.py) on the
    guest's http://localhost:PORT, then headless Chromium and headless Firefox ESR
    in turn on the self-driving page (page/app.js).
-3. Prints one PASS/FAIL line per scenario per browser, a timing table, and last
-   a line `N passed, M failed`; exits non-zero if anything failed.
+3. Prints one PASS/FAIL line per scenario per browser, a timing table per
+   browser, and last a line `N passed, M failed`; exits non-zero if anything
+   failed that is not listed with --known-failure (shown as XFAIL).
 
 Python 3 stdlib only (the guest side uses the venv).
 """
@@ -41,6 +44,7 @@ def log(msg):
 
 
 def cache_root():
+    """FERROKEY_BROWSER_CACHE, else next to FERROKEY_VM_CACHE, else tools/.cache/browser."""
     if os.environ.get("FERROKEY_BROWSER_CACHE"):
         return Path(os.environ["FERROKEY_BROWSER_CACHE"])
     if os.environ.get("FERROKEY_VM_CACHE"):
@@ -49,36 +53,42 @@ def cache_root():
 
 
 def warm_profile(browser):
-    """A browser profile that has been through its first start, made once on the
-    host (native speed) and cached: first-run work (profile databases, Firefox's
-    startup cache) then does not run again under TCG in every guest.  Keyed by
-    the browser's version and its command line.  Returns the dir, or None."""
-    probe = COMMANDS[browser]("about:blank", Path(tempfile.mkdtemp(prefix="probe-")))
-    shutil.rmtree(Path([a for a in probe if "profile" in a][-1].split("=")[-1]), ignore_errors=True)
-    exe = Path(probe[0]).resolve()
-    key = hashlib.sha256(json.dumps([str(exe), exe.stat().st_size, exe.stat().st_mtime,
-                                     probe[1:-1]]).encode()).hexdigest()[:16]
-    done = cache_root() / f"{browser}-profile-{key}"
+    """A profile that has been through the browser's first start, made once on the
+    host (native speed) and cached, so that first-run work (profile databases,
+    Firefox's startup cache) does not run again under TCG in every guest.  Keyed
+    by the browser binary and its command line.  Returns the cached dir."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{browser}-warming-", dir=root))
+    cmd = COMMANDS[browser]("about:blank", tmp)
+    exe = Path(cmd[0]).resolve()
+    st = exe.stat()
+    flags = [a for a in cmd[1:] if str(tmp) not in a]
+    extra = (tmp / "user.js").read_text() if (tmp / "user.js").exists() else ""
+    key = hashlib.sha256(json.dumps([str(exe), st.st_size, st.st_mtime, flags, extra]).encode())
+    done = root / f"{browser}-profile-{key.hexdigest()[:16]}"
     if done.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
         return done
-    tmp = Path(tempfile.mkdtemp(prefix=f"{browser}-warm-", dir=cache_root().mkdir(parents=True, exist_ok=True)
-                                or cache_root()))
     log(f"warming a {browser} profile on the host ({WARM_SECONDS}s, once): {done}")
-    proc = subprocess.Popen(COMMANDS[browser]("about:blank", tmp), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
                             env=dict(os.environ, MOZ_CRASHREPORTER_DISABLE="1",
                                      DBUS_SESSION_BUS_ADDRESS="disabled:"))
     time.sleep(WARM_SECONDS)
     stop(proc, grace=20)
-    for junk in ("SingletonLock", "SingletonSocket", "SingletonCookie", "lock", ".parentlock",
-                 "crash_reporter_events", "Crash Reports"):
-        path = tmp / junk
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
+    for junk in ("SingletonLock", "SingletonSocket", "SingletonCookie", "lock", ".parentlock"):
+        if (tmp / junk).is_symlink() or (tmp / junk).exists():
+            (tmp / junk).unlink()
     tmp.rename(done)
     return done
+
+
+def read_lines(path):
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
 
 
 def fmt_secs(v):
@@ -116,7 +126,8 @@ def main():
         ap.error(f"unknown browser or scenario: {', '.join(bad)}")
 
     results = {}   # name -> (ok, detail)
-    timing_lines = []
+    general = []   # (label, seconds) for the whole run
+    per_browser = {b: [] for b in browsers}
     work = Path(tempfile.mkdtemp(prefix="ferrokey-browser-"))
     key = None
     try:
@@ -132,7 +143,7 @@ def main():
             raise RuntimeError(f"ferrokey serves {key.busids}, wanted {len(browsers)} keys")
         log(f"ferrokey (--keys {len(browsers)}, --presence auto) on 127.0.0.1:{key.port}, "
             f"busids {' '.join(key.busids)}")
-        timing_lines.append(("start ferrokey (host)", time.monotonic() - t0))
+        general.append(("start ferrokey (host)", time.monotonic() - t0))
 
         ca = subprocess.run([args.ferrokey, "ca", "--state-dir", str(key.state_dir)],
                             capture_output=True, timeout=30)
@@ -172,25 +183,25 @@ def main():
             if attached else f"guest/attach failed (tools/vm/run exit {vm.returncode})")
         print(f"{'PASS' if attached else 'FAIL'} guest-boot-and-attach: "
               f"{results['guest-boot-and-attach'][1]}", flush=True)
-        for name in ("guest_build_s", "boot_s", "attach_s", "command_s", "wall_s"):
+        for name, label in (("boot_s", "guest boot"), ("attach_s", "guest attach (first key)"),
+                            ("command_s", "guest command (both browsers)"), ("wall_s", "guest wall")):
             if vm_timing.get(name) is not None:
-                timing_lines.append((f"vm {name[:-2]}", vm_timing[name]))
-        try:
-            for line in (work / "browser-timing.jsonl").read_text().splitlines():
-                b = json.loads(line)
-                timing_lines.append((f"{b['browser']}: launch -> page loaded", b.get("page_load")))
-                timing_lines.append((f"{b['browser']}: launch -> last report", b.get("done")))
-        except FileNotFoundError:
-            pass
-        try:
-            for line in (work / "results.jsonl").read_text().splitlines():
-                r = json.loads(line)
-                results[r["name"]] = (r["ok"], r["detail"])
-                timing_lines.append((r["name"], r["seconds"]))
-                for label, secs in r.get("timings", {}).items():
-                    timing_lines.append((f"  {label}", secs))
-        except FileNotFoundError:
-            pass
+                general.append((label, vm_timing[name]))
+        for line in read_lines(work / "browser-timing.jsonl"):
+            b = json.loads(line)
+            rows = per_browser.setdefault(b["browser"], [])
+            rows.append(("attach its key", b.get("attach_s")))
+            rows.append(("browser start (launch -> page served)", b.get("page_load")))
+            rows.append(("launch -> last verdict", b.get("done")))
+        for line in read_lines(work / "results.jsonl"):
+            r = json.loads(line)
+            results[r["name"]] = (r["ok"], r["detail"])
+            browser, _, scenario = r["name"].partition("/")
+            rows = per_browser.setdefault(browser, [])
+            rows.append((scenario, r["seconds"]))
+            for label, secs in r.get("timings", {}).items():
+                if not label.startswith("browser_start"):
+                    rows.append((f"  {label.replace('_s', '()').replace('setup_', 'setup ')}", secs))
     except Exception as e:
         log(f"ERROR: {e}")
         results.setdefault("guest-boot-and-attach", (False, str(e)))
@@ -209,14 +220,18 @@ def main():
         if not ok and name in args.known_failure:
             xfail.append(name)
             print(f"XFAIL {name}: {detail} (listed as a known failure)", flush=True)
+        elif ok and name in args.known_failure:
+            print(f"PASS {name}: {detail} (XPASS: listed as a known failure; drop it from the list)",
+                  flush=True)
         else:
             print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
 
-    if timing_lines:
-        print("\n== timings (seconds)")
-        for label, secs in timing_lines:
-            if secs is not None:
-                print(f"  {label:<52} {fmt_secs(secs)}")
+    for title, rows in [("run", general)] + [(b, per_browser.get(b, [])) for b in browsers]:
+        if rows:
+            print(f"\n== timings: {title} (seconds)")
+            for label, secs in rows:
+                if secs is not None:
+                    print(f"  {label:<44} {fmt_secs(secs)}")
     passed = sum(1 for n in expected if results[n][0])
     failed = len(expected) - passed - len(xfail)
     if xfail:

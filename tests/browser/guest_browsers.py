@@ -5,7 +5,8 @@ Runs INSIDE the QEMU guest, in a chroot of the host's root (tools/vm/run
 --chroot), with the repo's .venv python.  It starts the relying party
 (rp_server.py) on the guest's own http://localhost:PORT, then, for each browser
 in turn, attaches that browser's own ferrokey key over USB/IP (ferrokey serves
-one key per browser: --keys N), starts the browser headless on the page, and
+one key per browser: --keys N), starts the browser headless on the page (from
+a copy of the profile browser_e2e.py warmed on the host, if any), and
 waits until the page has run every scenario and reported to the RP.  Each
 verdict becomes `PASS|FAIL <browser>/<scenario>` in results.jsonl (the
 tests/e2e format), with the browser's timings.
@@ -205,18 +206,19 @@ class Run:
         """Attach busids[index] (browser number index's own key), detaching the previous one."""
         busid = self.cfg["busids"][index]
         if self.dev and self.attached_busid == busid:
-            return
+            return 0.0
         t0 = time.monotonic()
         if self.dev:
             detach(self.vport, self.dev)
         self.dev, self.vport = attach(self.cfg["port"], busid)
         self.attached_busid = busid
         log(f"attached key {index + 1} ({busid}) as {self.dev} in {time.monotonic() - t0:.2f}s")
+        return round(time.monotonic() - t0, 2)
 
     def run_browser(self, index, browser, rp, port):
         timeout = float(self.cfg.get("browser_timeout", 300))
         try:
-            self.switch_key(index)
+            attach_s = self.switch_key(index)
         except Exception as e:
             return self.fail_all(browser, f"attach failed: {e}")
         profile = Path(tempfile.mkdtemp(prefix=f"{browser}-profile-"))
@@ -239,7 +241,7 @@ class Run:
                                 env=env, start_new_session=True)
         watch = FidoLogWatch(self.logs / f"{browser}.log", browser, rp)
         got = {}       # scenario -> result
-        marks = {}     # event -> seconds since launch
+        marks = {"attach_s": attach_s}  # event -> seconds (since launch, except attach_s)
         done = False
         try:
             end = t_launch + timeout
