@@ -70,6 +70,12 @@ pub struct Config {
     /// `fido2-token -R` or python-fido2's device tests), and there is no real
     /// power cycle to ask for.
     pub reset_requires_fresh_power_up: bool,
+    /// The key has a built-in user-verification method (reached through
+    /// [`crate::platform::UserPresence::verify_user`]): getInfo `uv: true`,
+    /// clientPIN getPinUvAuthTokenUsingUvWithPermissions and getUVRetries, and
+    /// the `uv` option of makeCredential / getAssertion. Defaults to `false`:
+    /// PIN-only, as without it.
+    pub builtin_uv: bool,
 }
 
 /// Why [`Authenticator::new`] failed.
@@ -167,12 +173,12 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         };
         let wrap_key = WrapKey::derive(&state.secret).map_err(|_| InitError::Corrupt)?;
         // Power-up of PIN/UV auth: fresh key agreement keys and tokens.
-        let pin = PinUv::power_up(
-            Features::default(),
-            &mut platform.storage,
-            &mut platform.rng,
-        )
-        .map_err(InitError::Storage)?;
+        let features = Features {
+            builtin_uv: config.builtin_uv,
+            ..Features::default()
+        };
+        let pin = PinUv::power_up(features, &mut platform.storage, &mut platform.rng)
+            .map_err(InitError::Storage)?;
         let mut this = Authenticator {
             platform,
             config,

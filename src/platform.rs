@@ -80,7 +80,17 @@ pub enum PresenceStatus {
     Denied,
 }
 
-/// A test of user presence (the "touch" of a security key).
+/// The answer to a request for built-in user verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UvStatus {
+    /// The user was verified (for example, an enrolled finger matched).
+    Verified,
+    /// Verification failed (no match, refused, or no built-in method).
+    Failed,
+}
+
+/// A test of user presence (the "touch" of a security key), and optionally a
+/// built-in user-verification method (a fingerprint sensor).
 pub trait UserPresence {
     /// Asks the user for presence. A new request replaces an outstanding one.
     fn request(&mut self, now_ms: u64);
@@ -89,6 +99,14 @@ pub trait UserPresence {
     fn poll(&mut self, now_ms: u64) -> PresenceStatus;
     /// Withdraws the outstanding request (CTAPHID CANCEL, timeout, disconnect).
     fn cancel(&mut self);
+    /// Performs built-in user verification once (CTAP 2.1 `performBuiltInUv`)
+    /// and answers at once. The core calls it only when
+    /// `Config::builtin_uv` is on; a successful verification also counts as
+    /// user presence (the method is a touch of the sensor). The default has no
+    /// built-in method and always fails.
+    fn verify_user(&mut self, _now_ms: u64) -> UvStatus {
+        UvStatus::Failed
+    }
 }
 
 /// Everything the core needs from its surroundings, as one value with public

@@ -13,7 +13,8 @@ use rand_chacha::rand_core::SeedableRng;
 pub use rand_chacha::ChaCha20Rng;
 
 use crate::platform::{
-    Platform, PresenceStatus, RecordKey, Storage, StorageError, UserPresence, MAX_RECORD_SIZE,
+    Platform, PresenceStatus, RecordKey, Storage, StorageError, UserPresence, UvStatus,
+    MAX_RECORD_SIZE,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,6 +144,8 @@ struct PresenceState {
     requests: u32,
     polls: u32,
     cancels: u32,
+    uv: UvStatus,
+    uv_requests: u32,
 }
 
 /// A user-presence test that answers as scripted and counts calls. Clones share state.
@@ -168,6 +171,8 @@ impl ScriptedPresence {
                 requests: 0,
                 polls: 0,
                 cancels: 0,
+                uv: UvStatus::Verified,
+                uv_requests: 0,
             })),
         }
     }
@@ -175,6 +180,16 @@ impl ScriptedPresence {
     /// Changes the script (an outstanding request stays outstanding).
     pub fn set_script(&self, script: PresenceScript) {
         lock(&self.state).script = script;
+    }
+
+    /// How built-in user verification answers from now on (initially `Verified`).
+    pub fn set_uv(&self, answer: UvStatus) {
+        lock(&self.state).uv = answer;
+    }
+
+    /// How many times built-in user verification was performed.
+    pub fn uv_requests(&self) -> u32 {
+        lock(&self.state).uv_requests
     }
 
     /// How many times presence was requested.
@@ -232,6 +247,12 @@ impl UserPresence for ScriptedPresence {
         let mut s = lock(&self.state);
         s.cancels += 1;
         s.outstanding = false;
+    }
+
+    fn verify_user(&mut self, _now_ms: u64) -> UvStatus {
+        let mut s = lock(&self.state);
+        s.uv_requests += 1;
+        s.uv
     }
 }
 

@@ -29,6 +29,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             &request,
             &mut self.platform.storage,
             &mut self.platform.rng,
+            &mut self.platform.presence,
             context.now_ms,
         )?;
         if out == Response::default() {

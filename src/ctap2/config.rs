@@ -67,7 +67,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             Err(e) => return Err(e),
         };
 
-        let protected = self.pin.is_pin_set() || self.pin.always_uv();
+        let protected = self.pin.is_protected() || self.pin.always_uv();
         match request.pin_auth {
             None if protected => return Err(Error::PinRequired),
             None => {}

@@ -45,16 +45,20 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         }
         let up = options.and_then(|o| o.up).unwrap_or(true);
         // Steps 4 ("uv") and 5 (alwaysUv).
-        self.get_assertion_uv_policy(pin_auth.is_some(), options.and_then(|o| o.uv), up)?;
-        // Step 6: the pinUvAuthToken (ga permission, bound to the RP ID) gives UV.
-        let uv = self.verify_pin_uv_auth(
+        let builtin_uv =
+            self.get_assertion_uv_policy(pin_auth.is_some(), options.and_then(|o| o.uv), up)?;
+        // Step 6: the pinUvAuthToken (ga permission, bound to the RP ID) or
+        // built-in UV gives UV; built-in UV also evidences presence.
+        let verification = self.verify_pin_uv_auth(
             pin_auth,
             request.pin_protocol,
             &cdh,
             permission::GA,
             request.rp_id,
+            builtin_uv,
             context.now_ms,
         )?;
+        let uv = verification.uv;
 
         // Extensions (hmac-secret is verified and decrypted here, before presence).
         let extensions = AssertionExtensions::parse(request.extensions.as_ref(), &self.pin, up)?;
@@ -94,7 +98,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
 
         // Step 9: user presence unless up=false (a silent pre-flight); it uses
         // up the token's mc/ga permissions and flags.
-        if up && !context.up_granted {
+        if up && !context.up_granted && !verification.up {
             return Ok(Outcome::NeedsPresence);
         }
         if up {

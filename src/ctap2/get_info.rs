@@ -13,6 +13,13 @@ use crate::pin::state::MAX_MIN_PIN_LENGTH_RP_IDS;
 use crate::pin::PIN_UV_AUTH_PROTOCOLS;
 use crate::platform::{Storage, UserPresence};
 
+/// getInfo `preferredPlatformUvAttempts` with built-in UV: how often a
+/// platform should try built-in UV before falling back to the PIN.
+pub const PREFERRED_PLATFORM_UV_ATTEMPTS: usize = 3;
+/// getInfo `uvModality` with built-in UV: USER_VERIFY_FINGERPRINT_INTERNAL
+/// (FIDO Registry of Predefined Values §3.1), what the simulation stands for.
+pub const UV_MODALITY_FINGERPRINT: usize = 0x0000_0002;
+
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
     /// The getInfo response. Extensions, largeBlobs, maxSerializedLargeBlobArray,
     /// maxCredBlobLength and the algorithms come from [`super::extensions`],
@@ -63,6 +70,10 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         info.min_pin_length = Some(self.pin.min_pin_length());
         info.force_pin_change = Some(self.pin.force_pin_change());
         info.max_rpids_for_set_min_pin_length = Some(MAX_MIN_PIN_LENGTH_RP_IDS);
+        if self.pin.has_builtin_uv() {
+            info.preferred_platform_uv_attempts = Some(PREFERRED_PLATFORM_UV_ATTEMPTS);
+            info.uv_modality = Some(UV_MODALITY_FINGERPRINT);
+        }
         info.remaining_discoverable_credentials =
             Some(usize::from(self.remaining_discoverable_credentials()));
         write_cbor(response, &info)
@@ -73,11 +84,15 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     /// The PIN/UV options: clientPin (whether a PIN is set), pinUvAuthToken,
     /// credMgmt, authnrCfg, setMinPINLength, alwaysUv (its current state) and
     /// makeCredUvNotRqd (true unless alwaysUv is on, as the spec requires).
-    /// No `uv`: there is no built-in user verification.
+    /// `uv` (true) only with built-in user verification; without it the option
+    /// is absent, as for a key that has no such method.
     fn pin_uv_info(&self, options: &mut CtapOptions) {
         let features = self.pin.features();
         let always_uv = self.pin.always_uv();
         options.client_pin = Some(self.pin.is_pin_set());
+        if self.pin.has_builtin_uv() {
+            options.uv = Some(true);
+        }
         options.pin_uv_auth_token = Some(true);
         options.cred_mgmt = Some(features.cred_mgmt);
         options.authnr_cfg = Some(features.authnr_cfg);

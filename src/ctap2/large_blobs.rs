@@ -179,7 +179,7 @@ impl LargeBlobWriter {
                 return Err(Error::InvalidSeq);
             }
         }
-        if pin.is_pin_set() || pin.always_uv() {
+        if pin.is_protected() || pin.always_uv() {
             // PUAT_REQUIRED (0x36) is ctap-types' PinRequired.
             let param = request.pin_uv_auth_param.ok_or(Error::PinRequired)?;
             let protocol = request

@@ -54,20 +54,25 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         }
         let rk = options.and_then(|o| o.rk).unwrap_or(false);
         // Steps 5 ("uv"), 6 (alwaysUv), 7–8 (makeCredUvNotRqd).
-        self.make_credential_uv_policy(pin_auth.is_some(), options.and_then(|o| o.uv), rk)?;
+        let builtin_uv =
+            self.make_credential_uv_policy(pin_auth.is_some(), options.and_then(|o| o.uv), rk)?;
         // Step 9: no enterprise attestation.
         if request.enterprise_attestation.is_some() {
             return Err(Error::InvalidParameter);
         }
-        // Step 11: the pinUvAuthToken (mc permission, bound to rp.id) gives UV.
-        let uv = self.verify_pin_uv_auth(
+        // Step 11: the pinUvAuthToken (mc permission, bound to rp.id) or
+        // built-in UV gives UV; built-in UV also evidences presence.
+        let verification = self.verify_pin_uv_auth(
             pin_auth,
             request.pin_protocol,
             &cdh,
             permission::MC,
             &request.rp.id,
+            builtin_uv,
             context.now_ms,
         )?;
+        let uv = verification.uv;
+        let up_collected = context.up_granted || verification.up;
 
         // Extensions, checked (and hmac-secret-mc decrypted) before presence.
         let extensions = MakeCredentialExtensions::parse(
@@ -92,7 +97,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                     .map_err(store_error)?
                     .is_some_and(|c| uv || !c.flags.uv_required())
                 {
-                    if !context.up_granted {
+                    if !up_collected {
                         return Ok(Outcome::NeedsPresence);
                     }
                     return Err(Error::CredentialExcluded);
@@ -113,7 +118,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
 
         // Step 14: user presence (a PIN-issued token never carries it), which
         // uses up the token's mc/ga permissions and flags.
-        if !context.up_granted {
+        if !up_collected {
             return Ok(Outcome::NeedsPresence);
         }
         self.pin.consume_after_user_presence();

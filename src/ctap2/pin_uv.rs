@@ -1,17 +1,21 @@
 //! PIN/UV auth in authenticatorMakeCredential and authenticatorGetAssertion.
 //!
-//! The key has no built-in user verification: the only form of user
-//! verification is a pinUvAuthToken obtained with the PIN, and the key "is
-//! protected by some form of user verification" exactly while a PIN is set.
-//! getInfo advertises `makeCredUvNotRqd` while alwaysUv is off, so a
-//! non-discoverable credential may be made without a token.
+//! User verification comes from a pinUvAuthToken (obtained with the PIN, or
+//! with built-in UV when the key has it) or, when the key has built-in user
+//! verification ([`crate::authenticator::Config::builtin_uv`]), from the
+//! command's own `uv: true` option. The key "is protected by some form of user
+//! verification" while a PIN is set or built-in UV exists. getInfo advertises
+//! `makeCredUvNotRqd` while alwaysUv is off, so a non-discoverable credential
+//! may be made without UV.
 //!
 //! The handlers call, in spec order:
 //! 1. [`Authenticator::pin_uv_auth_precheck`] (mc steps 1–2, ga steps 1–2);
 //! 2. [`Authenticator::make_credential_uv_policy`] (mc steps 5–8) or
-//!    [`Authenticator::get_assertion_uv_policy`] (ga steps 4–5);
+//!    [`Authenticator::get_assertion_uv_policy`] (ga steps 4–5), whose result
+//!    says whether built-in UV is to be performed;
 //! 3. [`Authenticator::verify_pin_uv_auth`] (mc step 11, ga step 6), whose
-//!    result is the UV flag;
+//!    [`Verification`] gives the UV flag and whether user presence is
+//!    already evidenced (built-in UV, or a token that carries it);
 //! 4. after collecting user presence, `PinUv::consume_after_user_presence`
 //!    (mc step 14.4, ga step 9).
 
@@ -27,6 +31,18 @@ use crate::platform::{Storage, UserPresence};
 pub(crate) mod platform;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod uv_tests;
+
+/// What mc step 11 / ga step 6 established.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Verification {
+    /// The user is verified: the UV flag of the response.
+    pub(crate) uv: bool,
+    /// User presence is already evidenced: built-in UV was performed (the
+    /// sensor touch), or the token's userPresent flag is set.
+    pub(crate) up: bool,
+}
 
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
     /// Steps 1–2. A zero-length pinUvAuthParam is the platform's "touch to
@@ -53,55 +69,88 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     }
 
     /// makeCredential steps 5 ("uv"), 6 (alwaysUv) and 7–8 (makeCredUvNotRqd).
+    /// Returns whether built-in UV is to be performed.
     ///
-    /// `uv=true` without a pinUvAuthParam asks for built-in UV, which this key
-    /// does not have: INVALID_OPTION (the spec keeps the CTAP 2.0 code). With a
-    /// pinUvAuthParam the option counts as false. A token is then required
-    /// (PUAT_REQUIRED) when alwaysUv is on (also while no PIN is set: the
-    /// platform must set one), or for a discoverable credential while a PIN is set.
+    /// `uv=true` with a pinUvAuthParam counts as false. Without one it asks
+    /// for built-in UV: INVALID_OPTION (the spec keeps the CTAP 2.0 code) when
+    /// the key has none. alwaysUv: a key not protected by any UV needs one set
+    /// up (PUAT_REQUIRED); without a token or `uv`, built-in UV is performed if
+    /// it exists, else a token is required (PUAT_REQUIRED). A discoverable
+    /// credential on a protected key needs UV: PUAT_REQUIRED while a PIN is
+    /// set, else OPERATION_DENIED.
     pub(crate) fn make_credential_uv_policy(
         &self,
         has_pin_auth: bool,
         uv_option: Option<bool>,
         rk: bool,
-    ) -> Result<(), Error> {
-        if !has_pin_auth && uv_option == Some(true) {
-            return Err(Error::InvalidOption);
+    ) -> Result<bool, Error> {
+        let mut uv = self.uv_option(has_pin_auth, uv_option)?;
+        if self.pin.always_uv() {
+            uv = self.always_uv_policy(has_pin_auth, uv)?;
         }
-        let always_uv = self.pin.always_uv();
-        if always_uv && !self.pin.is_pin_set() {
-            return Err(Error::PinRequired);
+        if self.pin.is_protected() && rk && !has_pin_auth && !uv {
+            return Err(if self.pin.is_pin_set() {
+                Error::PinRequired
+            } else {
+                Error::OperationDenied
+            });
         }
-        if !has_pin_auth && (always_uv || (self.pin.is_pin_set() && rk)) {
-            return Err(Error::PinRequired);
-        }
-        Ok(())
+        Ok(uv)
     }
 
     /// getAssertion steps 4 ("uv") and 5 (alwaysUv, which only applies when
     /// user presence is asked for: a silent `up=false` pre-flight still works).
+    /// Returns whether built-in UV is to be performed.
     pub(crate) fn get_assertion_uv_policy(
         &self,
         has_pin_auth: bool,
         uv_option: Option<bool>,
         up: bool,
-    ) -> Result<(), Error> {
-        if !has_pin_auth && uv_option == Some(true) {
+    ) -> Result<bool, Error> {
+        let uv = self.uv_option(has_pin_auth, uv_option)?;
+        if up && self.pin.always_uv() {
+            return self.always_uv_policy(has_pin_auth, uv);
+        }
+        Ok(uv)
+    }
+
+    /// The "uv" option: true asks for built-in UV unless a pinUvAuthParam is
+    /// present; INVALID_OPTION when the key has no built-in UV.
+    fn uv_option(&self, has_pin_auth: bool, uv_option: Option<bool>) -> Result<bool, Error> {
+        let uv = !has_pin_auth && uv_option == Some(true);
+        if uv && !self.pin.has_builtin_uv() {
             return Err(Error::InvalidOption);
         }
-        if up && self.pin.always_uv() && (!has_pin_auth || !self.pin.is_pin_set()) {
+        Ok(uv)
+    }
+
+    /// The alwaysUv step: PUAT_REQUIRED when the key is not protected by any
+    /// UV; otherwise a token or `uv` is kept, and without either built-in UV
+    /// is performed if it exists, else PUAT_REQUIRED.
+    fn always_uv_policy(&self, has_pin_auth: bool, uv: bool) -> Result<bool, Error> {
+        if !self.pin.is_protected() {
             return Err(Error::PinRequired);
         }
-        Ok(())
+        if has_pin_auth || uv {
+            return Ok(uv);
+        }
+        if self.pin.has_builtin_uv() {
+            Ok(true)
+        } else {
+            Err(Error::PinRequired)
+        }
     }
 
     /// makeCredential step 11 / getAssertion step 6: verifies a pinUvAuthParam
     /// over the clientDataHash against the pinUvAuthToken, which must carry
-    /// `permission` and be bound to `rp_id` (or becomes bound to it). Returns
-    /// whether the user is verified: the UV flag of the response.
+    /// `permission` and be bound to `rp_id` (or becomes bound to it); or,
+    /// without one and with `builtin_uv` (from the policy step), performs
+    /// built-in UV (UV_INVALID / UV_BLOCKED on failure).
     ///
-    /// A pinUvAuthParam while no PIN is set is PIN_NOT_SET (as in CTAP 2.0: no
-    /// token can exist).
+    /// A pinUvAuthParam while no PIN is set and without built-in UV is
+    /// PIN_NOT_SET (as in CTAP 2.0: no token can exist).
+    // The request's parts travel as plain arguments.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn verify_pin_uv_auth(
         &mut self,
         pin_auth: Option<&[u8]>,
@@ -109,12 +158,21 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         client_data_hash: &[u8; 32],
         permission: u8,
         rp_id: &str,
+        builtin_uv: bool,
         now_ms: u64,
-    ) -> Result<bool, Error> {
+    ) -> Result<Verification, Error> {
         let Some(param) = pin_auth else {
-            return Ok(false);
+            if !builtin_uv {
+                return Ok(Verification::default());
+            }
+            self.pin.perform_builtin_uv(
+                &mut self.platform.storage,
+                &mut self.platform.presence,
+                now_ms,
+            )?;
+            return Ok(Verification { uv: true, up: true });
         };
-        if !self.pin.is_pin_set() {
+        if !self.pin.is_pin_set() && !self.pin.has_builtin_uv() {
             return Err(Error::PinNotSet);
         }
         let protocol = match pin_protocol {
@@ -129,6 +187,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             RpCheck::Bind(rp_id),
             now_ms,
         )?;
-        Ok(true)
+        Ok(Verification {
+            uv: true,
+            up: self.pin.user_present_flag(now_ms),
+        })
     }
 }

@@ -4,6 +4,10 @@
 //! additions, both before any retry is spent: PIN_NOT_SET when a PIN operation
 //! (or getPINRetries) needs a PIN and none is set, and PIN_AUTH_BLOCKED while a
 //! power cycle is due after three consecutive wrong PINs.
+//!
+//! getPinUvAuthTokenUsingUvWithPermissions (0x06) and getUVRetries (0x07)
+//! exist only with built-in user verification ([`super::Features::builtin_uv`]);
+//! otherwise they are INVALID_SUBCOMMAND.
 
 use cosey::EcdhEsHkdf256PublicKey;
 use ctap_types::ctap2::client_pin::{PinV1Subcommand, Request, Response};
@@ -14,10 +18,12 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use super::protocol::{ProtocolVersion, SharedSecret};
-use super::state::{MAX_CONSECUTIVE_MISMATCHES, MAX_PIN_BYTES, MAX_PIN_RETRIES, PIN_HASH_LEN};
+use super::state::{
+    MAX_CONSECUTIVE_MISMATCHES, MAX_PIN_BYTES, MAX_PIN_RETRIES, MAX_UV_RETRIES, PIN_HASH_LEN,
+};
 use super::token::{permission, TOKEN_LEN};
 use super::PinUv;
-use crate::platform::Storage;
+use crate::platform::{Storage, UserPresence};
 
 /// The padded PIN block: newPinEnc decrypts to exactly this many bytes.
 pub const PADDED_PIN_LEN: usize = 64;
@@ -89,12 +95,14 @@ fn check_new_pin(padded: &[u8; PADDED_PIN_LEN], min_pin_length: u8) -> Result<Ne
 }
 
 impl PinUv {
-    /// Handles one authenticatorClientPIN request.
-    pub fn client_pin<S: Storage, R: RngCore + CryptoRng>(
+    /// Handles one authenticatorClientPIN request. `presence` is asked for
+    /// built-in user verification (getPinUvAuthTokenUsingUvWithPermissions).
+    pub fn client_pin<S: Storage, R: RngCore + CryptoRng, P: UserPresence>(
         &mut self,
         request: &Request<'_>,
         storage: &mut S,
         rng: &mut R,
+        presence: &mut P,
         now_ms: u64,
     ) -> Result<Response, Error> {
         match request.sub_command {
@@ -106,7 +114,13 @@ impl PinUv {
             PinV1Subcommand::GetPinUvAuthTokenUsingPinWithPermissions => {
                 self.get_pin_uv_auth_token_using_pin(request, storage, rng, now_ms)
             }
-            // No built-in user verification: the UV subcommands do not exist here.
+            PinV1Subcommand::GetPinUvAuthTokenUsingUvWithPermissions
+                if self.features.builtin_uv =>
+            {
+                self.get_pin_uv_auth_token_using_uv(request, storage, rng, presence, now_ms)
+            }
+            PinV1Subcommand::GetUVRetries if self.features.builtin_uv => self.get_uv_retries(),
+            // Without built-in user verification the UV subcommands do not exist.
             PinV1Subcommand::GetPinUvAuthTokenUsingUvWithPermissions
             | PinV1Subcommand::GetUVRetries => Err(Error::InvalidSubcommand),
             _ => Err(Error::InvalidSubcommand),
@@ -122,6 +136,13 @@ impl PinUv {
         let mut response = Response::default();
         response.retries = Some(self.state.retries());
         response.power_cycle_state = Some(self.power_cycle_required());
+        Ok(response)
+    }
+
+    /// getUVRetries (0x07).
+    fn get_uv_retries(&self) -> Result<Response, Error> {
+        let mut response = Response::default();
+        response.uv_retries = Some(self.state.uv_retries());
         Ok(response)
     }
 
@@ -237,6 +258,7 @@ impl PinUv {
             &shared,
             permission::MC | permission::GA,
             None,
+            false,
             rng,
             now_ms,
         )
@@ -259,17 +281,7 @@ impl PinUv {
             return Err(Error::MissingParameter);
         };
         let version = version_of(request)?;
-        if permissions == 0 {
-            return Err(Error::InvalidParameter);
-        }
-        let f = self.features;
-        let unauthorized = (permissions & permission::CM != 0 && !f.cred_mgmt)
-            || (permissions & permission::BE != 0 && !f.bio_enroll)
-            || (permissions & permission::LBW != 0 && !f.large_blobs)
-            || (permissions & permission::ACFG != 0 && !f.authnr_cfg);
-        if unauthorized {
-            return Err(Error::UnauthorizedPermission);
-        }
+        self.check_permissions(permissions)?;
         self.pin_gate()?;
         let shared = self.decapsulate(version, peer)?;
         self.check_pin_hash(version, &shared, pin_hash_enc, storage, rng)?;
@@ -282,9 +294,65 @@ impl PinUv {
             &shared,
             permissions & permission::DEFINED,
             request.rp_id,
+            false,
             rng,
             now_ms,
         )
+    }
+
+    /// getPinUvAuthTokenUsingUvWithPermissions (0x06), CTAP 2.1 §6.5.5.7.3:
+    /// the permission and RP ID rules of the PIN variant, then built-in UV
+    /// ([`PinUv::perform_builtin_uv`]: UV_INVALID / UV_BLOCKED). The method
+    /// also proves user presence, so the token starts with userPresent set.
+    fn get_pin_uv_auth_token_using_uv<S: Storage, R: RngCore + CryptoRng, P: UserPresence>(
+        &mut self,
+        request: &Request<'_>,
+        storage: &mut S,
+        rng: &mut R,
+        presence: &mut P,
+        now_ms: u64,
+    ) -> Result<Response, Error> {
+        let (Some(_), Some(peer), Some(permissions)) = (
+            request.pin_protocol,
+            request.key_agreement.as_ref(),
+            request.permissions,
+        ) else {
+            return Err(Error::MissingParameter);
+        };
+        let version = version_of(request)?;
+        self.check_permissions(permissions)?;
+        if self.state.uv_retries() == 0 {
+            return Err(Error::UvBlocked);
+        }
+        let shared = self.decapsulate(version, peer)?;
+        self.perform_builtin_uv(storage, presence, now_ms)?;
+        self.issue_token(
+            version,
+            &shared,
+            permissions & permission::DEFINED,
+            request.rp_id,
+            true,
+            rng,
+            now_ms,
+        )
+    }
+
+    /// The permission checks shared by both WithPermissions subcommands: not
+    /// zero (INVALID_PARAMETER), and none for a feature the key lacks
+    /// (UNAUTHORIZED_PERMISSION).
+    fn check_permissions(&self, permissions: u8) -> Result<(), Error> {
+        if permissions == 0 {
+            return Err(Error::InvalidParameter);
+        }
+        let f = self.features;
+        let unauthorized = (permissions & permission::CM != 0 && !f.cred_mgmt)
+            || (permissions & permission::BE != 0 && !f.bio_enroll)
+            || (permissions & permission::LBW != 0 && !f.large_blobs)
+            || (permissions & permission::ACFG != 0 && !f.authnr_cfg);
+        if unauthorized {
+            return Err(Error::UnauthorizedPermission);
+        }
+        Ok(())
     }
 
     /// The checks before a PIN attempt may be spent: a PIN exists, retries
@@ -304,7 +372,8 @@ impl PinUv {
 
     /// Spends one PIN attempt (persisted first), then compares the decrypted
     /// pinHashEnc with `CurrentStoredPIN`. On a mismatch the protocol's key
-    /// agreement key is regenerated; on a match retries return to the maximum.
+    /// agreement key is regenerated; on a match retries (PIN and, so a PIN
+    /// unblocks built-in UV, uvRetries) return to the maximum.
     fn check_pin_hash<S: Storage, R: RngCore + CryptoRng>(
         &mut self,
         version: ProtocolVersion,
@@ -338,23 +407,31 @@ impl PinUv {
         }
         self.consecutive_mismatches = 0;
         self.state
-            .update(storage, |s| s.set_retries(MAX_PIN_RETRIES))
+            .update(storage, |s| {
+                s.set_retries(MAX_PIN_RETRIES);
+                s.set_uv_retries(MAX_UV_RETRIES);
+            })
             .map_err(storage_error)
     }
 
-    /// Replaces the tokens, begins using the new one with `permissions` and
-    /// `rp_id`, and returns it encrypted for the platform.
+    /// Replaces the tokens, begins using the new one with `permissions`,
+    /// `rp_id` and `user_present` (true only after built-in UV), and returns it
+    /// encrypted for the platform.
+    // The token's parameters travel as plain arguments.
+    #[allow(clippy::too_many_arguments)]
     fn issue_token<R: RngCore + CryptoRng>(
         &mut self,
         version: ProtocolVersion,
         shared: &SharedSecret,
         permissions: u8,
         rp_id: Option<&str>,
+        user_present: bool,
         rng: &mut R,
         now_ms: u64,
     ) -> Result<Response, Error> {
         self.token.reset(rng);
-        self.token.begin_using(false, permissions, rp_id, now_ms);
+        self.token
+            .begin_using(user_present, permissions, rp_id, now_ms);
         let mut encrypted = [0u8; TOKEN_LEN + 16];
         let len = shared
             .encrypt(rng, self.token.value(version), &mut encrypted)

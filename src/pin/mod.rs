@@ -33,6 +33,10 @@
 //! - **authenticatorConfig toggleAlwaysUv:** [`PinUv::set_always_uv`]; getInfo
 //!   `options.alwaysUv` = [`PinUv::always_uv`]. The setting lives in the PIN
 //!   record, so authenticatorReset turns it off.
+//! - **Built-in user verification** (when [`Features::builtin_uv`]): getInfo
+//!   `options.uv` = true; clientPIN getPinUvAuthTokenUsingUvWithPermissions
+//!   and getUVRetries; makeCredential / getAssertion with `uv: true` call
+//!   [`PinUv::perform_builtin_uv`]. uvRetries lives in the PIN record too.
 
 pub mod client_pin;
 pub mod protocol;
@@ -42,13 +46,15 @@ pub mod token;
 use ctap_types::ctap2::Error;
 use rand_core::{CryptoRng, RngCore};
 
-use crate::platform::{RecordKey, Storage, StorageError};
+use crate::platform::{RecordKey, Storage, StorageError, UserPresence, UvStatus};
 
 pub use protocol::ProtocolVersion;
 pub use token::permission;
 
 use protocol::KeyAgreementKey;
-use state::{PinState, RpIdList, StateError, MAX_CONSECUTIVE_MISMATCHES, MAX_PIN_BYTES};
+use state::{
+    PinState, RpIdList, StateError, MAX_CONSECUTIVE_MISMATCHES, MAX_PIN_BYTES, MAX_UV_RETRIES,
+};
 use token::PinUvAuthToken;
 
 /// The `pinUvAuthProtocols` getInfo value, in order of preference.
@@ -66,16 +72,21 @@ pub struct Features {
     pub authnr_cfg: bool,
     /// `options.bioEnroll` present (grants `be`).
     pub bio_enroll: bool,
+    /// A built-in user-verification method exists and is enrolled
+    /// (`options.uv` = true).
+    pub builtin_uv: bool,
 }
 
 impl Default for Features {
-    /// Credential management, large blobs and config; no biometrics.
+    /// Credential management, large blobs and config; no biometrics and no
+    /// built-in user verification.
     fn default() -> Self {
         Features {
             cred_mgmt: true,
             large_blobs: true,
             authnr_cfg: true,
             bio_enroll: false,
+            builtin_uv: false,
         }
     }
 }
@@ -186,6 +197,63 @@ impl PinUv {
     /// The remaining PIN attempts (pinRetries).
     pub fn retries(&self) -> u8 {
         self.state.retries()
+    }
+
+    /// Whether the key has built-in user verification (getInfo `options.uv`).
+    pub fn has_builtin_uv(&self) -> bool {
+        self.features.builtin_uv
+    }
+
+    /// The remaining built-in user verification attempts (uvRetries).
+    pub fn uv_retries(&self) -> u8 {
+        self.state.uv_retries()
+    }
+
+    /// Whether the key "is protected by some form of user verification"
+    /// (CTAP 2.1 §6.1.2): a PIN is set or built-in UV exists.
+    pub fn is_protected(&self) -> bool {
+        self.state.is_pin_set() || self.features.builtin_uv
+    }
+
+    /// `performBuiltInUv()` (CTAP 2.1 §6.5.5.7.3, §6.1.2 step 11): asks the
+    /// platform's built-in method once. UV_BLOCKED when no attempts are left
+    /// (the method is not even asked); a failure spends one attempt (persisted)
+    /// and is UV_INVALID, or UV_BLOCKED when it was the last; a success restores
+    /// uvRetries to the maximum. Without built-in UV this is INVALID_OPTION.
+    pub fn perform_builtin_uv<S: Storage, P: UserPresence>(
+        &mut self,
+        storage: &mut S,
+        presence: &mut P,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        if !self.features.builtin_uv {
+            return Err(Error::InvalidOption);
+        }
+        let retries = self.state.uv_retries();
+        if retries == 0 {
+            return Err(Error::UvBlocked);
+        }
+        match presence.verify_user(now_ms) {
+            UvStatus::Verified => {
+                if retries != MAX_UV_RETRIES {
+                    self.state
+                        .update(storage, |s| s.set_uv_retries(MAX_UV_RETRIES))
+                        .map_err(|_| Error::Other)?;
+                }
+                Ok(())
+            }
+            UvStatus::Failed => {
+                let remaining = retries - 1;
+                self.state
+                    .update(storage, |s| s.set_uv_retries(remaining))
+                    .map_err(|_| Error::Other)?;
+                Err(if remaining == 0 {
+                    Error::UvBlocked
+                } else {
+                    Error::UvInvalid
+                })
+            }
+        }
     }
 
     /// The minimum PIN length in code points (getInfo `minPINLength`).

@@ -3,8 +3,9 @@
 //! The record holds `CurrentStoredPIN` = LEFT(SHA-256(pin), 16), the PIN's
 //! length in code points (`PINCodePointLength`, needed when the minimum length
 //! rises), `pinRetries`, `minPINLength`, the `forcePINChange` flag, the
-//! `minPinLengthRPIDs` list and the `alwaysUv` setting (authenticatorConfig
-//! state that, like the PIN, authenticatorReset returns to its default).
+//! `minPinLengthRPIDs` list, the `alwaysUv` setting (authenticatorConfig
+//! state that, like the PIN, authenticatorReset returns to its default) and
+//! `uvRetries`, the attempts left for built-in user verification.
 //!
 //! Encoding (version 1), all integers single bytes:
 //!
@@ -19,6 +20,11 @@
 //! then n times: length (1..=MAX_RP_ID_LENGTH), UTF-8 bytes
 //! ```
 //!
+//! Version 2 is version 1 followed by one byte, uvRetries (0..=7). It is
+//! written only while uvRetries is below [`MAX_UV_RETRIES`], so a key that
+//! never failed built-in UV (or has none) keeps writing version-1 records;
+//! version 1 means uvRetries = [`MAX_UV_RETRIES`].
+//!
 //! Anything else (unknown version, out-of-range value, trailing bytes) is
 //! [`StateError::Corrupt`]. A missing record means the factory state.
 
@@ -29,6 +35,9 @@ use crate::platform::{RecordKey, Storage, StorageError};
 
 /// The maximum (and initial) value of pinRetries (CTAP 2.1 §6.5.2.2).
 pub const MAX_PIN_RETRIES: u8 = 8;
+/// The maximum (and initial) value of uvRetries, the built-in user
+/// verification attempts left (CTAP 2.1 §6.5.2.2, getUVRetries).
+pub const MAX_UV_RETRIES: u8 = 8;
 /// Consecutive wrong PINs after which a power cycle is required (PIN_AUTH_BLOCKED).
 pub const MAX_CONSECUTIVE_MISMATCHES: u8 = 3;
 /// The default minPINLength, in Unicode code points.
@@ -43,12 +52,15 @@ pub const MAX_RP_ID_LENGTH: usize = 128;
 pub const PIN_HASH_LEN: usize = 16;
 
 const RECORD_VERSION: u8 = 1;
+/// Version 1 plus a trailing uvRetries byte.
+const RECORD_VERSION_UV: u8 = 2;
 const FLAG_PIN_SET: u8 = 0x01;
 const FLAG_FORCE_CHANGE: u8 = 0x02;
 const FLAG_ALWAYS_UV: u8 = 0x04;
 const HEADER_LEN: usize = 5 + PIN_HASH_LEN + 1;
 /// The largest encoded record.
-pub const MAX_ENCODED_LEN: usize = HEADER_LEN + MAX_MIN_PIN_LENGTH_RP_IDS * (1 + MAX_RP_ID_LENGTH);
+pub const MAX_ENCODED_LEN: usize =
+    HEADER_LEN + MAX_MIN_PIN_LENGTH_RP_IDS * (1 + MAX_RP_ID_LENGTH) + 1;
 
 /// Why PIN state could not be loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +90,7 @@ pub struct PinState {
     force_pin_change: bool,
     min_pin_length_rp_ids: RpIdList,
     always_uv: bool,
+    uv_retries: u8,
 }
 
 impl Default for PinState {
@@ -90,6 +103,7 @@ impl Default for PinState {
             force_pin_change: false,
             min_pin_length_rp_ids: Vec::new(),
             always_uv: false,
+            uv_retries: MAX_UV_RETRIES,
         }
     }
 }
@@ -102,6 +116,7 @@ impl PinState {
             pin_hash: Some([0xFF; PIN_HASH_LEN]),
             code_point_length: 0,
             retries: 0,
+            uv_retries: 0,
             ..PinState::default()
         }
     }
@@ -157,7 +172,11 @@ impl PinState {
         if self.always_uv {
             flags |= FLAG_ALWAYS_UV;
         }
-        out[0] = RECORD_VERSION;
+        out[0] = if self.uv_retries < MAX_UV_RETRIES {
+            RECORD_VERSION_UV
+        } else {
+            RECORD_VERSION
+        };
         out[1] = flags;
         out[2] = self.retries;
         out[3] = self.min_pin_length;
@@ -171,6 +190,10 @@ impl PinState {
             out[pos + 1..pos + 1 + id.len()].copy_from_slice(id.as_bytes());
             pos += 1 + id.len();
         }
+        if self.uv_retries < MAX_UV_RETRIES {
+            out[pos] = self.uv_retries;
+            pos += 1;
+        }
         pos
     }
 
@@ -179,7 +202,7 @@ impl PinState {
         let header = bytes.get(..HEADER_LEN).ok_or(StateError::Corrupt)?;
         let (version, flags, retries, min_len, cp_len) =
             (header[0], header[1], header[2], header[3], header[4]);
-        if version != RECORD_VERSION
+        if !matches!(version, RECORD_VERSION | RECORD_VERSION_UV)
             || flags & !(FLAG_PIN_SET | FLAG_FORCE_CHANGE | FLAG_ALWAYS_UV) != 0
             || retries > MAX_PIN_RETRIES
             || !(DEFAULT_MIN_PIN_LENGTH..=MAX_PIN_BYTES as u8).contains(&min_len)
@@ -209,9 +232,11 @@ impl PinState {
             ids.push(id).map_err(|_| StateError::Corrupt)?;
             rest = &tail[len..];
         }
-        if !rest.is_empty() {
-            return Err(StateError::Corrupt);
-        }
+        let uv_retries = match (version, rest) {
+            (RECORD_VERSION, []) => MAX_UV_RETRIES,
+            (RECORD_VERSION_UV, [uv]) if *uv < MAX_UV_RETRIES => *uv,
+            _ => return Err(StateError::Corrupt),
+        };
         Ok(PinState {
             pin_hash: if pin_set { Some(hash) } else { None },
             code_point_length: if pin_set { cp_len } else { 0 },
@@ -220,6 +245,7 @@ impl PinState {
             force_pin_change: flags & FLAG_FORCE_CHANGE != 0,
             min_pin_length_rp_ids: ids,
             always_uv: flags & FLAG_ALWAYS_UV != 0,
+            uv_retries,
         })
     }
 
@@ -258,6 +284,11 @@ impl PinState {
         self.always_uv
     }
 
+    /// The built-in user verification attempts left (uvRetries).
+    pub fn uv_retries(&self) -> u8 {
+        self.uv_retries
+    }
+
     /// Compares `candidate` with `CurrentStoredPIN` in constant time. False when no PIN is set.
     pub fn pin_hash_matches(&self, candidate: &[u8]) -> bool {
         match &self.pin_hash {
@@ -294,6 +325,10 @@ impl PinState {
     pub(crate) fn set_always_uv(&mut self, always_uv: bool) {
         self.always_uv = always_uv;
     }
+
+    pub(crate) fn set_uv_retries(&mut self, retries: u8) {
+        self.uv_retries = retries.min(MAX_UV_RETRIES);
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +351,30 @@ mod tests {
         s.set_min_pin_length_rp_ids(ids);
         s.set_always_uv(true);
         s
+    }
+
+    #[test]
+    fn uv_retries_round_trip_and_keep_version_1_at_maximum() {
+        let mut buf = [0u8; MAX_ENCODED_LEN];
+        let full = sample();
+        let len_full = full.encode(&mut buf);
+        assert_eq!(buf[0], RECORD_VERSION, "uvRetries at maximum: version 1");
+        let mut s = sample();
+        s.set_uv_retries(3);
+        let len = s.encode(&mut buf);
+        assert_eq!(
+            (buf[0], len, buf[len - 1]),
+            (RECORD_VERSION_UV, len_full + 1, 3)
+        );
+        let back = PinState::decode(&buf[..len]).unwrap();
+        assert_eq!(back.uv_retries(), 3);
+        assert!(back == s);
+        // Version 2 must carry a uvRetries byte below the maximum.
+        assert!(PinState::decode(&buf[..len - 1]).is_err());
+        let mut b = buf;
+        b[len - 1] = MAX_UV_RETRIES;
+        assert!(PinState::decode(&b[..len]).is_err());
+        assert_eq!(PinState::locked().uv_retries(), 0);
     }
 
     #[test]

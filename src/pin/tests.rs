@@ -21,7 +21,7 @@ use super::state::MAX_MIN_PIN_LENGTH_RP_IDS;
 use super::token::{INITIAL_USAGE_TIME_LIMIT_MS, MAX_USAGE_TIME_PERIOD_MS};
 use super::{permission, Features, PinUv, RpCheck};
 use crate::platform::{RecordKey, StorageError};
-use crate::test_platform::{seeded_rng, ChaCha20Rng, MemoryStorage};
+use crate::test_platform::{seeded_rng, ChaCha20Rng, MemoryStorage, ScriptedPresence};
 
 const PROTOCOLS: [u8; 2] = [1, 2];
 const CDH: [u8; 32] = [0x5A; 32];
@@ -279,8 +279,13 @@ impl Rig {
         let bytes = req.encode();
         let request: Request<'_> =
             cbor_smol::cbor_deserialize(&bytes).map_err(|_| Error::InvalidCbor)?;
-        self.pin
-            .client_pin(&request, &mut self.storage, &mut self.rng, self.now)
+        self.pin.client_pin(
+            &request,
+            &mut self.storage,
+            &mut self.rng,
+            &mut ScriptedPresence::default(),
+            self.now,
+        )
     }
 
     fn session(&mut self, protocol: u8) -> Session {
@@ -1018,6 +1023,7 @@ fn permissions_token_parameters() {
         large_blobs: false,
         authnr_cfg: false,
         bio_enroll: false,
+        builtin_uv: false,
     });
     limited.set_pin(1, PIN).unwrap();
     for p in [

@@ -389,6 +389,43 @@ fn hmac_secret_uv_and_non_uv_outputs_differ() {
 }
 
 #[test]
+fn hmac_secret_with_builtin_uv_uses_the_uv_cred_random() {
+    let mut h = Harness::with_config(Config {
+        builtin_uv: true,
+        ..Config::default()
+    });
+    let made = make_hmac_secret_credential(&mut h);
+    let salt = [0x44u8; 32];
+    let without_uv = hmac_output(&mut h, 2, &made.id, &salt, None);
+    let token = pin_token(&mut h, 2, 0x02, Some(RP));
+    let with_pin_uv = hmac_output(&mut h, 2, &made.id, &salt, Some(&token));
+    // The same request with options.uv = true (built-in UV) instead of a token.
+    let s = Session::open(&mut h, 2);
+    let cdh = client_data_hash("hmac");
+    let Value::Map(mut m) = ga_request(
+        &cdh,
+        &[&made.id],
+        Some(extensions(vec![(
+            "hmac-secret",
+            hmac_secret_input(&s, &salt),
+        )])),
+        None,
+    ) else {
+        unreachable!()
+    };
+    m.push((int(5), Value::Map(vec![(text("uv"), Value::Bool(true))])));
+    let a = assert_ok(&mut h, Value::Map(m)).unwrap();
+    assert_eq!(a.auth_data[32] & 0x05, 0x05, "UP and UV");
+    let enc = ext_value(&a.extensions, "hmac-secret")
+        .unwrap()
+        .as_bytes()
+        .unwrap();
+    let with_builtin_uv = s.decrypt(enc);
+    assert_eq!(with_builtin_uv, with_pin_uv);
+    assert_ne!(with_builtin_uv, without_uv);
+}
+
+#[test]
 fn hmac_secret_rejects_bad_inputs() {
     let mut h = Harness::new();
     let made = make_hmac_secret_credential(&mut h);

@@ -149,6 +149,43 @@ impl Platform {
         }
     }
 
+    /// getPinUvAuthTokenUsingUvWithPermissions (0x06) with an optional RP ID.
+    pub fn uv_token(
+        &mut self,
+        h: &mut Harness,
+        permissions: u8,
+        rp_id: Option<&str>,
+    ) -> Result<Token, u8> {
+        let s = self.session(h);
+        let mut params = self.base(6);
+        params.push(Self::key_param(&s));
+        params.push((int(9), int(permissions.into())));
+        if let Some(rp) = rp_id {
+            params.push((int(10), text(rp)));
+        }
+        match self.client_pin(h, params) {
+            (0, Some(v)) => {
+                let value = s.decrypt(map_bytes(&v, 2));
+                assert_eq!(value.len(), 32);
+                Ok(Token {
+                    protocol: self.protocol,
+                    value,
+                })
+            }
+            (status, _) => Err(status),
+        }
+    }
+
+    /// getUVRetries (0x07): uvRetries or the error status.
+    pub fn uv_retries(&self, h: &mut Harness) -> Result<u8, u8> {
+        match self.client_pin(h, self.base(7)) {
+            (0, Some(v)) => {
+                Ok(u8::try_from(map_int(&v, 5).unwrap().as_integer().unwrap()).unwrap())
+            }
+            (status, _) => Err(status),
+        }
+    }
+
     /// A token with `permissions` for the test PIN, which must work.
     pub fn must_token(&mut self, h: &mut Harness, permissions: u8, rp_id: Option<&str>) -> Token {
         self.token(h, PIN, Some(permissions), rp_id)
