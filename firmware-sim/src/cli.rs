@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! ferrokey [serve] [--listen ADDR:PORT] [--state-dir DIR] [--keys N] [--presence auto|deny|prompt|touch]
-//!                  [--control ADDR:PORT] ...
+//!                  [--uv off|auto|deny] [--control ADDR:PORT] ...
 //! ferrokey list    [--state-dir DIR]
 //! ferrokey reset   [--state-dir DIR] [--key N | --all] [--yes]
 //! ferrokey ca      [--state-dir DIR]
@@ -39,7 +39,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::identity::{
     DEFAULT_MANUFACTURER, DEFAULT_PRODUCT, DEFAULT_PRODUCT_ID, DEFAULT_VENDOR_ID,
 };
-use crate::presence::PresenceMode;
+use crate::presence::{PresenceMode, UvMode};
 
 /// The default USB/IP listen address (3240 is the USB/IP port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3240";
@@ -122,6 +122,13 @@ pub struct ServeArgs {
     /// touches while the key runs.
     #[arg(long, value_name = "PATH", conflicts_with = "presence")]
     pub presence_file: Option<PathBuf>,
+    /// Built-in user verification (a simulated fingerprint sensor): off (the
+    /// default) makes a PIN-only key, like most security keys; auto verifies
+    /// the user at once (getInfo uv=true, so browsers skip the PIN); deny
+    /// fails every attempt, spending the key's uvRetries. Scriptable at run
+    /// time through the control API (/usbN/uv/approve|deny|default).
+    #[arg(long, value_enum, default_value_t = UvMode::Off)]
+    pub uv: UvMode,
     /// USB vendor id, hex (1209 is the pid.codes open-source vendor id).
     #[arg(long, value_name = "HEX", value_parser = parse_hex_u16,
           default_value = "1209")]
@@ -241,6 +248,7 @@ mod tests {
         assert_eq!(cli.serve.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(cli.serve.keys, 1);
         assert_eq!(cli.serve.presence, PresenceMode::Auto);
+        assert_eq!(cli.serve.uv, UvMode::Off);
         assert_eq!(cli.serve.vid, 0x1209);
         assert_eq!(cli.serve.pid, 0x000A);
         assert_eq!(cli.serve.product, "ferrokey FIDO2 security key");
@@ -263,6 +271,8 @@ mod tests {
             "0407",
             "--state-dir",
             "/tmp/x",
+            "--uv",
+            "deny",
         ])
         .unwrap();
         let Some(Command::Serve(args)) = cli.command else {
@@ -270,6 +280,7 @@ mod tests {
         };
         assert_eq!(args.keys, 3);
         assert_eq!(args.presence, PresenceMode::Prompt);
+        assert_eq!(args.uv, UvMode::Deny);
         assert_eq!(args.vid, 0x1050);
         assert_eq!(args.pid, 0x0407);
         assert_eq!(args.state.state_dir, Some(PathBuf::from("/tmp/x")));
@@ -290,6 +301,7 @@ mod tests {
                 "/tmp/p",
             ],
             &["ferrokey", "ca", "--country", "usa"],
+            &["ferrokey", "--uv", "maybe"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

@@ -16,11 +16,13 @@
 //! | `/usbN/touch/on`, `/usbN/touch/off` | hold or release the simulated button: while held, every presence request is approved |
 //! | `/usbN/presence/approve` (or `auto`), `deny`, `touch` | override the `--presence` mode: approve or refuse every request at once, or approve only while the button is held |
 //! | `/usbN/presence/default` | back to the `--presence` mode of the command line |
+//! | `/usbN/uv/approve` (or `auto`), `deny` | override `--uv`: built-in user verification succeeds, or fails (spending a uvRetry), every time; 409 when the key was started with `--uv off` |
+//! | `/usbN/uv/default` | back to the `--uv` mode of the command line |
 //!
 //! With `--presence auto` (the default) every request is approved anyway, so
 //! `touch/on|off` changes nothing; `--presence touch` approves only while the
 //! button is held. Every answer is JSON: the key's (or every key's) status, or
-//! `{"error": ...}` with status 400/404/405/503.
+//! `{"error": ...}` with status 400/404/405/408/409/503.
 //!
 //! The listener binds to loopback unless told otherwise and warns when it is
 //! not: whoever reaches it can approve requests and unplug keys.
@@ -37,7 +39,9 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::presence::{Policy, PresenceSwitch};
+use ferrokey::platform::UvStatus;
+
+use crate::presence::{Policy, PresenceSwitch, UvMode};
 use crate::usbip::KeySwitch;
 
 /// The most control connections served at once; more are closed at once.
@@ -57,6 +61,8 @@ pub struct ControlTarget {
     pub presence: PresenceSwitch,
     /// The `--presence` mode of the command line, for the status.
     pub mode: String,
+    /// The `--uv` mode of the command line.
+    pub uv: UvMode,
 }
 
 impl ControlTarget {
@@ -69,6 +75,11 @@ impl ControlTarget {
             "attached": self.power.is_attached(),
             "touch": on_off(self.presence.is_touched()),
             "presence": self.presence.policy().map_or(self.mode.clone(), |p| p.name().to_string()),
+            "uv": match self.presence.uv_policy() {
+                None => self.uv.name(),
+                Some(UvStatus::Verified) => "approve",
+                Some(UvStatus::Failed) => "deny",
+            },
         })
     }
 }
@@ -164,6 +175,7 @@ enum Action {
     Power(bool),
     Touch(bool),
     Presence(Option<Policy>),
+    Uv(Option<UvStatus>),
 }
 
 /// Parses a path into a key number and an action. `None`: the overall status.
@@ -177,7 +189,7 @@ fn parse_path(path: &str) -> Result<Option<(u32, Action)>, &'static str> {
         .next()
         .and_then(|p| p.strip_prefix("usb"))
         .and_then(|n| n.parse::<u32>().ok())
-        .ok_or("no such path; try /usbN/power/on|off, /usbN/touch/on|off or /usbN/presence/MODE")?;
+        .ok_or("no such path; try /usbN/power/on|off, /usbN/touch/on|off, /usbN/presence/MODE or /usbN/uv/MODE")?;
     let on_off = |word: Option<&str>| match word {
         Some("on") => Ok(true),
         Some("off") => Ok(false),
@@ -194,7 +206,13 @@ fn parse_path(path: &str) -> Result<Option<(u32, Action)>, &'static str> {
             Some("default") => None,
             _ => return Err("expected approve, auto, deny, touch or default"),
         }),
-        _ => return Err("no such action; try power, touch or presence"),
+        (Some("uv"), word) => Action::Uv(match word {
+            Some("approve" | "auto") => Some(UvStatus::Verified),
+            Some("deny") => Some(UvStatus::Failed),
+            Some("default") => None,
+            _ => return Err("expected approve, auto, deny or default"),
+        }),
+        _ => return Err("no such action; try power, touch, presence or uv"),
     };
     if parts.next().is_some() {
         return Err("no such path");
@@ -232,6 +250,13 @@ pub async fn handle(method: &str, path: &str, targets: &[ControlTarget]) -> Answ
         },
         Action::Touch(on) => target.presence.set_touch(on),
         Action::Presence(policy) => target.presence.set_policy(policy),
+        Action::Uv(_) if !target.uv.is_builtin() => {
+            return Answer::error(
+                409,
+                "the key has no built-in user verification (started with --uv off)",
+            )
+        }
+        Action::Uv(answer) => target.presence.set_uv_policy(answer),
     }
     Answer::ok(target.status())
 }
@@ -261,11 +286,25 @@ mod tests {
             parse_path("/usb1/presence/default"),
             Ok(Some((1, Action::Presence(None))))
         );
+        assert_eq!(
+            parse_path("/usb3/uv/deny"),
+            Ok(Some((3, Action::Uv(Some(UvStatus::Failed)))))
+        );
+        assert_eq!(
+            parse_path("/usb1/uv/auto"),
+            Ok(Some((1, Action::Uv(Some(UvStatus::Verified)))))
+        );
+        assert_eq!(
+            parse_path("/usb1/uv/default"),
+            Ok(Some((1, Action::Uv(None))))
+        );
         for bad in [
             "/usb",
             "/usbx/power/on",
             "/usb1/power",
             "/usb1/power/maybe",
+            "/usb1/uv",
+            "/usb1/uv/touch",
             "/usb1/fly",
             "/usb1/power/on/now",
             "/usb-1/power/on",

@@ -16,6 +16,10 @@
 //! Every mode also has a runtime [`PresenceSwitch`]: holding
 //! its button approves, and its policy override replaces the mode.
 //!
+//! Built-in user verification (the simulated fingerprint sensor of `--uv`,
+//! [`UvMode`]) is answered here too ([`UserPresence::verify_user`]): `auto`
+//! verifies, `deny` fails; the switch's UV override replaces the mode.
+//!
 //! An unanswered request is ended by the core's timeout (it calls
 //! [`UserPresence::cancel`]). When an answer arrives from another thread, the key is
 //! woken through the `Arc<tokio::sync::Notify>` it was created with, so it polls again.
@@ -26,7 +30,7 @@ use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ferrokey::platform::{PresenceStatus, UserPresence};
+use ferrokey::platform::{PresenceStatus, UserPresence, UvStatus};
 use tokio::sync::Notify;
 
 mod switch;
@@ -45,6 +49,45 @@ pub enum PresenceMode {
     /// Approve only while the simulated button is held (`--control`'s
     /// `/usbN/touch/on`).
     Touch,
+}
+
+/// Built-in user verification, chosen on the command line (`--uv`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum UvMode {
+    /// No built-in method: PIN-only, like most security keys (getInfo has no
+    /// `uv` option).
+    #[default]
+    Off,
+    /// A built-in method (a simulated fingerprint sensor) that verifies the
+    /// user at once, every time.
+    Auto,
+    /// A built-in method that never matches: every attempt fails and spends
+    /// one of the key's uvRetries.
+    Deny,
+}
+
+impl UvMode {
+    /// Whether the key has built-in user verification.
+    pub fn is_builtin(self) -> bool {
+        self != UvMode::Off
+    }
+
+    /// The answer of the built-in method in this mode.
+    pub fn answer(self) -> UvStatus {
+        match self {
+            UvMode::Auto => UvStatus::Verified,
+            UvMode::Off | UvMode::Deny => UvStatus::Failed,
+        }
+    }
+
+    /// The mode's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            UvMode::Off => "off",
+            UvMode::Auto => "auto",
+            UvMode::Deny => "deny",
+        }
+    }
 }
 
 /// A label for a key in prompts (its USB/IP bus id), settable after the key was
@@ -79,6 +122,8 @@ pub struct Presence {
     wake: Arc<Notify>,
     label: Label,
     switch: PresenceSwitch,
+    /// How built-in user verification answers without a switch override.
+    uv: UvMode,
 }
 
 #[derive(Debug)]
@@ -101,7 +146,15 @@ impl Presence {
             switch: PresenceSwitch::new(wake.clone()),
             wake,
             label,
+            uv: UvMode::Off,
         }
+    }
+
+    /// Answers built-in user verification as `mode` says (without it, every
+    /// verification fails; the core asks only when it has built-in UV).
+    pub fn with_uv(mut self, mode: UvMode) -> Self {
+        self.uv = mode;
+        self
     }
 
     /// Approves every request at once.
@@ -223,6 +276,13 @@ impl UserPresence for Presence {
         if let Kind::Prompt { hub, slot } = &self.kind {
             hub.cancel(slot);
         }
+    }
+
+    fn verify_user(&mut self, _now_ms: u64) -> UvStatus {
+        let answer = self.switch.uv_policy().unwrap_or(self.uv.answer());
+        tracing::info!(key = %self.label.get(), verified = answer == UvStatus::Verified,
+            "built-in user verification");
+        answer
     }
 }
 
@@ -458,6 +518,25 @@ mod tests {
         p.request(3);
         p.cancel();
         assert_eq!(p.poll(4), PresenceStatus::Pending);
+    }
+
+    #[test]
+    fn built_in_uv_follows_the_mode_and_the_switch_override() {
+        let wake = Arc::new(Notify::new());
+        let mut off = Presence::auto(wake.clone());
+        assert_eq!(off.verify_user(0), UvStatus::Failed);
+        let mut auto = Presence::deny(wake.clone()).with_uv(UvMode::Auto);
+        assert_eq!(auto.verify_user(0), UvStatus::Verified);
+        auto.switch().set_uv_policy(Some(UvStatus::Failed));
+        assert_eq!(auto.verify_user(0), UvStatus::Failed);
+        auto.switch().set_uv_policy(None);
+        assert_eq!(auto.verify_user(0), UvStatus::Verified);
+        let mut deny = Presence::auto(wake).with_uv(UvMode::Deny);
+        assert_eq!(deny.verify_user(0), UvStatus::Failed);
+        deny.switch().set_uv_policy(Some(UvStatus::Verified));
+        assert_eq!(deny.verify_user(0), UvStatus::Verified);
+        // Verification is not presence: no request is left outstanding.
+        assert_eq!(deny.poll(0), PresenceStatus::Pending);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrokey::platform::UvStatus;
 use firmware_sim::control::{self, ControlTarget};
 use firmware_sim::key::ReportCore;
 use firmware_sim::presence::PresenceSwitch;
@@ -110,6 +111,7 @@ async fn power_off_unplugs_and_refuses_imports_until_power_on() {
             power,
             presence: PresenceSwitch::new(wake.clone()),
             mode: "auto".into(),
+            uv: firmware_sim::presence::UvMode::Off,
         })
         .collect::<Vec<_>>();
     let listener = control::bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -159,6 +161,11 @@ async fn power_off_unplugs_and_refuses_imports_until_power_on() {
         "HTTP/1.1 404 Not Found"
     );
     assert!(get(control_addr, "/usb1/power/up").await.0.contains("404"));
+    // Started with --uv off: there is no built-in UV to script.
+    let (line, body) = get(control_addr, "/usb1/uv/approve").await;
+    assert_eq!(line, "HTTP/1.1 409 Conflict", "{body}");
+    assert!(body.contains("--uv off"), "{body}");
+    assert!(get(control_addr, "/usb1").await.1.contains(r#""uv":"off""#));
 
     drop(again);
     drop(imported);
@@ -182,4 +189,48 @@ async fn malformed_http_is_refused() {
     stream.read_to_string(&mut text).await.unwrap();
     assert!(text.starts_with("HTTP/1.1 405 "), "{text}");
     task.abort();
+}
+
+#[tokio::test]
+async fn uv_override_is_scriptable_when_built_in_uv_is_on() {
+    let wake = Arc::new(Notify::new());
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let core = Counting {
+        offs: Arc::new(AtomicU32::new(0)),
+        ons: Arc::new(AtomicU32::new(0)),
+    };
+    server.add_key(identity(), core, wake.clone()).unwrap();
+    let presence = PresenceSwitch::new(wake.clone());
+    let targets = server
+        .key_switches()
+        .into_iter()
+        .map(|power| ControlTarget {
+            number: 1,
+            power,
+            presence: presence.clone(),
+            mode: "auto".into(),
+            uv: firmware_sim::presence::UvMode::Auto,
+        })
+        .collect::<Vec<_>>();
+    let listener = control::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let control_addr = listener.local_addr().unwrap();
+    let control_task = tokio::spawn(control::serve(listener, targets));
+
+    assert!(get(control_addr, "/usb1")
+        .await
+        .1
+        .contains(r#""uv":"auto""#));
+    let (line, body) = get(control_addr, "/usb1/uv/deny").await;
+    assert_eq!(line, "HTTP/1.1 200 OK", "{body}");
+    assert!(body.contains(r#""uv":"deny""#), "{body}");
+    assert_eq!(presence.uv_policy(), Some(UvStatus::Failed));
+    let (_, body) = get(control_addr, "/usb1/uv/approve").await;
+    assert!(body.contains(r#""uv":"approve""#), "{body}");
+    assert_eq!(presence.uv_policy(), Some(UvStatus::Verified));
+    let (_, body) = get(control_addr, "/usb1/uv/default").await;
+    assert!(body.contains(r#""uv":"auto""#), "{body}");
+    assert_eq!(presence.uv_policy(), None);
+    assert!(get(control_addr, "/usb1/uv/maybe").await.0.contains("404"));
+
+    control_task.abort();
 }

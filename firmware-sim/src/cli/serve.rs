@@ -24,7 +24,7 @@ use crate::control::power::PowerCycled;
 use crate::control::ControlTarget;
 use crate::identity::{Identity, FERROKEY_AAGUID};
 use crate::key::UsbIdentity;
-use crate::presence::{Label, Presence, PresenceMode, PresenceSwitch, PromptHub};
+use crate::presence::{Label, Presence, PresenceMode, PresenceSwitch, PromptHub, UvMode};
 use crate::storage::FileStorage;
 use crate::usbip::Server;
 
@@ -66,6 +66,7 @@ pub struct KeyRecipe {
     identity: Identity,
     attestation: Attestation,
     presence: PresenceKind,
+    uv: UvMode,
     wake: Arc<Notify>,
     label: Label,
     switch: PresenceSwitch,
@@ -88,13 +89,15 @@ impl KeyRecipe {
             PresenceKind::Prompt(hub) => Presence::prompt(hub.clone(), wake),
         }
         .with_switch(self.switch.clone())
-        .with_label(self.label.clone());
+        .with_label(self.label.clone())
+        .with_uv(self.uv);
         let app = start_authenticator(
             &self.dir,
             storage,
             presence,
             &self.identity,
             Some(self.attestation.clone()),
+            self.uv.is_builtin(),
         )?;
         Ok(Device::new(app, device_config()))
     }
@@ -169,6 +172,7 @@ pub fn prepare_keys(args: &ServeArgs) -> Result<(PathBuf, Vec<PreparedKey>)> {
             identity: identity.clone(),
             attestation: core_attestation(&ca)?,
             presence,
+            uv: args.uv,
             wake: wake.clone(),
             label: label.clone(),
             switch: switch.clone(),
@@ -247,13 +251,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
         (Some(_), _) => "file".to_string(),
         (None, mode) => format!("{mode:?}").to_ascii_lowercase(),
     };
-    runtime.block_on(serve_keys(args.listen, args.control, &mode, keys))
+    runtime.block_on(serve_keys(args.listen, args.control, &mode, args.uv, keys))
 }
 
 async fn serve_keys(
     listen: SocketAddr,
     control: Option<SocketAddr>,
     mode: &str,
+    uv: UvMode,
     keys: Vec<PreparedKey>,
 ) -> Result<()> {
     let signals = Signals::install()?;
@@ -304,6 +309,7 @@ async fn serve_keys(
                     power,
                     presence,
                     mode: mode.to_string(),
+                    uv,
                 })
                 .collect();
             let at = listener.local_addr().context("control API address")?;

@@ -81,17 +81,20 @@ pub fn core_attestation(ca: &Ca) -> Result<Attestation> {
     })
 }
 
-/// Starts the core over an opened key state. `dir` is only for messages.
+/// Starts the core over an opened key state, with built-in user verification
+/// (answered by `presence`) when `builtin_uv`. `dir` is only for messages.
 pub fn start_authenticator<U: UserPresence>(
     dir: &Path,
     storage: FileStorage,
     presence: U,
     identity: &Identity,
     attestation: Option<Attestation>,
+    builtin_uv: bool,
 ) -> Result<KeyApp<U>> {
     let config = Config {
         aaguid: identity.aaguid,
         attestation,
+        builtin_uv,
         firmware_version: firmware_version(),
         ..Config::default()
     };

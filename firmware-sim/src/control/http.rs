@@ -97,6 +97,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
         503 => "Service Unavailable",
         _ => "Error",
     }

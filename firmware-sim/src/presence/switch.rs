@@ -1,6 +1,7 @@
-//! The runtime presence switch of one key: a simulated button ("touch") and a
-//! policy override, both set from outside the key (the control API,
-//! `crate::control`) while the key runs.
+//! The runtime presence switch of one key: a simulated button ("touch"), a
+//! presence policy override and a built-in user verification override, all
+//! set from outside the key (the control API, `crate::control`) while the key
+//! runs.
 //!
 //! - **Touch:** while the button is held ("touch on"), every presence request
 //!   is approved, whatever the command-line mode (`--presence touch` approves
@@ -14,7 +15,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ferrokey::platform::PresenceStatus;
+use ferrokey::platform::{PresenceStatus, UvStatus};
 use tokio::sync::Notify;
 
 use super::lock;
@@ -45,6 +46,7 @@ impl Policy {
 struct State {
     touched: bool,
     policy: Option<Policy>,
+    uv_policy: Option<UvStatus>,
 }
 
 /// One key's presence switch; clones share it. Changes wake the key so a
@@ -86,6 +88,17 @@ impl PresenceSwitch {
         lock(&self.state).policy
     }
 
+    /// Overrides the answer of built-in user verification (`None`: back to
+    /// the `--uv` mode).
+    pub fn set_uv_policy(&self, answer: Option<UvStatus>) {
+        lock(&self.state).uv_policy = answer;
+    }
+
+    /// The built-in user verification override in force, if any.
+    pub fn uv_policy(&self) -> Option<UvStatus> {
+        lock(&self.state).uv_policy
+    }
+
     /// The switch's answer to a pending request: `Some` decides it (the mode's
     /// own answer is not consulted), `None` leaves it to the mode.
     pub(super) fn decide(&self) -> Option<PresenceStatus> {
@@ -125,5 +138,18 @@ mod tests {
         switch.set_policy(None);
         assert_eq!(switch.decide(), None);
         assert!(!switch.is_touched());
+    }
+
+    #[test]
+    fn uv_override_is_independent_of_presence() {
+        let switch = PresenceSwitch::new(Arc::new(Notify::new()));
+        assert_eq!(switch.uv_policy(), None);
+        switch.set_uv_policy(Some(UvStatus::Failed));
+        switch.set_policy(Some(Policy::Approve));
+        assert_eq!(switch.uv_policy(), Some(UvStatus::Failed));
+        assert_eq!(switch.decide(), Some(PresenceStatus::Approved));
+        switch.set_uv_policy(None);
+        assert_eq!(switch.uv_policy(), None);
+        assert_eq!(switch.policy(), Some(Policy::Approve));
     }
 }

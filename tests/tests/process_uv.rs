@@ -1,0 +1,187 @@
+//! Built-in user verification of the real `ferrokey` binary (`serve --uv`):
+//! getInfo, makeCredential with `uv: true`, the control API's UV override, and
+//! uvRetries kept across a restart.
+//!
+//! Needs `target/<profile>/ferrokey`: run `cargo build -p firmware-sim` first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod process_support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use ciborium::Value;
+use process_support::*;
+
+type Client = ferrokey_tests::ctaphid_client::CtapHidClient<Usb>;
+
+const GET_INFO: u8 = 0x04;
+const CLIENT_PIN: u8 = 0x06;
+const CTAP2_ERR_UV_BLOCKED: u8 = 0x3C;
+const CTAP2_ERR_UV_INVALID: u8 = 0x3F;
+const CTAP2_ERR_INVALID_OPTION: u8 = 0x2C;
+/// Authenticator data flags.
+const UP: u8 = 0x01;
+const UV: u8 = 0x04;
+
+/// Starts ferrokey with `--control 127.0.0.1:0` and `extra`.
+fn start(state: &Path, extra: &[&str]) -> (Served, SocketAddr) {
+    let mut args = vec!["--control", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut served = Served::start(state, &args);
+    let line = served.wait_for("control API on http://");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    (served, addr)
+}
+
+/// GET `path` on the control API: (status code, body).
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: ferrokey\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_string(),
+    )
+}
+
+fn cbor(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(value, &mut out).unwrap();
+    out
+}
+
+fn int(i: i64) -> Value {
+    Value::Integer(i.into())
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+/// getInfo `options.uv`, if present.
+fn info_uv(client: &mut Client) -> Option<bool> {
+    let (status, body) = client.cbor(GET_INFO, &[]).unwrap();
+    assert_eq!(status, 0);
+    let info: Value = ciborium::from_reader(body.as_slice()).unwrap();
+    map_get_text(map_get(&info, 4).unwrap(), "uv").map(|v| v.as_bool().unwrap())
+}
+
+/// clientPIN getUVRetries.
+fn uv_retries(client: &mut Client) -> u64 {
+    let request = Value::Map(vec![(int(1), int(2)), (int(2), int(7))]);
+    let (status, body) = client.cbor(CLIENT_PIN, &cbor(&request)).unwrap();
+    assert_eq!(status, 0, "getUVRetries");
+    let response: Value = ciborium::from_reader(body.as_slice()).unwrap();
+    let retries = map_get(&response, 5).unwrap().as_integer().unwrap();
+    u64::try_from(retries).unwrap()
+}
+
+/// makeCredential (ES256, non-discoverable) with `uv: true`: the authData
+/// flags, or the CTAP status.
+fn make_credential_with_uv(client: &mut Client, user: &str) -> Result<u8, u8> {
+    let request = Value::Map(vec![
+        (int(1), Value::Bytes(vec![7; 32])),
+        (int(2), Value::Map(vec![(text("id"), text("example.com"))])),
+        (
+            int(3),
+            Value::Map(vec![
+                (text("id"), Value::Bytes(user.as_bytes().to_vec())),
+                (text("name"), text(user)),
+            ]),
+        ),
+        (
+            int(4),
+            Value::Array(vec![Value::Map(vec![
+                (text("alg"), int(-7)),
+                (text("type"), text("public-key")),
+            ])]),
+        ),
+        (int(7), Value::Map(vec![(text("uv"), Value::Bool(true))])),
+    ]);
+    let (status, body) = client.cbor(MAKE_CREDENTIAL, &cbor(&request)).unwrap();
+    if status != 0 {
+        return Err(status);
+    }
+    let response: Value = ciborium::from_reader(body.as_slice()).unwrap();
+    Ok(map_get(&response, 2).unwrap().as_bytes().unwrap()[32])
+}
+
+#[test]
+fn without_built_in_uv_the_uv_option_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (served, _control) = start(tmp.path(), &[]);
+    let mut client = connect(served.addr, "1-1");
+    assert_eq!(info_uv(&mut client), None);
+    assert_eq!(
+        make_credential_with_uv(&mut client, "ann"),
+        Err(CTAP2_ERR_INVALID_OPTION)
+    );
+    drop(client);
+    served.stop();
+}
+
+#[test]
+fn built_in_uv_is_scriptable_and_its_retries_persist() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Presence is denied: a verified finger is the touch.
+    let (served, control) = start(tmp.path(), &["--uv", "auto", "--presence", "deny"]);
+    let mut client = connect(served.addr, "1-1");
+    assert_eq!(info_uv(&mut client), Some(true));
+    assert_eq!(uv_retries(&mut client), 8);
+    let flags = make_credential_with_uv(&mut client, "bob").unwrap();
+    assert_eq!(flags & (UP | UV), UP | UV, "flags {flags:#04x}");
+
+    // A wrong finger: UV_INVALID, one attempt spent.
+    let (code, body) = get(control, "/usb1/uv/deny");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        make_credential_with_uv(&mut client, "bob"),
+        Err(CTAP2_ERR_UV_INVALID)
+    );
+    assert_eq!(
+        make_credential_with_uv(&mut client, "bob"),
+        Err(CTAP2_ERR_UV_INVALID)
+    );
+    assert_eq!(uv_retries(&mut client), 6);
+    drop(client);
+    served.stop();
+
+    // uvRetries survive a restart; --uv deny fails until the last attempt blocks.
+    let (served, control) = start(tmp.path(), &["--uv", "deny"]);
+    let mut client = connect(served.addr, "1-1");
+    assert_eq!(uv_retries(&mut client), 6);
+    for _ in 0..5 {
+        assert_eq!(
+            make_credential_with_uv(&mut client, "bob"),
+            Err(CTAP2_ERR_UV_INVALID)
+        );
+    }
+    assert_eq!(
+        make_credential_with_uv(&mut client, "bob"),
+        Err(CTAP2_ERR_UV_BLOCKED)
+    );
+    // Blocked: even a matching finger is no longer asked.
+    assert_eq!(get(control, "/usb1/uv/approve").0, 200);
+    assert_eq!(
+        make_credential_with_uv(&mut client, "bob"),
+        Err(CTAP2_ERR_UV_BLOCKED)
+    );
+    assert_eq!(uv_retries(&mut client), 0);
+    drop(client);
+    served.stop();
+}
