@@ -12,7 +12,7 @@ use std::time::Duration;
 use ferrokey::platform::UvStatus;
 use firmware_sim::control::{self, ControlTarget};
 use firmware_sim::key::ReportCore;
-use firmware_sim::presence::PresenceSwitch;
+use firmware_sim::presence::{PresenceSwitch, UvMode};
 use firmware_sim::usb::hid::REPORT_SIZE;
 use firmware_sim::usbip::{Notify, Server, UsbIdentity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -81,6 +81,31 @@ async fn closed_by_server(stream: &mut TcpStream) -> bool {
     )
 }
 
+/// Serves the control API for key 1 of `server` (presence mode "auto").
+fn serve_control(
+    server: &Server,
+    presence: PresenceSwitch,
+    uv: UvMode,
+) -> (SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let targets = server
+        .key_switches()
+        .into_iter()
+        .map(|power| ControlTarget {
+            number: 1,
+            power,
+            presence: presence.clone(),
+            mode: "auto".into(),
+            uv,
+        })
+        .collect::<Vec<_>>();
+    let listener = control::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let control_addr = listener.local_addr().unwrap();
+    (
+        control_addr,
+        tokio::spawn(control::serve(listener, targets)),
+    )
+}
+
 /// One GET through the HTTP front end: (status line, body).
 async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -103,20 +128,8 @@ async fn power_off_unplugs_and_refuses_imports_until_power_on() {
         ons: ons.clone(),
     };
     server.add_key(identity(), core, wake.clone()).unwrap();
-    let targets = server
-        .key_switches()
-        .into_iter()
-        .map(|power| ControlTarget {
-            number: 1,
-            power,
-            presence: PresenceSwitch::new(wake.clone()),
-            mode: "auto".into(),
-            uv: firmware_sim::presence::UvMode::Off,
-        })
-        .collect::<Vec<_>>();
-    let listener = control::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let control_addr = listener.local_addr().unwrap();
-    let control_task = tokio::spawn(control::serve(listener, targets));
+    let presence = PresenceSwitch::new(wake.clone());
+    let (control_addr, control_task) = serve_control(&server, presence, UvMode::Off);
     let background = server.spawn().unwrap();
     let addr = background.local_addr();
 
@@ -201,20 +214,7 @@ async fn uv_override_is_scriptable_when_built_in_uv_is_on() {
     };
     server.add_key(identity(), core, wake.clone()).unwrap();
     let presence = PresenceSwitch::new(wake.clone());
-    let targets = server
-        .key_switches()
-        .into_iter()
-        .map(|power| ControlTarget {
-            number: 1,
-            power,
-            presence: presence.clone(),
-            mode: "auto".into(),
-            uv: firmware_sim::presence::UvMode::Auto,
-        })
-        .collect::<Vec<_>>();
-    let listener = control::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let control_addr = listener.local_addr().unwrap();
-    let control_task = tokio::spawn(control::serve(listener, targets));
+    let (control_addr, control_task) = serve_control(&server, presence.clone(), UvMode::Auto);
 
     assert!(get(control_addr, "/usb1")
         .await

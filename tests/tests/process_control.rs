@@ -8,8 +8,7 @@
 
 mod process_support;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{ErrorKind, Read};
 use std::time::Duration;
 
 use ferrokey_tests::usbip_client::UsbipClient;
@@ -17,36 +16,6 @@ use process_support::*;
 
 /// CTAP2_ERR_OPERATION_DENIED.
 const OPERATION_DENIED: u8 = 0x27;
-
-/// Starts ferrokey with `--control 127.0.0.1:0`; returns it and the control address.
-fn start(state: &std::path::Path, extra: &[&str]) -> (Served, SocketAddr) {
-    let mut args = vec!["--control", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let mut served = Served::start(state, &args);
-    let line = served.wait_for("control API on http://");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    (served, addr)
-}
-
-/// GET `path`: (status code, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: ferrokey\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
-}
 
 /// Whether the server closed the client's USB/IP connection.
 fn closed(client: &mut CtapHidClientUsb) -> bool {
@@ -67,8 +36,8 @@ type CtapHidClientUsb = ferrokey_tests::ctaphid_client::CtapHidClient<Usb>;
 #[test]
 fn power_cycle_unplugs_refuses_imports_and_keeps_state() {
     let tmp = tempfile::tempdir().unwrap();
-    let (served, control) = start(tmp.path(), &[]);
-    let (code, body) = get(control, "/");
+    let (served, control) = Served::start_with_control(tmp.path(), &[]);
+    let (code, body) = control_get(control, "/");
     assert_eq!(code, 200);
     assert!(body.contains(r#""busid":"1-1""#), "{body}");
     assert!(body.contains(r#""power":"on""#), "{body}");
@@ -77,7 +46,7 @@ fn power_cycle_unplugs_refuses_imports_and_keeps_state() {
     let reg = make_credential(&mut client, "example.com", "hana").unwrap();
     let before = get_assertion(&mut client, "example.com", &reg.credential_id).unwrap();
 
-    let (code, body) = get(control, "/usb1/power/off");
+    let (code, body) = control_get(control, "/usb1/power/off");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(r#""power":"off""#), "{body}");
     assert!(
@@ -89,12 +58,12 @@ fn power_cycle_unplugs_refuses_imports_and_keeps_state() {
         "import accepted while powered off"
     );
 
-    let (code, body) = get(control, "/usb1/power/on");
+    let (code, body) = control_get(control, "/usb1/power/on");
     assert_eq!(code, 200, "{body}");
     let mut client = connect(served.addr, "1-1");
     let after = get_assertion(&mut client, "example.com", &reg.credential_id).unwrap();
     assert!(after > before, "counter {after} after {before}");
-    let (_, body) = get(control, "/usb1");
+    let (_, body) = control_get(control, "/usb1");
     assert!(body.contains(r#""attached":true"#), "{body}");
     drop(client);
     served.stop();
@@ -103,7 +72,7 @@ fn power_cycle_unplugs_refuses_imports_and_keeps_state() {
 #[test]
 fn touch_mode_approves_only_while_the_button_is_held() {
     let tmp = tempfile::tempdir().unwrap();
-    let (served, control) = start(tmp.path(), &["--presence", "touch"]);
+    let (served, control) = Served::start_with_control(tmp.path(), &["--presence", "touch"]);
     let addr = served.addr;
     // A request waits until the button is pressed.
     let worker = std::thread::spawn(move || {
@@ -112,23 +81,23 @@ fn touch_mode_approves_only_while_the_button_is_held() {
     });
     std::thread::sleep(Duration::from_millis(500));
     assert!(!worker.is_finished(), "approved without a touch");
-    assert_eq!(get(control, "/usb1/touch/on").0, 200);
+    assert_eq!(control_get(control, "/usb1/touch/on").0, 200);
     assert_eq!(worker.join().unwrap(), Ok(()));
 
     // An override beats the button; "default" goes back to touch mode.
     let mut client = connect(served.addr, "1-1");
-    let (_, body) = get(control, "/usb1/presence/deny");
+    let (_, body) = control_get(control, "/usb1/presence/deny");
     assert!(body.contains(r#""presence":"deny""#), "{body}");
     assert_eq!(
         make_credential(&mut client, "example.com", "jill").err(),
         Some(OPERATION_DENIED)
     );
-    let (_, body) = get(control, "/usb1/presence/default");
+    let (_, body) = control_get(control, "/usb1/presence/default");
     assert!(body.contains(r#""presence":"touch""#), "{body}");
     assert!(body.contains(r#""touch":"on""#), "{body}");
     assert!(make_credential(&mut client, "example.com", "jill").is_ok());
-    assert_eq!(get(control, "/usb1/touch/off").0, 200);
-    assert_eq!(get(control, "/usb7/touch/on").0, 404);
+    assert_eq!(control_get(control, "/usb1/touch/off").0, 200);
+    assert_eq!(control_get(control, "/usb7/touch/on").0, 404);
     drop(client);
     served.stop();
 }

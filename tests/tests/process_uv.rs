@@ -8,11 +8,6 @@
 
 mod process_support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::time::Duration;
-
 use ciborium::Value;
 use process_support::*;
 
@@ -27,52 +22,6 @@ const CTAP2_ERR_INVALID_OPTION: u8 = 0x2C;
 const UP: u8 = 0x01;
 const UV: u8 = 0x04;
 
-/// Starts ferrokey with `--control 127.0.0.1:0` and `extra`.
-fn start(state: &Path, extra: &[&str]) -> (Served, SocketAddr) {
-    let mut args = vec!["--control", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let mut served = Served::start(state, &args);
-    let line = served.wait_for("control API on http://");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    (served, addr)
-}
-
-/// GET `path` on the control API: (status code, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: ferrokey\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (
-        head.split(' ').nth(1).unwrap().parse().unwrap(),
-        body.to_string(),
-    )
-}
-
-fn cbor(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(value, &mut out).unwrap();
-    out
-}
-
-fn int(i: i64) -> Value {
-    Value::Integer(i.into())
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.into())
-}
-
 /// getInfo `options.uv`, if present.
 fn info_uv(client: &mut Client) -> Option<bool> {
     let (status, body) = client.cbor(GET_INFO, &[]).unwrap();
@@ -84,7 +33,7 @@ fn info_uv(client: &mut Client) -> Option<bool> {
 /// clientPIN getUVRetries.
 fn uv_retries(client: &mut Client) -> u64 {
     let request = Value::Map(vec![(int(1), int(2)), (int(2), int(7))]);
-    let (status, body) = client.cbor(CLIENT_PIN, &cbor(&request)).unwrap();
+    let (status, body) = client.cbor(CLIENT_PIN, &encode(&request)).unwrap();
     assert_eq!(status, 0, "getUVRetries");
     let response: Value = ciborium::from_reader(body.as_slice()).unwrap();
     let retries = map_get(&response, 5).unwrap().as_integer().unwrap();
@@ -113,7 +62,7 @@ fn make_credential_with_uv(client: &mut Client, user: &str) -> Result<u8, u8> {
         ),
         (int(7), Value::Map(vec![(text("uv"), Value::Bool(true))])),
     ]);
-    let (status, body) = client.cbor(MAKE_CREDENTIAL, &cbor(&request)).unwrap();
+    let (status, body) = client.cbor(MAKE_CREDENTIAL, &encode(&request)).unwrap();
     if status != 0 {
         return Err(status);
     }
@@ -124,7 +73,7 @@ fn make_credential_with_uv(client: &mut Client, user: &str) -> Result<u8, u8> {
 #[test]
 fn without_built_in_uv_the_uv_option_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let (served, _control) = start(tmp.path(), &[]);
+    let (served, _control) = Served::start_with_control(tmp.path(), &[]);
     let mut client = connect(served.addr, "1-1");
     assert_eq!(info_uv(&mut client), None);
     assert_eq!(
@@ -139,7 +88,8 @@ fn without_built_in_uv_the_uv_option_is_refused() {
 fn built_in_uv_is_scriptable_and_its_retries_persist() {
     let tmp = tempfile::tempdir().unwrap();
     // Presence is denied: a verified finger is the touch.
-    let (served, control) = start(tmp.path(), &["--uv", "auto", "--presence", "deny"]);
+    let (served, control) =
+        Served::start_with_control(tmp.path(), &["--uv", "auto", "--presence", "deny"]);
     let mut client = connect(served.addr, "1-1");
     assert_eq!(info_uv(&mut client), Some(true));
     assert_eq!(uv_retries(&mut client), 8);
@@ -147,7 +97,7 @@ fn built_in_uv_is_scriptable_and_its_retries_persist() {
     assert_eq!(flags & (UP | UV), UP | UV, "flags {flags:#04x}");
 
     // A wrong finger: UV_INVALID, one attempt spent.
-    let (code, body) = get(control, "/usb1/uv/deny");
+    let (code, body) = control_get(control, "/usb1/uv/deny");
     assert_eq!(code, 200, "{body}");
     assert_eq!(
         make_credential_with_uv(&mut client, "bob"),
@@ -162,7 +112,7 @@ fn built_in_uv_is_scriptable_and_its_retries_persist() {
     served.stop();
 
     // uvRetries survive a restart; --uv deny fails until the last attempt blocks.
-    let (served, control) = start(tmp.path(), &["--uv", "deny"]);
+    let (served, control) = Served::start_with_control(tmp.path(), &["--uv", "deny"]);
     let mut client = connect(served.addr, "1-1");
     assert_eq!(uv_retries(&mut client), 6);
     for _ in 0..5 {
@@ -176,7 +126,7 @@ fn built_in_uv_is_scriptable_and_its_retries_persist() {
         Err(CTAP2_ERR_UV_BLOCKED)
     );
     // Blocked: even a matching finger is no longer asked.
-    assert_eq!(get(control, "/usb1/uv/approve").0, 200);
+    assert_eq!(control_get(control, "/usb1/uv/approve").0, 200);
     assert_eq!(
         make_credential_with_uv(&mut client, "bob"),
         Err(CTAP2_ERR_UV_BLOCKED)

@@ -136,17 +136,7 @@ impl Platform {
         if let Some(rp) = rp_id {
             params.push((int(10), text(rp)));
         }
-        match self.client_pin(h, params) {
-            (0, Some(v)) => {
-                let value = s.decrypt(map_bytes(&v, 2));
-                assert_eq!(value.len(), 32);
-                Ok(Token {
-                    protocol: self.protocol,
-                    value,
-                })
-            }
-            (status, _) => Err(status),
-        }
+        self.issued_token(h, &s, params)
     }
 
     /// getPinUvAuthTokenUsingUvWithPermissions (0x06) with an optional RP ID.
@@ -163,6 +153,16 @@ impl Platform {
         if let Some(rp) = rp_id {
             params.push((int(10), text(rp)));
         }
+        self.issued_token(h, &s, params)
+    }
+
+    /// Sends a token request of session `s`; the decrypted token or the status.
+    fn issued_token(
+        &self,
+        h: &mut Harness,
+        s: &Session,
+        params: Vec<(Value, Value)>,
+    ) -> Result<Token, u8> {
         match self.client_pin(h, params) {
             (0, Some(v)) => {
                 let value = s.decrypt(map_bytes(&v, 2));

@@ -7,8 +7,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -49,6 +49,23 @@ impl Served {
     /// waits until every key is announced.
     pub fn start(state: &Path, extra: &[&str]) -> Served {
         Served::spawn(state, extra, Stdio::null())
+    }
+
+    /// Like [`Served::start`], with `--control 127.0.0.1:0` too; returns the
+    /// server and the control API's address (see [`control_get`]).
+    pub fn start_with_control(state: &Path, extra: &[&str]) -> (Served, SocketAddr) {
+        let mut args = vec!["--control", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut served = Served::start(state, &args);
+        let line = served.wait_for("control API on http://");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        (served, addr)
     }
 
     /// Like [`Served::start`], with the server's stdin piped to the returned writer.
@@ -192,18 +209,35 @@ pub fn connect(addr: SocketAddr, busid: &str) -> CtapHidClient<Usb> {
     client
 }
 
-fn text(s: &str) -> Value {
+/// A CBOR text string.
+pub fn text(s: &str) -> Value {
     Value::Text(s.into())
 }
 
-fn int(i: i64) -> Value {
+/// A CBOR integer.
+pub fn int(i: i64) -> Value {
     Value::Integer(i.into())
 }
 
-fn encode(value: &Value) -> Vec<u8> {
+/// Encodes a CBOR value.
+pub fn encode(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(value, &mut out).unwrap();
     out
+}
+
+/// GET `path` on a control API: (status code, body).
+pub fn control_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: ferrokey\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
 }
 
 /// Looks up integer key `k` of a CBOR map.
