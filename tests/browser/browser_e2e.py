@@ -136,12 +136,15 @@ def main():
         logs = work / "logs"
         logs.mkdir()
         t0 = time.monotonic()
-        key = Key(args.ferrokey, "browsers", work / "state", logs, "auto", keys=len(browsers))
+        # --uv auto: a key with built-in user verification (a fingerprint that
+        # always matches), as browsers want for discoverable credentials.
+        key = Key(args.ferrokey, "browsers", work / "state", logs, "auto", keys=len(browsers),
+                  extra_args=["--uv", "auto"])
         key.state_dir.mkdir(mode=0o700)
         key.start()
         if len(key.busids) < len(browsers):
             raise RuntimeError(f"ferrokey serves {key.busids}, wanted {len(browsers)} keys")
-        log(f"ferrokey (--keys {len(browsers)}, --presence auto) on 127.0.0.1:{key.port}, "
+        log(f"ferrokey (--keys {len(browsers)}, --presence auto, --uv auto) on 127.0.0.1:{key.port}, "
             f"busids {' '.join(key.busids)}")
         general.append(("start ferrokey (host)", time.monotonic() - t0))
 
@@ -167,6 +170,9 @@ def main():
         cmd = [str(REPO / "tools" / "vm" / "run"), "--port", str(key.port), "--busid", key.busids[0],
                "--workdir", str(work), "--timeout", str(args.timeout), "--memory", args.memory,
                "--smp", args.smp, "--chroot",
+               # chromium_ui.py: log the WebAuthn dialog's views (debugging)
+               *(["--env", f"FERROKEY_UI_DUMP={os.environ['FERROKEY_UI_DUMP']}"]
+                 if os.environ.get("FERROKEY_UI_DUMP") else []),
                "--", args.python, str(HERE / "guest_browsers.py"), str(work / "browser.json")]
         log("booting the guest: " + " ".join(cmd))
         vm = subprocess.run(cmd)

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "e2e"))
 sys.dont_write_bytecode = True
 from guest_steps import Fail, attach, detach, report  # noqa: E402
+import chromium_ui  # noqa: E402
 
 # Scenario names, in the order the page (page/app.js) runs them.
 SCENARIOS = [
@@ -159,12 +161,35 @@ COMMANDS = {"chromium": chromium_command, "firefox": firefox_command}
 UI_STEP = re.compile(rb"UI step: (\w+)")
 CTAP_ERROR = re.compile(rb"CTAP2 error code (0x[0-9a-fA-F]+ \(\w+\))")
 
+# Chromium sheets that wait for a user, answered by the harness through UI
+# DevTools (chromium_ui.py) the way a user would, with one click:
+# step (Chromium's AuthenticatorRequestDialogModel::Step) -> which button.
+# kKeyAlreadyRegistered: the key answered CTAP2_ERR_CREDENTIAL_EXCLUDED; closing
+#   the sheet rejects create() with InvalidStateError (README.md, "Browser
+#   passkey tests in your CI").
+# kSelectAccount (and kSelectSingleAccount, its one-account form in older
+#   Chromiums): the account chooser after a get() with an empty allowList;
+#   picking the account (the only one on the key for this RP) completes the get().
+SHEET_ANSWERS = {
+    "kKeyAlreadyRegistered": chromium_ui.by_label("Close", "Cancel", "OK", "Got it"),
+    "kSelectAccount": chromium_ui.only_account,
+    "kSelectSingleAccount": chromium_ui.only_account,
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 class FidoLogWatch:
-    """Follows a browser's log; reports WebAuthn UI steps and CTAP errors to the RP."""
+    """Follows a browser's log; reports WebAuthn UI steps and CTAP errors to the RP,
+    and hands each UI step to on_step."""
 
-    def __init__(self, path: Path, browser, rp):
+    def __init__(self, path: Path, browser, rp, on_step=None):
         self.path, self.browser, self.rp, self.pos, self.rest = path, browser, rp, 0, b""
+        self.on_step = on_step
 
     def pump(self):
         try:
@@ -180,6 +205,8 @@ class FidoLogWatch:
             m = UI_STEP.search(line)
             if m:
                 self.rp.browser_ui(self.browser, "ui-step", m.group(1).decode())
+                if self.on_step:
+                    self.on_step(m.group(1).decode())
             m = CTAP_ERROR.search(line)
             if m:
                 self.rp.browser_ui(self.browser, "ctap-error", m.group(1).decode())
@@ -215,6 +242,20 @@ class Run:
         log(f"attached key {index + 1} ({busid}) as {self.dev} in {time.monotonic() - t0:.2f}s")
         return round(time.monotonic() - t0, 2)
 
+    def answer_sheet(self, browser, rp, ui_port, step):
+        """Answer a Chromium sheet listed in SHEET_ANSWERS, as its user would; tell the
+        page (ui-action, or ui-action-failed) through the RP."""
+        if step not in SHEET_ANSWERS:
+            return
+        t0 = time.monotonic()
+        try:
+            what = chromium_ui.press_sheet_button(ui_port, SHEET_ANSWERS[step],
+                                                  log=lambda m: log(f"{browser}: {step}: {m}"))
+            rp.browser_ui(browser, "ui-action", f"{step}: {what} ({time.monotonic() - t0:.1f}s)")
+        except Exception as e:
+            rp.browser_ui(browser, "ui-action-failed", f"{step}: {e}")
+        log(f"{browser}: {step} sheet: {rp.ui_log(browser)['entries'][-1]['value']}")
+
     def run_browser(self, index, browser, rp, port):
         timeout = float(self.cfg.get("browser_timeout", 300))
         try:
@@ -231,6 +272,11 @@ class Run:
             cmd = COMMANDS[browser](url, profile)
         except Fail as e:
             return self.fail_all(browser, str(e))
+        on_step = None
+        if browser == "chromium":
+            ui_port = free_port()
+            cmd[-1:-1] = [f.format(port=ui_port) for f in chromium_ui.UI_DEVTOOLS_FLAGS]
+            on_step = lambda step: self.answer_sheet(browser, rp, ui_port, step)  # noqa: E731
         env = dict(os.environ, MOZ_CRASHREPORTER_DISABLE="1", MOZ_DISABLE_AUTO_SAFE_MODE="1",
                    NO_AT_BRIDGE="1", DBUS_SESSION_BUS_ADDRESS="disabled:")
         logf = open(self.logs / f"{browser}.log", "wb")
@@ -239,7 +285,7 @@ class Run:
         t_launch = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
-        watch = FidoLogWatch(self.logs / f"{browser}.log", browser, rp)
+        watch = FidoLogWatch(self.logs / f"{browser}.log", browser, rp, on_step)
         got = {}       # scenario -> result
         marks = {"attach_s": attach_s}  # event -> seconds (since launch, except attach_s)
         done = False

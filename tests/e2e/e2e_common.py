@@ -49,9 +49,10 @@ def usbip_devlist(port, timeout=1.0):
 class Key:
     """One `ferrokey serve` process with its own state dir and log."""
 
-    def __init__(self, binary, name, state_dir, log_dir, presence, keys=1):
+    def __init__(self, binary, name, state_dir, log_dir, presence, keys=1, extra_args=()):
         self.binary, self.name, self.state_dir = binary, name, state_dir
         self.log_dir, self.presence, self.keys = log_dir, presence, keys
+        self.extra_args = list(extra_args)  # more `ferrokey serve` options
         self.proc, self.port, self.busid, self.starts = None, None, None, 0
         self.busids = []
 
@@ -60,7 +61,8 @@ class Key:
         self.starts += 1
         logf = open(self.log_dir / f"ferrokey-{self.name}-{self.starts}.log", "wb")
         cmd = [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}",
-               "--state-dir", str(self.state_dir), "--keys", str(self.keys), "--presence", self.presence]
+               "--state-dir", str(self.state_dir), "--keys", str(self.keys), "--presence", self.presence,
+               *self.extra_args]
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
         self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)

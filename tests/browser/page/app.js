@@ -93,31 +93,41 @@ async function browserUi() {
     return [];
   }
 }
-// Sheets that wait for a click or typing: nobody can answer them in a headless run.
-const PASSIVE_STEPS = ["kNotStarted", "kUsbInsertAndActivate", "kClosed"];
+// Steps that need nobody: the request runs on (kClientPinTapAgain: "touch your
+// key again", answered by the key's own presence check).
+const PASSIVE_STEPS = ["kNotStarted", "kUsbInsertAndActivate", "kClientPinTapAgain", "kClosed"];
+// Sheets that wait for a user's click, which the test harness gives
+// (guest_browsers.py SHEET_ANSWERS, through Chromium's UI DevTools), logging a
+// "ui-action" entry, or "ui-action-failed" if it could not.  Any other sheet
+// (a PIN dialog, ...) aborts the ceremony: nobody can answer it headless.
+const HARNESS_ANSWERS = ["kKeyAlreadyRegistered", "kSelectAccount", "kSelectSingleAccount"];
 
 // One timed WebAuthn call; ms go into the scenario's timings under `label`.
 // fn gets an AbortSignal.  The ceremony is aborted when the browser shows a
-// sheet only a user could answer (a PIN dialog, "key already registered", ...),
-// or when it is still pending `deadlineMs` after it began, so that the scenario
-// fails (or is judged) with a clear message instead of hanging the run.  The
-// thrown Fail carries .uiSteps and .ctapErrors logged during the ceremony.
+// sheet only a user could answer (a PIN dialog, ...) and the harness does not
+// answer, or when it is still pending `deadlineMs` after it began, so that the
+// scenario fails with a clear message instead of hanging the run.  An error
+// thrown from here carries .uiSteps, .ctapErrors and .uiActions logged during
+// the ceremony.
 async function timed(timings, label, deadlineMs, fn) {
   const ctl = new AbortController();
   let why = null;
   const seenBefore = (await browserUi()).length;
   const during = [];
+  const refresh = async () => during.splice(0, during.length, ...(await browserUi()).slice(seenBefore));
   const timer = setTimeout(() => { why = why || `still pending after ${deadlineMs / 1000} s`; ctl.abort(); },
     deadlineMs);
   let polling = true;
   const poll = (async () => {
     while (polling) {
       await new Promise((r) => setTimeout(r, 400));
-      const entries = (await browserUi()).slice(seenBefore);
-      during.splice(0, during.length, ...entries);
-      const blocking = entries.find((e) => e.kind === "ui-step" && !PASSIVE_STEPS.includes(e.value));
-      if (blocking && polling && !why) {
-        why = `the browser shows its ${blocking.value} sheet, which only a user can answer`;
+      await refresh();
+      const blocking = during.find((e) => e.kind === "ui-step" && !PASSIVE_STEPS.includes(e.value) &&
+        !HARNESS_ANSWERS.includes(e.value));
+      const failed = during.find((e) => e.kind === "ui-action-failed");
+      if ((blocking || failed) && polling && !why) {
+        why = blocking ? `the browser shows its ${blocking.value} sheet, which only a user can answer`
+          : `the harness could not answer the browser's sheet: ${failed.value}`;
         ctl.abort();
       }
     }
@@ -126,21 +136,33 @@ async function timed(timings, label, deadlineMs, fn) {
   try {
     return await fn(ctl.signal);
   } catch (e) {
-    if (why) {
-      const err = new Fail(`${label.replace(/_ms$/, "")}() aborted: ${why} (${e.name})`);
-      err.cause = e;
+    await refresh();
+    const err = why ? new Fail(`${label.replace(/_ms$/, "")}() aborted: ${why} (${e.name})`) : e;
+    if (why) err.cause = e;
+    if (err && typeof err === "object") {
       err.uiSteps = during.filter((x) => x.kind === "ui-step").map((x) => x.value);
       err.ctapErrors = during.filter((x) => x.kind === "ctap-error").map((x) => x.value);
-      throw err;
+      err.uiActions = during.filter((x) => x.kind.startsWith("ui-action")).map((x) => `${x.kind}: ${x.value}`);
     }
-    throw e;
+    throw err;
   } finally {
     polling = false;
     clearTimeout(timer);
     const ms = Math.round(performance.now() - t0);
     timings[label] = timings[label] ? [].concat(timings[label], ms) : ms;
     await poll;
+    lastCeremony.since = seenBefore;
   }
+}
+// Where the browser's UI log stood when the last timed() call began.
+const lastCeremony = { since: 0 };
+// The UI steps and harness actions logged since the last timed() call began.
+async function uiSinceLastCeremony() {
+  const during = (await browserUi()).slice(lastCeremony.since);
+  return {
+    steps: during.filter((x) => x.kind === "ui-step").map((x) => x.value),
+    actions: during.filter((x) => x.kind.startsWith("ui-action")).map((x) => `${x.kind}: ${x.value}`),
+  };
 }
 const DEADLINE_SLACK_MS = 5000;  // past the RP's own ceremony timeout
 
@@ -202,7 +224,16 @@ async function discoverable(t) {
   const a = await signIn(t, []);
   check(a.id === reg.id, "empty allowCredentials returned another credential");
   check(a.userHandleMatches === true, `userHandle missing or wrong (${a.userHandleMatches})`);
-  return `credProps=${JSON.stringify(reg.credProps)}; discoverable sign-in, userHandle matches`;
+  let how = "";
+  const ui = await uiSinceLastCeremony();
+  const chooser = ui.steps.find((s) => HARNESS_ANSWERS.includes(s));
+  if (chooser) {
+    // Chromium: its account chooser, answered by the harness like a user.
+    const picked = ui.actions.find((x) => x.startsWith(`ui-action: ${chooser}`));
+    how = ` (Chromium showed ${chooser}; the harness ${picked ? picked.replace(/^ui-action: \w+: /, "") :
+      "left no ui-action entry"})`;
+  }
+  return `credProps=${JSON.stringify(reg.credProps)}; discoverable sign-in, userHandle matches${how}`;
 }
 
 async function ensureNonResident(t) {
@@ -215,24 +246,30 @@ async function ensureNonResident(t) {
 
 async function excluded(t) {
   const id = await ensureNonResident(t);
+  let e = null;
   try {
     const v = await register(t, { user: "alice", exclude: [id], attestation: "none" });
     throw new Fail("second registration succeeded despite excludeCredentials (" + v.id + ")");
-  } catch (e) {
-    if (e.name === "InvalidStateError") return `${e.name} after ${t.create_ms} ms`;
-    // Chromium does not reject at once: it shows "already registered" and rejects
-    // with InvalidStateError only after the user closes that sheet.  Its FIDO log
-    // shows the key's answer; accept that evidence, and say so.
-    if (e instanceof Fail && e.cause && e.cause.name === "AbortError" && e.uiSteps &&
-        e.uiSteps.includes("kKeyAlreadyRegistered") &&
-        e.ctapErrors.some((c) => /kCtap2ErrCredentialExcluded/.test(c))) {
-      return "no credential created: the key answered CTAP2_ERR_CREDENTIAL_EXCLUDED and Chromium " +
-        "showed its kKeyAlreadyRegistered sheet; Chromium rejects with InvalidStateError only after " +
-        `a user closes that sheet, so the page aborted it (after ${t.create_ms} ms)`;
-    }
-    if (e instanceof Fail) throw e;
-    throw new Fail(`wanted InvalidStateError, got ${e.name}: ${e.message}`);
+  } catch (err) {
+    e = err;
   }
+  if (e instanceof Fail) throw e;
+  check(e.name === "InvalidStateError", `wanted InvalidStateError, got ${e.name}: ${e.message}`);
+  const steps = e.uiSteps || [];
+  if (!steps.includes("kKeyAlreadyRegistered")) {
+    // Firefox: rejects at once, no sheet, no FIDO log.
+    check(!steps.length, `InvalidStateError, but the browser logged UI steps ${steps.join(", ")}`);
+    return `${e.name} after ${t.create_ms} ms`;
+  }
+  // Chromium shows "you already registered this security key" and rejects only
+  // when the user closes that sheet, which the harness did: the rejection must
+  // come from the key's answer, and the sheet must have been closed by a click.
+  check((e.ctapErrors || []).some((c) => /kCtap2ErrCredentialExcluded/.test(c)),
+    `InvalidStateError, but Chromium's FIDO log shows no CTAP2_ERR_CREDENTIAL_EXCLUDED (${e.ctapErrors})`);
+  const closed = (e.uiActions || []).find((a) => a.startsWith("ui-action: kKeyAlreadyRegistered"));
+  check(closed, `InvalidStateError, but the harness did not close the sheet (${e.uiActions})`);
+  return `${e.name} after ${t.create_ms} ms: the key answered CTAP2_ERR_CREDENTIAL_EXCLUDED, Chromium ` +
+    `showed its kKeyAlreadyRegistered sheet, and the harness ${closed.replace(/^ui-action: kKeyAlreadyRegistered: /, "")}`;
 }
 
 async function attestationDirect(t) {
