@@ -66,9 +66,9 @@ pub struct Config {
     pub firmware_version: u32,
     /// Enforce CTAP 2.1's rule that authenticatorReset is only allowed within
     /// 10 s of power-up (the transport's `now_ms` counts from power-up).
-    /// Defaults to `false`: a simulated key is reset long after start (by
-    /// `fido2-token -R` or python-fido2's device tests), and there is no real
-    /// power cycle to ask for.
+    /// Defaults to `false`: tools and test suites (`fido2-token -R`,
+    /// python-fido2's device tests) reset a simulated key whenever they like,
+    /// without replugging it first.
     pub reset_requires_fresh_power_up: bool,
     /// The key has a built-in user-verification method (reached through
     /// [`crate::platform::UserPresence::verify_user`]): getInfo `uv: true`,

@@ -19,6 +19,16 @@
 //! between the HID class and the core, as a microcontroller main loop would) with
 //! "host controller" steps ([`HostController::service`]) until nothing moves. An
 //! idle key with a client attached has no timer armed and makes no wakeups.
+//!
+//! # Detach is an unplug
+//!
+//! When the importing connection goes (`usbip detach`, the client dies, the
+//! network drops), the key is unplugged from its host, and a USB key is
+//! powered by its host: the core is powered down and up again from its
+//! persistent state ([`ReportCore::power_off`], [`ReportCore::power_on`]), so
+//! a re-attach is a power cycle, as replugging a real key is (PIN attempts of
+//! the power-up, key agreement keys and tokens start afresh). The key stays
+//! importable throughout.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -397,7 +407,7 @@ impl<C: ReportCore> Key<'_, C> {
                 if self.is_current(session) {
                     tracing::info!(busid = %self.busid, session, "detached");
                     self.session = None;
-                    self.reset_all();
+                    self.replug();
                 }
             }
             KeyMsg::Submit { session, urb } => {
@@ -425,6 +435,24 @@ impl<C: ReportCore> Key<'_, C> {
                 }
             }
         }
+    }
+
+    /// The host is gone (see "Detach is an unplug"): the core is powered
+    /// down and up again, without refusing imports meanwhile.
+    fn replug(&mut self) {
+        self.reset_all();
+        if !self.has_power {
+            return;
+        }
+        self.core.power_off();
+        self.clock = Instant::now();
+        self.last_tick_ms = 0;
+        self.has_power = self.core.power_on();
+        self.reset_all();
+        if !self.has_power {
+            tracing::error!(busid = %self.busid, "the key failed to power up after a detach; it stays off");
+        }
+        self.powered.store(self.has_power, Ordering::Release);
     }
 
     /// Power off: the importing connection is told to close (an unplug, as the

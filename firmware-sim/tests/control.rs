@@ -234,3 +234,34 @@ async fn uv_override_is_scriptable_when_built_in_uv_is_on() {
 
     control_task.abort();
 }
+
+#[tokio::test]
+async fn a_detach_power_cycles_the_core_and_the_key_stays_importable() {
+    let offs = Arc::new(AtomicU32::new(0));
+    let ons = Arc::new(AtomicU32::new(0));
+    let wake = Arc::new(Notify::new());
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let core = Counting {
+        offs: offs.clone(),
+        ons: ons.clone(),
+    };
+    server.add_key(identity(), core, wake).unwrap();
+    let background = server.spawn().unwrap();
+    let addr = background.local_addr();
+
+    for cycle in 1..=3 {
+        let (status, imported) = import(addr, "1-1").await;
+        assert_eq!(status, 0, "import {cycle}");
+        drop(imported);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while ons.load(Ordering::SeqCst) < cycle {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no power cycle after detach {cycle}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(offs.load(Ordering::SeqCst), cycle);
+    }
+    background.stop().unwrap();
+}

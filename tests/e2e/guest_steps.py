@@ -33,6 +33,7 @@ SCENARIOS = [
     "python-fido2-webauthn",
     "reattach-assert",
     "kill9-restart-keeps-state",
+    "pin-lockout-needs-reattach",
     "reset-forgets-credentials",
     "presence-deny",
 ]
@@ -357,6 +358,51 @@ class Guest:
             self.assertion(self.dev, rk["pem"], None, rp=rk["rp"])
         return f"restarted key kept its credentials; counter {before} -> {n}"
 
+    def s_pin_lockout(self):
+        """python-fido2's ClientPin: set a PIN, 3 wrong PINs in a row block PIN
+        entry until a power cycle (even the right PIN is refused); a re-attach is
+        an unplug and replug, after which the right PIN works and the retries,
+        persisted, count the 3 misses.  (The next scenario's reset clears the PIN.)"""
+        from fido2.ctap import CtapError
+        from fido2.ctap2 import Ctap2
+        from fido2.ctap2.pin import ClientPin
+        from fido2.hid import open_device
+        pin, wrong = "e2e-4321", "e2e-0000"
+
+        def client():
+            return ClientPin(Ctap2(open_device(self.dev)))
+
+        def error_of(fn, *args):
+            try:
+                fn(*args)
+            except CtapError as e:
+                return e.code
+            raise Fail(f"{fn.__name__} succeeded")
+
+        cp = client()
+        self.timed("set PIN", cp.set_pin, pin)
+        got = [self.timed(f"wrong PIN {i + 1}", error_of, cp.get_pin_token, wrong) for i in range(3)]
+        want = [CtapError.ERR.PIN_INVALID, CtapError.ERR.PIN_INVALID, CtapError.ERR.PIN_AUTH_BLOCKED]
+        if got != want:
+            raise Fail(f"wrong PINs gave {[e.name for e in got]}, expected {[e.name for e in want]}")
+        blocked = self.timed("right PIN (blocked)", error_of, cp.get_pin_token, pin)
+        if blocked != CtapError.ERR.PIN_AUTH_BLOCKED:
+            raise Fail(f"the right PIN before a power cycle gave {blocked.name}, expected PIN_AUTH_BLOCKED")
+        cp.ctap.device.close()
+        self.timed("detach", self.detach, self.vport, self.dev)
+        self.dev, self.vport = self.timed("attach", self.attach, self.key_a)
+        cp = client()
+        retries, _ = cp.get_pin_retries()
+        if retries != 5:
+            raise Fail(f"{retries} PIN retries after 3 misses, expected 5")
+        token = self.timed("right PIN", cp.get_pin_token, pin)
+        retries, _ = cp.get_pin_retries()
+        cp.ctap.device.close()
+        if not token or retries != 8:
+            raise Fail(f"after the right PIN: token {bool(token)}, retries {retries} (expected 8)")
+        return ("3 wrong PINs -> PIN_AUTH_BLOCKED (right PIN refused too); after re-attach "
+                "5 retries left, right PIN accepted, retries back to 8")
+
     def s_reset(self):
         nr = self.state.get("nr") or self._fresh_cred()
         # A reset must come soon after power-up: re-plug first (detach + attach).
@@ -401,7 +447,7 @@ class Guest:
         steps = dict(zip(SCENARIOS, [
             self.s_list, self.s_info, self.s_cred_nonresident, self.s_cred_resident,
             self.s_assert_counter, self.s_python_fido2, self.s_reattach, self.s_kill9,
-            self.s_reset, self.s_deny]))
+            self.s_pin_lockout, self.s_reset, self.s_deny]))
         only = os.environ.get("E2E_ONLY", "")
         for name in SCENARIOS:
             if only and name not in only.split(","):
