@@ -43,6 +43,21 @@ impl ReportCore for Counting {
     }
 }
 
+/// A server with one [`Counting`] key (busid 1-1): the server, the key's
+/// wake-up, and its power-off and power-on counters.
+async fn counting_server() -> (Server, Arc<Notify>, Arc<AtomicU32>, Arc<AtomicU32>) {
+    let offs = Arc::new(AtomicU32::new(0));
+    let ons = Arc::new(AtomicU32::new(0));
+    let wake = Arc::new(Notify::new());
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let core = Counting {
+        offs: offs.clone(),
+        ons: ons.clone(),
+    };
+    server.add_key(identity(), core, wake.clone()).unwrap();
+    (server, wake, offs, ons)
+}
+
 fn identity() -> UsbIdentity {
     UsbIdentity {
         vendor_id: 0x1209,
@@ -119,15 +134,7 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String) {
 
 #[tokio::test]
 async fn power_off_unplugs_and_refuses_imports_until_power_on() {
-    let offs = Arc::new(AtomicU32::new(0));
-    let ons = Arc::new(AtomicU32::new(0));
-    let wake = Arc::new(Notify::new());
-    let mut server = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let core = Counting {
-        offs: offs.clone(),
-        ons: ons.clone(),
-    };
-    server.add_key(identity(), core, wake.clone()).unwrap();
+    let (server, wake, offs, ons) = counting_server().await;
     let presence = PresenceSwitch::new(wake.clone());
     let (control_addr, control_task) = serve_control(&server, presence, UvMode::Off);
     let background = server.spawn().unwrap();
@@ -206,13 +213,7 @@ async fn malformed_http_is_refused() {
 
 #[tokio::test]
 async fn uv_override_is_scriptable_when_built_in_uv_is_on() {
-    let wake = Arc::new(Notify::new());
-    let mut server = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let core = Counting {
-        offs: Arc::new(AtomicU32::new(0)),
-        ons: Arc::new(AtomicU32::new(0)),
-    };
-    server.add_key(identity(), core, wake.clone()).unwrap();
+    let (server, wake, _, _) = counting_server().await;
     let presence = PresenceSwitch::new(wake.clone());
     let (control_addr, control_task) = serve_control(&server, presence.clone(), UvMode::Auto);
 
@@ -237,15 +238,7 @@ async fn uv_override_is_scriptable_when_built_in_uv_is_on() {
 
 #[tokio::test]
 async fn a_detach_power_cycles_the_core_and_the_key_stays_importable() {
-    let offs = Arc::new(AtomicU32::new(0));
-    let ons = Arc::new(AtomicU32::new(0));
-    let wake = Arc::new(Notify::new());
-    let mut server = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let core = Counting {
-        offs: offs.clone(),
-        ons: ons.clone(),
-    };
-    server.add_key(identity(), core, wake).unwrap();
+    let (server, _, offs, ons) = counting_server().await;
     let background = server.spawn().unwrap();
     let addr = background.local_addr();
 

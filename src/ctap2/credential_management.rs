@@ -248,14 +248,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         });
         out.rp_id_hash = Some(ByteArray::new(rec.rp_id_hash));
         out.total_rps = total;
-        write_cbor(response, &out)?;
-        if !slots.is_empty() {
-            self.cred_mgmt = Some(CredMgmtState {
-                channel,
-                remaining: Enumeration::Rps(slots),
-            });
-        }
-        Ok(crate::app::Outcome::Response)
+        self.respond_and_keep(channel, &out, Enumeration::Rps(slots), response)
     }
 
     fn enumerate_credentials_begin(
@@ -313,12 +306,22 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         out.public_key = Some(public_key);
         out.total_credentials = total;
         out.cred_protect = Some(cred_protect_policy(rec.cred_protect));
-        write_cbor(response, &out)?;
+        self.respond_and_keep(channel, &out, Enumeration::Credentials(slots), response)
+    }
+
+    /// Writes `out`, and keeps what `remaining` still holds for the
+    /// enumeration's next subcommand on `channel`.
+    fn respond_and_keep(
+        &mut self,
+        channel: u32,
+        out: &Response,
+        remaining: Enumeration,
+        response: &mut Message,
+    ) -> HandlerResult {
+        write_cbor(response, out)?;
+        let (Enumeration::Rps(slots) | Enumeration::Credentials(slots)) = &remaining;
         if !slots.is_empty() {
-            self.cred_mgmt = Some(CredMgmtState {
-                channel,
-                remaining: Enumeration::Credentials(slots),
-            });
+            self.cred_mgmt = Some(CredMgmtState { channel, remaining });
         }
         Ok(crate::app::Outcome::Response)
     }

@@ -33,7 +33,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent / "e2e"))
 sys.path.insert(0, str(HERE))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from e2e_common import Key  # noqa: E402
+from e2e_common import Key, boot_and_attach_result, run_guest, vm_command  # noqa: E402
 from guest_browsers import BROWSERS, COMMANDS, SCENARIOS, stop  # noqa: E402  (no venv needed)
 
 WARM_SECONDS = 15  # how long a browser runs on the host to fill its fresh profile
@@ -167,28 +167,13 @@ def main():
                "browsers": browsers, "only": only, "browser_timeout": args.browser_timeout,
                "warm_profiles": warm}
         (work / "browser.json").write_text(json.dumps(cfg, indent=2))
-        cmd = [str(REPO / "tools" / "vm" / "run"), "--port", str(key.port), "--busid", key.busids[0],
-               "--workdir", str(work), "--timeout", str(args.timeout), "--memory", args.memory,
-               "--smp", args.smp, "--chroot",
-               # chromium_ui.py: log the WebAuthn dialog's views (debugging)
-               *(["--env", f"FERROKEY_UI_DUMP={os.environ['FERROKEY_UI_DUMP']}"]
-                 if os.environ.get("FERROKEY_UI_DUMP") else []),
-               "--", args.python, str(HERE / "guest_browsers.py"), str(work / "browser.json")]
-        log("booting the guest: " + " ".join(cmd))
-        vm = subprocess.run(cmd)
-        log(f"guest finished with exit status {vm.returncode}")
-
-        vm_timing = {}
-        try:
-            vm_timing = json.loads((work / ".vm" / "timing.json").read_text())
-        except (OSError, ValueError):
-            pass
-        attached = vm_timing.get("attach_s") is not None
-        results["guest-boot-and-attach"] = (
-            attached, f"boot {vm_timing.get('boot_s')}s, attach {vm_timing.get('attach_s')}s"
-            if attached else f"guest/attach failed (tools/vm/run exit {vm.returncode})")
-        print(f"{'PASS' if attached else 'FAIL'} guest-boot-and-attach: "
-              f"{results['guest-boot-and-attach'][1]}", flush=True)
+        cmd = vm_command(key.port, key.busids[0], work, args.timeout, args.memory, "--smp", args.smp,
+                         # chromium_ui.py: log the WebAuthn dialog's views (debugging)
+                         *(["--env", f"FERROKEY_UI_DUMP={os.environ['FERROKEY_UI_DUMP']}"]
+                           if os.environ.get("FERROKEY_UI_DUMP") else []))
+        cmd += ["--", args.python, str(HERE / "guest_browsers.py"), str(work / "browser.json")]
+        returncode, vm_timing = run_guest(cmd, work, log)
+        results["guest-boot-and-attach"] = boot_and_attach_result(returncode, vm_timing)
         for name, label in (("boot_s", "guest boot"), ("attach_s", "guest attach (first key)"),
                             ("command_s", "guest command (both browsers)"), ("wall_s", "guest wall")):
             if vm_timing.get(name) is not None:

@@ -33,7 +33,7 @@ case "${1:-}" in
 esac
 
 # shellcheck source=tests/e2e/lib.sh
-. tests/e2e/lib.sh  # stage, e2e_venv, e2e_ferrokey_bin
+. tests/e2e/lib.sh  # stage, e2e_prepare
 export PYTHONDONTWRITEBYTECODE=1
 
 # Debian packages the browsers come from (binary -> package).
@@ -49,17 +49,7 @@ if [ ${#need[@]} -gt 0 ]; then
     "${need[@]}" fonts-liberation
 fi
 
-stage "guest (Debian packages, kernel, initramfs; cached)"
-tools/vm/build >/dev/null
+e2e_prepare run-browser-e2e
 
-stage "python venv (.venv: fido2 2.2.1, webauthn 3.0.1)"
-e2e_venv
-
-[ -n "${FERROKEY_BIN:-}" ] || stage "ferrokey binary (cargo build -p firmware-sim)"
-if ! bin=$(e2e_ferrokey_bin); then
-  echo "run-browser-e2e: cargo build failed; every scenario will fail" >&2
-  bin=""
-fi
-
-stage "browsers in a real-kernel guest (ferrokey: ${bin:-none})"
-exec python3 tests/browser/browser_e2e.py --ferrokey "$bin" "$@"
+stage "browsers in a real-kernel guest (ferrokey: ${E2E_BIN:-none})"
+exec python3 tests/browser/browser_e2e.py --ferrokey "$E2E_BIN" "$@"

@@ -1,15 +1,49 @@
 """Host-side helpers shared by the end-to-end runners (tests/e2e/kernel_e2e.py,
 tests/browser/browser_e2e.py): free loopback ports, a USB/IP device-list probe,
-and `ferrokey serve` processes with their own state dirs and logs.
+`ferrokey serve` processes with their own state dirs and logs, and the guest run
+(tools/vm/run) with its boot-and-attach check.
 
 Python 3 stdlib only.
 """
+import json
 import os
 import signal
 import socket
 import struct
 import subprocess
 import time
+from pathlib import Path
+
+VM_RUN = Path(__file__).resolve().parents[2] / "tools" / "vm" / "run"
+
+
+def vm_command(key_port, busid, work, timeout, memory, *options):
+    """The tools/vm/run command line that attaches busid from 127.0.0.1:key_port
+    and runs in a chroot of the host root; options go before the guest command
+    (which the caller appends after "--")."""
+    return [str(VM_RUN), "--port", str(key_port), "--busid", busid, "--workdir", str(work),
+            "--timeout", str(timeout), "--memory", str(memory), "--chroot", *options]
+
+
+def run_guest(cmd, work, log):
+    """Runs tools/vm/run; returns (its exit status, its timing.json as a dict)."""
+    log("booting the guest: " + " ".join(cmd))
+    vm = subprocess.run(cmd)
+    log(f"guest finished with exit status {vm.returncode}")
+    try:
+        timing = json.loads((Path(work) / ".vm" / "timing.json").read_text())
+    except (OSError, ValueError):
+        timing = {}
+    return vm.returncode, timing
+
+
+def boot_and_attach_result(returncode, vm_timing):
+    """The guest-boot-and-attach check, printed as a PASS/FAIL line: (ok, detail)."""
+    attached = vm_timing.get("attach_s") is not None
+    detail = (f"boot {vm_timing.get('boot_s')}s, attach {vm_timing.get('attach_s')}s" if attached
+              else f"guest/attach failed (tools/vm/run exit {returncode})")
+    print(f"{'PASS' if attached else 'FAIL'} guest-boot-and-attach: {detail}", flush=True)
+    return attached, detail
 
 
 def free_port():

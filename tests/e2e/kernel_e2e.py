@@ -30,7 +30,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from guest_steps import SCENARIOS  # noqa: E402  (names only; no fido2 import at module level)
-from e2e_common import Key  # noqa: E402  (free ports, usbip devlist, ferrokey processes)
+from e2e_common import Key, boot_and_attach_result, run_guest, vm_command  # noqa: E402
 
 # Checks made on the host: before the guest's scenarios, and after them.
 HOST_FIRST = ["guest-boot-and-attach"]
@@ -127,28 +127,12 @@ def main():
         answered = []
         rpc_thread = threading.Thread(target=serve_rpc, args=(work, key_a, stop, answered), daemon=True)
         rpc_thread.start()
-        cmd = [str(REPO / "tools" / "vm" / "run"), "--port", str(key_a.port), "--busid", key_a.busid,
-               "--workdir", str(work), "--timeout", str(args.timeout), "--memory", args.memory,
-               "--chroot"]
-        if args.only:
-            cmd += ["--env", f"E2E_ONLY={args.only}"]
+        cmd = vm_command(key_a.port, key_a.busid, work, args.timeout, args.memory,
+                         *(["--env", f"E2E_ONLY={args.only}"] if args.only else []))
         cmd += ["--", args.python, str(HERE / "guest_steps.py"), str(work / "e2e.json")]
-        log("booting the guest: " + " ".join(cmd))
-        vm = subprocess.run(cmd)
+        returncode, vm_timing = run_guest(cmd, work, log)
         stop.set()
-        log(f"guest finished with exit status {vm.returncode}")
-
-        vm_timing = {}
-        try:
-            vm_timing = json.loads((work / ".vm" / "timing.json").read_text())
-        except (OSError, ValueError):
-            pass
-        attached = vm_timing.get("attach_s") is not None
-        results["guest-boot-and-attach"] = (
-            attached, f"boot {vm_timing.get('boot_s')}s, attach {vm_timing.get('attach_s')}s"
-            if attached else f"guest/attach failed (tools/vm/run exit {vm.returncode})")
-        print(f"{'PASS' if attached else 'FAIL'} guest-boot-and-attach: "
-              f"{results['guest-boot-and-attach'][1]}", flush=True)
+        results["guest-boot-and-attach"] = boot_and_attach_result(returncode, vm_timing)
         for name in ("guest_build_s", "boot_s", "attach_s", "command_s", "wall_s"):
             if vm_timing.get(name) is not None:
                 timing_lines.append((f"vm {name[:-2]}", vm_timing[name]))

@@ -7,6 +7,9 @@
 #   e2e_ferrokey_bin    print the ferrokey binary to use: $FERROKEY_BIN, else
 #                       build it (cargo build -p firmware-sim); prints nothing
 #                       (and returns 1) if the build fails
+#   e2e_prepare NAME    the stages every runner starts with: the guest
+#                       (tools/vm/build), the venv, the ferrokey binary; sets
+#                       E2E_BIN (empty if the build failed: NAME says so)
 
 stage() { printf '\n== %s\n' "$*"; }
 
@@ -38,5 +41,19 @@ e2e_ferrokey_bin() {
     echo "$target_dir/debug/ferrokey"
   else
     return 1
+  fi
+}
+
+e2e_prepare() {
+  stage "guest (Debian packages, kernel, initramfs; cached)"
+  tools/vm/build >/dev/null
+
+  stage "python venv (.venv: fido2 $E2E_WANT_FIDO2, webauthn $E2E_WANT_WEBAUTHN)"
+  e2e_venv
+
+  [ -n "${FERROKEY_BIN:-}" ] || stage "ferrokey binary (cargo build -p firmware-sim)"
+  if ! E2E_BIN=$(e2e_ferrokey_bin); then
+    echo "$1: cargo build failed; every scenario will fail" >&2
+    E2E_BIN=""
   fi
 }

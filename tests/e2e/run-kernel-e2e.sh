@@ -27,19 +27,9 @@ case "${1:-}" in
 esac
 
 # shellcheck source=tests/e2e/lib.sh
-. tests/e2e/lib.sh  # stage, e2e_venv, e2e_ferrokey_bin
+. tests/e2e/lib.sh  # stage, e2e_prepare
 
-stage "guest (Debian packages, kernel, initramfs; cached)"
-tools/vm/build >/dev/null
+e2e_prepare run-kernel-e2e
 
-stage "python venv (.venv: fido2 2.2.1, webauthn 3.0.1)"
-e2e_venv
-
-[ -n "${FERROKEY_BIN:-}" ] || stage "ferrokey binary (cargo build -p firmware-sim)"
-if ! bin=$(e2e_ferrokey_bin); then
-  echo "run-kernel-e2e: cargo build failed; every scenario will fail" >&2
-  bin=""
-fi
-
-stage "end-to-end on a real kernel (ferrokey: ${bin:-none})"
-exec python3 tests/e2e/kernel_e2e.py --ferrokey "$bin" "$@"
+stage "end-to-end on a real kernel (ferrokey: ${E2E_BIN:-none})"
+exec python3 tests/e2e/kernel_e2e.py --ferrokey "$E2E_BIN" "$@"
