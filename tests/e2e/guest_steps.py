@@ -34,6 +34,7 @@ SCENARIOS = [
     "reattach-assert",
     "kill9-restart-keeps-state",
     "pin-lockout-needs-reattach",
+    "attach-local-helper",
     "reset-forgets-credentials",
     "presence-deny",
 ]
@@ -403,6 +404,30 @@ class Guest:
         return ("3 wrong PINs -> PIN_AUTH_BLOCKED (right PIN refused too); after re-attach "
                 "5 retries left, right PIN accepted, retries back to 8")
 
+    def s_attach_local(self):
+        """tools/attach-local, the attach helper for hosts that have vhci-hcd, on this
+        real kernel: attach (it prints the new hidraw node and sets its owner and
+        mode), use the key through that node, detach (the node goes)."""
+        helper = str(Path(__file__).resolve().parents[2] / "tools" / "attach-local")
+        where = ["--host", "10.0.2.2", "--port", str(self.key_a["port"]),
+                 "--busid", self.key_a["busid"]]
+        self.timed("detach (harness)", self.detach, self.vport, self.dev)
+        p = self.timed("attach-local", run, [helper, *where, "--owner", "nobody", "--mode", "0640"])
+        dev = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
+        if not re.fullmatch(r"/dev/hidraw\d+", dev):
+            raise Fail(f"attach-local printed {p.stdout!r}, not a hidraw node")
+        st = os.stat(dev)
+        if st.st_uid != 65534 or (st.st_mode & 0o777) != 0o640:
+            raise Fail(f"{dev}: uid {st.st_uid}, mode {st.st_mode & 0o777:o}; wanted nobody (65534), 640")
+        info = self.timed("fido2-token -I", run, ["fido2-token", "-I", dev]).stdout
+        if "FIDO_2_1" not in info:
+            raise Fail(f"fido2-token -I on {dev}: {info[:200]!r}")
+        self.timed("attach-local --detach", run, [helper, "--detach", *where])
+        if os.path.exists(dev):
+            raise Fail(f"{dev} still present after attach-local --detach")
+        self.dev, self.vport = self.timed("attach (harness)", self.attach, self.key_a)
+        return f"attached as {dev} (owner nobody, mode 640), getInfo read through it, detached"
+
     def s_reset(self):
         nr = self.state.get("nr") or self._fresh_cred()
         # A reset must come soon after power-up: re-plug first (detach + attach).
@@ -447,7 +472,7 @@ class Guest:
         steps = dict(zip(SCENARIOS, [
             self.s_list, self.s_info, self.s_cred_nonresident, self.s_cred_resident,
             self.s_assert_counter, self.s_python_fido2, self.s_reattach, self.s_kill9,
-            self.s_pin_lockout, self.s_reset, self.s_deny]))
+            self.s_pin_lockout, self.s_attach_local, self.s_reset, self.s_deny]))
         only = os.environ.get("E2E_ONLY", "")
         for name in SCENARIOS:
             if only and name not in only.split(","):

@@ -8,8 +8,9 @@
 # /dev/hidrawN), and runs in it: the libfido2 CLI (fido2-token/-cred/-assert),
 # python-fido2 2.2.1's Fido2Client checked by py_webauthn 3.0.1 against the
 # `ferrokey ca` root, detach/re-attach, kill -9 + restart on the same state dir,
-# PIN lockout (3 wrong PINs) lifted by a re-attach, factory reset, and a key
-# started with --presence deny.
+# PIN lockout (3 wrong PINs) lifted by a re-attach, tools/attach-local (attach,
+# hidraw owner and mode, detach), factory reset, and a key started with
+# --presence deny.
 # Prints PASS/FAIL per scenario, timings, and last `N passed, M failed`.
 #
 # Installs what it needs when missing: Debian packages + the guest (tools/vm/build),
@@ -23,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 case "${1:-}" in
-  -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 # shellcheck source=tests/e2e/lib.sh
