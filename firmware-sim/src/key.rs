@@ -445,36 +445,37 @@ impl<C: ReportCore> Key<'_, C> {
             return;
         }
         self.core.power_off();
+        self.power_up();
+        if !self.has_power {
+            tracing::error!(busid = %self.busid, "the key failed to power up after a detach; it stays off");
+        }
+    }
+
+    /// Powers the core up from its persistent state and publishes whether it
+    /// worked. The clock restarts: `now_ms` counts from power-up, as on a
+    /// real key.
+    fn power_up(&mut self) {
         self.clock = Instant::now();
         self.last_tick_ms = 0;
         self.has_power = self.core.power_on();
         self.reset_all();
-        if !self.has_power {
-            tracing::error!(busid = %self.busid, "the key failed to power up after a detach; it stays off");
-        }
         self.powered.store(self.has_power, Ordering::Release);
     }
 
     /// Power off: the importing connection is told to close (an unplug, as the
-    /// host sees it) and the core powers down. Power on: the core powers up
-    /// from its persistent state, and the clock restarts (`now_ms` counts from
-    /// power-up, as on a real key).
+    /// host sees it) and the core powers down. Power on: [`Key::power_up`].
     fn set_power(&mut self, on: bool) {
         if on == self.has_power {
             self.powered.store(on, Ordering::Release);
             return;
         }
         if on {
-            self.clock = Instant::now();
-            self.last_tick_ms = 0;
-            self.has_power = self.core.power_on();
-            self.reset_all();
+            self.power_up();
             if self.has_power {
                 tracing::info!(busid = %self.busid, "powered on");
             } else {
                 tracing::error!(busid = %self.busid, "the key failed to power up; it stays off");
             }
-            self.powered.store(self.has_power, Ordering::Release);
         } else {
             self.powered.store(false, Ordering::Release);
             self.reply(Reply::Unplugged);

@@ -172,7 +172,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             )?;
             return Ok(Verification { uv: true, up: true });
         };
-        if !self.pin.is_pin_set() && !self.pin.has_builtin_uv() {
+        if !self.pin.is_protected() {
             return Err(Error::PinNotSet);
         }
         let protocol = match pin_protocol {

@@ -172,7 +172,9 @@ impl PinState {
         if self.always_uv {
             flags |= FLAG_ALWAYS_UV;
         }
-        out[0] = if self.uv_retries < MAX_UV_RETRIES {
+        // Version 2 only while uvRetries needs its byte (see the module docs).
+        let uv_byte = (self.uv_retries < MAX_UV_RETRIES).then_some(self.uv_retries);
+        out[0] = if uv_byte.is_some() {
             RECORD_VERSION_UV
         } else {
             RECORD_VERSION
@@ -190,8 +192,8 @@ impl PinState {
             out[pos + 1..pos + 1 + id.len()].copy_from_slice(id.as_bytes());
             pos += 1 + id.len();
         }
-        if self.uv_retries < MAX_UV_RETRIES {
-            out[pos] = self.uv_retries;
+        if let Some(uv_retries) = uv_byte {
+            out[pos] = uv_retries;
             pos += 1;
         }
         pos
