@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "e2e"))
 sys.dont_write_bytecode = True
+from e2e_common import free_port  # noqa: E402
 from guest_steps import Fail, attach, detach, report  # noqa: E402
 import chromium_ui  # noqa: E402
 
@@ -175,12 +175,6 @@ SHEET_ANSWERS = {
     "kSelectAccount": chromium_ui.only_account,
     "kSelectSingleAccount": chromium_ui.only_account,
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FidoLogWatch:
