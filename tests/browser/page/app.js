@@ -140,9 +140,10 @@ async function timed(timings, label, deadlineMs, fn) {
     const err = why ? new Fail(`${label.replace(/_ms$/, "")}() aborted: ${why} (${e.name})`) : e;
     if (why) err.cause = e;
     if (err && typeof err === "object") {
-      err.uiSteps = during.filter((x) => x.kind === "ui-step").map((x) => x.value);
-      err.ctapErrors = during.filter((x) => x.kind === "ctap-error").map((x) => x.value);
-      err.uiActions = during.filter((x) => x.kind.startsWith("ui-action")).map((x) => `${x.kind}: ${x.value}`);
+      const ui = summarizeUi(during);
+      err.uiSteps = ui.steps;
+      err.ctapErrors = ui.ctapErrors;
+      err.uiActions = ui.actions;
     }
     throw err;
   } finally {
@@ -158,12 +159,18 @@ async function timed(timings, label, deadlineMs, fn) {
 const lastCeremony = { since: 0 };
 // The UI steps and harness actions logged since the last timed() call began.
 async function uiSinceLastCeremony() {
-  const during = (await browserUi()).slice(lastCeremony.since);
+  return summarizeUi((await browserUi()).slice(lastCeremony.since));
+}
+
+// Browser UI log entries, sorted: UI steps, CTAP errors, harness actions.
+function summarizeUi(entries) {
   return {
-    steps: during.filter((x) => x.kind === "ui-step").map((x) => x.value),
-    actions: during.filter((x) => x.kind.startsWith("ui-action")).map((x) => `${x.kind}: ${x.value}`),
+    steps: entries.filter((x) => x.kind === "ui-step").map((x) => x.value),
+    ctapErrors: entries.filter((x) => x.kind === "ctap-error").map((x) => x.value),
+    actions: entries.filter((x) => x.kind.startsWith("ui-action")).map((x) => `${x.kind}: ${x.value}`),
   };
 }
+
 const DEADLINE_SLACK_MS = 5000;  // past the RP's own ceremony timeout
 
 // register(): options from the RP, navigator.credentials.create(), RP verification.
