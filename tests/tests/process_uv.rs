@@ -43,31 +43,8 @@ fn uv_retries(client: &mut Client) -> u64 {
 /// makeCredential (ES256, non-discoverable) with `uv: true`: the authData
 /// flags, or the CTAP status.
 fn make_credential_with_uv(client: &mut Client, user: &str) -> Result<u8, u8> {
-    let request = Value::Map(vec![
-        (int(1), Value::Bytes(vec![7; 32])),
-        (int(2), Value::Map(vec![(text("id"), text("example.com"))])),
-        (
-            int(3),
-            Value::Map(vec![
-                (text("id"), Value::Bytes(user.as_bytes().to_vec())),
-                (text("name"), text(user)),
-            ]),
-        ),
-        (
-            int(4),
-            Value::Array(vec![Value::Map(vec![
-                (text("alg"), int(-7)),
-                (text("type"), text("public-key")),
-            ])]),
-        ),
-        (int(7), Value::Map(vec![(text("uv"), Value::Bool(true))])),
-    ]);
-    let (status, body) = client.cbor(MAKE_CREDENTIAL, &encode(&request)).unwrap();
-    if status != 0 {
-        return Err(status);
-    }
-    let response: Value = ciborium::from_reader(body.as_slice()).unwrap();
-    Ok(map_get(&response, 2).unwrap().as_bytes().unwrap()[32])
+    make_credential_with_options(client, "example.com", user, &[("uv", true)])
+        .map(|registration| registration.auth_data[32])
 }
 
 #[test]

@@ -272,7 +272,21 @@ pub fn make_credential(
     rp: &str,
     user: &str,
 ) -> Result<Registration, u8> {
+    make_credential_with_options(client, rp, user, &[("rk", true)])
+}
+
+/// authenticatorMakeCredential, ES256, with these `options` (e.g. rk, uv).
+pub fn make_credential_with_options(
+    client: &mut CtapHidClient<Usb>,
+    rp: &str,
+    user: &str,
+    options: &[(&str, bool)],
+) -> Result<Registration, u8> {
     let client_data_hash: [u8; 32] = rand::random();
+    let options = options
+        .iter()
+        .map(|&(name, on)| (text(name), Value::Bool(on)))
+        .collect();
     let request = Value::Map(vec![
         (int(1), Value::Bytes(client_data_hash.to_vec())),
         (
@@ -294,7 +308,7 @@ pub fn make_credential(
                 (text("type"), text("public-key")),
             ])]),
         ),
-        (int(7), Value::Map(vec![(text("rk"), Value::Bool(true))])),
+        (int(7), Value::Map(options)),
     ]);
     let (status, body) = client.cbor(MAKE_CREDENTIAL, &encode(&request)).unwrap();
     if status != 0 {
