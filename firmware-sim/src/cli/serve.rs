@@ -19,6 +19,9 @@ use crate::key::runtimes::default_threads;
 use crate::key::KeyOptions;
 use crate::usbip::Server;
 
+/// Threads building keys at start (see [`run`]).
+const BUILD_THREADS: usize = 16;
+
 /// The key options the command line asks for.
 pub fn key_options(args: &ServeArgs) -> KeyOptions {
     KeyOptions {
@@ -79,6 +82,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let root = state_dir(&args.state)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Keys are built on blocking threads (file I/O, fsync): enough of
+        // them to overlap the fsyncs of a first start, few enough to keep
+        // thread stacks out of the memory figure.
+        .max_blocking_threads(BUILD_THREADS)
         .build()
         .context("starting the async runtime")?;
     let fleet = Fleet::open(&FleetConfig {

@@ -196,6 +196,9 @@ pub fn spawn<C: ReportCore + Send + 'static>(
         released: Notify::new(),
     });
     let task_shared = Arc::clone(&shared);
+    // The core is tens of KB: kept on the heap once, not copied through the
+    // task's future at each await point.
+    let core = Box::new(core);
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
     let done =
         runtimes.spawn(move || run(label, identity, core, wake, task_shared, rx, ready_tx))?;
@@ -211,7 +214,7 @@ pub fn spawn<C: ReportCore + Send + 'static>(
 async fn run<C: ReportCore + 'static>(
     label: KeyLabel,
     identity: UsbIdentity,
-    core: C,
+    core: Box<C>,
     wake: Arc<Notify>,
     shared: Arc<KeyShared>,
     rx: mpsc::UnboundedReceiver<KeyMsg>,
@@ -254,7 +257,9 @@ async fn run<C: ReportCore + 'static>(
         has_power: true,
         done: Vec::new(),
     };
-    key.run(rx, wake).await;
+    // Boxed: the key's state lives on the heap once, not in this future's
+    // frame and again in `run`'s.
+    Box::pin(key.run(rx, wake)).await;
 }
 
 /// The host holding the key.
@@ -269,7 +274,7 @@ struct Key<'a, C> {
     label: KeyLabel,
     usb: UsbDevice<'a, SimBus>,
     hid: FidoHidClass<'a, SimBus>,
-    core: C,
+    core: Box<C>,
     host: HostController,
     host_link: Option<HostLink>,
     clock: Instant,
@@ -419,7 +424,7 @@ impl<C: ReportCore + 'static> Key<'_, C> {
                 // The switch may have stopped waiting; the change stands anyway.
                 let _ = done.send(self.has_power);
             }
-            KeyMsg::Call(call) => call(&mut self.core),
+            KeyMsg::Call(call) => call(&mut *self.core),
             KeyMsg::Stop => {}
         }
     }
