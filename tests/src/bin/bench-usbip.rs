@@ -283,6 +283,7 @@ impl InProcess {
             root: dir.path().to_path_buf(),
             country: "US".into(),
             threads: 2,
+            transport: firmware_sim::transport::Transport::Usbip,
         })?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -555,6 +556,7 @@ fn scale(args: &Args) -> Result<(), Failure> {
         root: dir.path().to_path_buf(),
         country: "US".into(),
         threads: firmware_sim::key::runtimes::default_threads(),
+        transport: firmware_sim::transport::Transport::Usbip,
     })?;
     let before = process_rss_kib();
     let start = Instant::now();
