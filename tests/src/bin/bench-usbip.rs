@@ -78,6 +78,18 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    // `bench-usbip --runtime-adds N DIR`: the run-time add measurement, in a
+    // process of its own so its memory figure is its own.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--runtime-adds") {
+        return match runtime_adds(&argv[2..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench-usbip: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
@@ -545,15 +557,34 @@ fn scale(args: &Args) -> Result<(), Failure> {
             served.stop();
         }
     }
-    // Keys added at run time to a running fleet (this process).
+    // Keys added at run time to a running fleet (a child process).
     let dir = tempfile::Builder::new()
         .prefix("ferrokey-scale-")
         .tempdir_in(&args.disk)?;
+    let out = Command::new(std::env::current_exe()?)
+        .arg("--runtime-adds")
+        .arg(args.keys.to_string())
+        .arg(dir.path())
+        .output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    Ok(())
+}
+
+/// Adds N keys to a running fleet concurrently (as the control API does);
+/// prints the time and this process's RSS before and after.
+fn runtime_adds(argv: &[String]) -> Result<(), Failure> {
+    let keys: u32 = argv.first().ok_or("--runtime-adds N DIR")?.parse()?;
+    let dir = PathBuf::from(argv.get(1).ok_or("--runtime-adds N DIR")?);
+    // As `ferrokey serve` runs: 16 threads build keys.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(16)
         .build()?;
     let fleet = Fleet::open(&FleetConfig {
-        root: dir.path().to_path_buf(),
+        root: dir,
         country: "US".into(),
         threads: firmware_sim::key::runtimes::default_threads(),
         transport: firmware_sim::transport::Transport::Usbip,
@@ -562,7 +593,7 @@ fn scale(args: &Args) -> Result<(), Failure> {
     let start = Instant::now();
     rt.block_on(async {
         let mut adds = tokio::task::JoinSet::new();
-        for _ in 0..args.keys {
+        for _ in 0..keys {
             let fleet = fleet.clone();
             adds.spawn(async move { fleet.add(KeyOptions::default()).await });
         }
@@ -574,11 +605,12 @@ fn scale(args: &Args) -> Result<(), Failure> {
         Ok::<(), String>(())
     })?;
     let took = start.elapsed();
+    std::thread::sleep(Duration::from_millis(200));
     println!(
-        "| {} keys added at run time (`Fleet::add`, concurrently) | disk | {:.0} ms | +{:.1} MiB | |",
-        args.keys,
+        "| {keys} keys added at run time (`Fleet::add`, concurrently) | disk | {:.0} ms | {:.1} MiB ({:.1} MiB before) | |",
         ms(took),
-        process_rss_kib().saturating_sub(before) as f64 / 1024.0
+        process_rss_kib() as f64 / 1024.0,
+        before as f64 / 1024.0
     );
     rt.block_on(fleet.shutdown());
     Ok(())
