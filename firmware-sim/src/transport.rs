@@ -79,17 +79,17 @@ pub fn choose_auto(uhid: &Path) -> (Transport, Option<String>) {
     if is_root() && (vhci::Vhci::find().is_some() || vhci::module_available()) {
         return (Transport::Attach, None);
     }
-    let why = if uhid.exists() {
-        format!(
-            "{} is not writable by this user and vhci-hcd attach needs root",
-            uhid.display()
-        )
+    let uhid_why = if uhid.exists() {
+        format!("{} is not writable by this user", uhid.display())
     } else {
-        format!(
-            "{} does not exist (no uhid module) and vhci-hcd attach needs root",
-            uhid.display()
-        )
+        format!("{} does not exist (no uhid module)", uhid.display())
     };
+    let attach_why = if is_root() {
+        "vhci-hcd is not available"
+    } else {
+        "vhci-hcd attach needs root"
+    };
+    let why = format!("{uhid_why}; {attach_why}");
     (
         Transport::Usbip,
         Some(format!(

@@ -480,7 +480,7 @@ class Guest:
                 pass
 
     # ------------------------------------------------------------ transports in the guest
-    def serve_in_guest(self, transport, keys=1, env=None):
+    def serve_in_guest(self, transport, keys=1, env=None, extra=()):
         """Starts the host's ferrokey INSIDE the guest (--transport uhid|attach);
         returns (process, hidraw nodes, seconds until the last node was announced)."""
         binary = self.cfg.get("ferrokey")
@@ -494,7 +494,7 @@ class Guest:
         with open(log_path, "w") as log_file:
             proc = subprocess.Popen(
                 [binary, "serve", "--transport", transport, "--keys", str(keys),
-                 "--state-dir", str(state)],
+                 "--state-dir", str(state), *extra],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file, env=full_env)
         pattern = re.compile(r"key-(\d+) (?:is a uhid device|attached on vhci port \d+): (/dev/hidraw\d+)")
         end = time.monotonic() + 90
@@ -541,6 +541,33 @@ class Guest:
         got = client.get_assertion(options.public_key).get_response(0)
         server.authenticate_complete(state, [auth.credential_data], got)
 
+    def keepalive_and_cancel(self, dev):
+        """A request waiting for a touch gets KEEPALIVE(UPNEEDED) reports, and
+        CTAPHID_CANCEL ends it with KEEPALIVE_CANCEL (python-fido2's Ctap2)."""
+        import threading
+        from fido2.ctap import CtapError
+        from fido2.ctap2 import Ctap2
+        from fido2.hid import open_device
+        ctap2 = Ctap2(open_device(dev))
+        statuses = []
+        cancel = threading.Event()
+        timer = threading.Timer(1.5, cancel.set)
+        timer.start()
+        try:
+            ctap2.make_credential(
+                os.urandom(32), {"id": RP_ID, "name": RP_ID}, {"id": b"cancel", "name": "cancel"},
+                [{"type": "public-key", "alg": -7}], event=cancel, on_keepalive=statuses.append)
+        except CtapError as e:
+            if e.code != CtapError.ERR.KEEPALIVE_CANCEL:
+                raise Fail(f"cancelled makeCredential ended with {e.code!r}")
+        else:
+            raise Fail("makeCredential completed without a touch")
+        finally:
+            timer.cancel()
+        if 2 not in statuses:  # STATUS_UPNEEDED
+            raise Fail(f"no KEEPALIVE(UPNEEDED) while waiting: {statuses}")
+        return statuses
+
     def stop_serving(self, proc, nodes):
         proc.terminate()
         try:
@@ -569,7 +596,16 @@ class Guest:
             proc.kill()
             raise
         self.stop_serving(proc, nodes)
-        return f"{len(nodes)} keys {nodes}, start to hidraw {took:.2f}s, fmt={fmt}, python-fido2 verified"
+        # A key that waits for a touch: keepalives, then CANCEL.
+        proc, touch, _ = self.serve_in_guest("uhid", extra=("--presence", "touch"))
+        try:
+            statuses = self.timed("keepalive and cancel", self.keepalive_and_cancel, touch[0])
+        except BaseException:
+            proc.kill()
+            raise
+        self.stop_serving(proc, touch)
+        return (f"{len(nodes)} keys {nodes}, start to hidraw {took:.2f}s, fmt={fmt}, "
+                f"python-fido2 verified; keepalive statuses {statuses}, CANCEL answered")
 
     def s_attach(self):
         """--transport attach with no usbip on PATH: no TCP port open, libfido2
