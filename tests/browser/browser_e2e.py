@@ -107,6 +107,9 @@ def main():
     ap.add_argument("--browsers", default=",".join(BROWSERS),
                     help=f"comma-separated, in order (default: {','.join(BROWSERS)})")
     ap.add_argument("--only", default="", help="comma-separated scenarios to run")
+    ap.add_argument("--transport", choices=["usbip", "uhid", "attach"], default="usbip",
+                    help="usbip: the host's keys, attached in the guest (default); uhid or attach: "
+                         "ferrokey runs inside the guest with that transport, one fresh key per browser")
     ap.add_argument("--timeout", type=float, default=900, help="guest timeout in seconds")
     ap.add_argument("--browser-timeout", type=float, default=300,
                     help="seconds per browser, from its start to the page's last report")
@@ -166,6 +169,9 @@ def main():
         cfg = {"port": key.port, "busids": key.busids, "ca_pem": str(work / "ca.pem"),
                "browsers": browsers, "only": only, "browser_timeout": args.browser_timeout,
                "warm_profiles": warm}
+        if args.transport != "usbip":
+            cfg.update({"transport": args.transport, "ferrokey": str(Path(args.ferrokey).resolve()),
+                        "ca_dir": str(key.state_dir / "ca")})
         (work / "browser.json").write_text(json.dumps(cfg, indent=2))
         cmd = vm_command(key.port, key.busids[0], work, args.timeout, args.memory, "--smp", args.smp,
                          # chromium_ui.py: log the WebAuthn dialog's views (debugging)

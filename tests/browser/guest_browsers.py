@@ -217,6 +217,7 @@ class Run:
         self.vport = os.environ.get("FERROKEY_VHCI_PORT", "")
         self.browsers = self.cfg.get("browsers") or BROWSERS
         self.only = [s for s in self.cfg.get("only", []) if s]
+        self.guest_key = None  # with --transport: ferrokey running in the guest
 
     def fail_all(self, browser, why):
         for name in SCENARIOS:
@@ -225,6 +226,8 @@ class Run:
 
     def switch_key(self, index):
         """Attach busids[index] (browser number index's own key), detaching the previous one."""
+        if self.cfg.get("transport"):
+            return self.switch_guest_key(index)
         busid = self.cfg["busids"][index]
         if self.dev and self.attached_busid == busid:
             return 0.0
@@ -235,6 +238,42 @@ class Run:
         self.attached_busid = busid
         log(f"attached key {index + 1} ({busid}) as {self.dev} in {time.monotonic() - t0:.2f}s")
         return round(time.monotonic() - t0, 2)
+
+    def switch_guest_key(self, index):
+        """--transport uhid|attach: ferrokey runs inside the guest; each browser
+        gets a fresh key (the host key attached at boot is detached first). The
+        key's state starts with the host key's CA, so the RP's trust holds."""
+        t0 = time.monotonic()
+        if self.dev and self.vport:
+            detach(self.vport, self.dev)
+            self.vport = ""
+        if self.guest_key:
+            stop_guest_key(self.guest_key, self.dev)
+            self.guest_key = None
+        transport = self.cfg["transport"]
+        state = Path(tempfile.mkdtemp(prefix=f"ferrokey-{transport}-", dir="/tmp"))
+        shutil.copytree(self.cfg["ca_dir"], state / "ca")
+        log_path = self.logs / f"ferrokey-{transport}-{index + 1}.log"
+        with open(log_path, "w") as log_file:
+            proc = subprocess.Popen(
+                [self.cfg["ferrokey"], "serve", "--transport", transport, "--uv", "auto",
+                 "--state-dir", str(state)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
+                env=dict(os.environ, RUST_LOG="info"))
+        pattern = re.compile(r"key-1 (?:is a uhid device|attached on vhci port \d+): (/dev/hidraw\d+)")
+        end = time.monotonic() + 90
+        while True:
+            m = pattern.search(log_path.read_text())
+            if m and os.path.exists(m.group(1)):
+                break
+            if proc.poll() is not None or time.monotonic() > end:
+                proc.kill()
+                raise RuntimeError(f"ferrokey --transport {transport}: {log_path.read_text()[-400:]!r}")
+            time.sleep(0.05)
+        self.guest_key, self.dev = proc, m.group(1)
+        took = round(time.monotonic() - t0, 2)
+        log(f"key {index + 1}: ferrokey --transport {transport} in the guest as {self.dev} in {took}s")
+        return took
 
     def answer_sheet(self, browser, rp, ui_port, step):
         """Answer a Chromium sheet listed in SHEET_ANSWERS, as its user would; tell the
@@ -361,8 +400,23 @@ class Run:
                 log(f"chromium policy overlay failed: {e}")
         for i, browser in enumerate(self.browsers):
             self.run_browser(i, browser, rp, port)
+        if self.guest_key:
+            stop_guest_key(self.guest_key, self.dev)
         server.shutdown()
         return 0
+
+
+def stop_guest_key(proc, dev):
+    """SIGTERM an in-guest ferrokey and wait until its hidraw node is gone."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    end = time.monotonic() + 15
+    while dev and os.path.exists(dev) and time.monotonic() < end:
+        time.sleep(0.05)
 
 
 def stop(proc, grace=10):
