@@ -13,6 +13,7 @@
 pub mod attestation;
 pub mod cli;
 pub mod control;
+pub mod credentials;
 pub mod identity;
 pub mod key;
 pub mod presence;
