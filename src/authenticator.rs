@@ -132,6 +132,18 @@ pub(crate) struct PendingAssertions {
     pub(crate) extensions: crate::ctap2::extensions::AssertionExtensions,
 }
 
+/// The credential a getAssertion found before asking for presence, kept for
+/// the same request's run after presence (the transport runs a handler twice
+/// per ceremony), so the ID is not opened twice.
+pub(crate) struct LookupCache {
+    /// The RP it was found for.
+    pub(crate) rp_id_hash: [u8; 32],
+    /// Its position in the allowList.
+    pub(crate) index: usize,
+    /// The credential.
+    pub(crate) found: FoundCredential,
+}
+
 /// A credential of ours, found by ID.
 pub(crate) struct FoundCredential {
     pub(crate) key: CredentialKey,
@@ -170,6 +182,8 @@ pub struct Authenticator<S: Storage, U: UserPresence, R: RngCore + CryptoRng> {
     pub(crate) global_count: u32,
     /// Response overrides of the instrument API (volatile).
     pub(crate) overrides: ResponseOverrides,
+    /// getAssertion's lookup, kept between its runs before and after presence.
+    pub(crate) lookup_cache: Option<LookupCache>,
     pub(crate) pending: Option<PendingAssertions>,
     /// A U2F presence request is outstanding (U2F never blocks; see [`crate::ctap1`]).
     pub(crate) u2f_presence_requested: bool,
@@ -228,6 +242,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             table: CredentialTable::default(),
             global_count,
             overrides: ResponseOverrides::default(),
+            lookup_cache: None,
             pending: None,
             u2f_presence_requested: false,
             pin,
@@ -350,6 +365,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         self.epoch = keys.epoch;
         self.pending = None;
         self.cred_mgmt = None;
+        self.lookup_cache = None;
         // The large-blob array goes back to its initial value.
         self.large_blob_writer.clear();
         let mut result =
@@ -436,6 +452,10 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
         response: &mut Message,
     ) -> Outcome {
         response.clear();
+        if !context.up_granted {
+            // Only the run after presence of the same request may use it.
+            self.lookup_cache = None;
+        }
         match protocol {
             Protocol::Cbor => {
                 self.u2f_presence_requested = false;

@@ -261,6 +261,12 @@ pub(crate) fn wrap_version<R: RngCore + CryptoRng>(
     Ok(id)
 }
 
+#[cfg(test)]
+std::thread_local! {
+    /// How many IDs this thread opened (tests count the work of a ceremony).
+    pub(crate) static UNWRAPS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
 /// Opens a credential ID presented for `rp_id_hash`. Anything that is not a
 /// well-formed ID issued by this key for this RP gives [`CredentialError::NotOurs`].
 pub fn unwrap(
@@ -268,6 +274,8 @@ pub fn unwrap(
     rp_id_hash: &[u8; 32],
     id: &[u8],
 ) -> Result<UnwrappedCredential, CredentialError> {
+    #[cfg(test)]
+    UNWRAPS.with(|n| n.set(n.get() + 1));
     let version = match id.first() {
         Some(&v @ (CREDENTIAL_ID_VERSION_1 | CREDENTIAL_ID_VERSION)) => v,
         _ => return Err(CredentialError::NotOurs),

@@ -547,6 +547,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     fn forget_sessions(&mut self) {
         self.pending = None;
         self.cred_mgmt = None;
+        self.lookup_cache = None;
     }
 }
 

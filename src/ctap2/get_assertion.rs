@@ -13,7 +13,7 @@ use super::{
     write_cbor, HandlerResult, NEXT_ASSERTION_TIMEOUT_MS,
 };
 use crate::app::{CallContext, Message, Outcome};
-use crate::authenticator::{Authenticator, FoundCredential, PendingAssertions};
+use crate::authenticator::{Authenticator, FoundCredential, LookupCache, PendingAssertions};
 use crate::crypto::sha256;
 use crate::pin::permission;
 use crate::platform::{Storage, UserPresence};
@@ -69,10 +69,28 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         // hides some without UV.
         let allow_list = request.allow_list.as_ref().filter(|l| !l.is_empty());
         let mut found = None;
+        let mut found_at = 0;
         let mut slots = SlotList::new();
         match allow_list {
             Some(list) => {
-                for descriptor in list {
+                // The run after presence takes what the run before found (the
+                // same request; nothing changed in between, or the cache
+                // would be gone).
+                let cached = self.lookup_cache.take().filter(|c| {
+                    c.rp_id_hash == rp_id_hash
+                        && list.get(c.index).is_some_and(|d| {
+                            d.key_type == "public-key" && d.id == c.found.id.as_slice()
+                        })
+                        && cred_protect_allows(c.found.flags.cred_protect(), uv, true)
+                });
+                if let Some(c) = cached {
+                    found_at = c.index;
+                    found = Some(c.found);
+                }
+                for (index, descriptor) in list.iter().enumerate() {
+                    if found.is_some() {
+                        break;
+                    }
                     if descriptor.key_type != "public-key" {
                         continue;
                     }
@@ -82,7 +100,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                         .filter(|c| cred_protect_allows(c.flags.cred_protect(), uv, true))
                     {
                         found = Some(c);
-                        break;
+                        found_at = index;
                     }
                 }
             }
@@ -99,6 +117,11 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         // Step 9: user presence unless up=false (a silent pre-flight); it uses
         // up the token's mc/ga permissions and flags.
         if up && !context.up_granted && !verification.up {
+            self.lookup_cache = found.map(|found| LookupCache {
+                rp_id_hash,
+                index: found_at,
+                found,
+            });
             return Ok(Outcome::NeedsPresence);
         }
         if up {

@@ -654,3 +654,24 @@ fn imported_large_blob_is_read_back_through_ctap_and_listed() {
         .unwrap();
     assert_eq!(blobs, [Some(18), Some(6)]);
 }
+
+#[test]
+fn a_ceremony_opens_the_credential_id_once() {
+    let mut h = Harness::new();
+    let made = h.make_credential(Mc::new(RP, b"u").build());
+    let foreign = [0x5Au8; 77];
+    let cdh = client_data_hash("once");
+    let unwraps = || crate::credential::UNWRAPS.with(|n| n.get());
+    let before = unwraps();
+    let (status, value, needed) = h.get_assertion(ga(RP, &cdh, &[&foreign, &made.id], None));
+    assert_eq!((status, needed), (0, true), "ran before and after presence");
+    check_assertion(&value.unwrap(), &cdh, |_| made.public_key);
+    assert_eq!(unwraps() - before, 2, "the foreign ID and ours, once each");
+    // A change between the two runs is seen: the run after presence looks again.
+    let (outcome, _, _) = h.ctap2_once(0x02, Some(ga(RP, &cdh, &[&made.id], None)));
+    assert_eq!(outcome, crate::app::Outcome::NeedsPresence);
+    assert!(h.auth.delete_credential(&made.id).unwrap());
+    let request = encode(0x02, Some(ga(RP, &cdh, &[&made.id], None)));
+    let (_, response) = h.raw(crate::app::Protocol::Cbor, &request, true);
+    assert_eq!(response, [0x2E]);
+}
