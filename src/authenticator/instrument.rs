@@ -10,7 +10,7 @@
 //!   device secret ([`crate::credential::sealed`]).
 //! - [`Authenticator::visit_credentials`]: every credential the key holds or
 //!   has issued and still tracks (discoverable, imported, and the
-//!   non-discoverable ones made through CTAP, see [`crate::store::table`]),
+//!   non-discoverable ones made through CTAP, see [`crate::store::CredentialTable`]),
 //!   with its current counter; private keys only when [`super::Config::exportable`].
 //! - [`Authenticator::delete_credential`], [`Authenticator::delete_all_credentials`],
 //!   [`Authenticator::set_credential_properties`] (BE, BS, signCount).

@@ -675,3 +675,34 @@ fn a_ceremony_opens_the_credential_id_once() {
     let (_, response) = h.raw(crate::app::Protocol::Cbor, &request, true);
     assert_eq!(response, [0x2E]);
 }
+
+#[test]
+fn u2f_registrations_are_listed_by_application_parameter() {
+    let mut h = exportable();
+    let app = sha256(b"https://u2f.example");
+    let mut apdu = vec![0x00, 0x01, 0x00, 0x00, 0x40];
+    apdu.extend_from_slice(&[0x11; 32]);
+    apdu.extend_from_slice(&app);
+    let (data, sw) = h.u2f(&apdu);
+    assert_eq!(sw, 0x9000);
+    let public = p256::ecdsa::VerifyingKey::from_sec1_bytes(&data[1..66]).unwrap();
+    let handle = data[67..67 + usize::from(data[66])].to_vec();
+    let mut seen = vec![];
+    h.auth
+        .visit_credentials(|c| {
+            seen.push((
+                c.id.to_vec(),
+                c.rp_id.is_none(),
+                *c.rp_id_hash,
+                c.resident,
+                c.private_key.cloned(),
+            ))
+        })
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    let (id, no_rp_id, hash, resident, key) = seen.pop().unwrap();
+    assert_eq!((id, no_rp_id, hash, resident), (handle, true, app, false));
+    // The exported key is the registered one.
+    let exported = SigningKey::from_slice(key.unwrap().as_bytes()).unwrap();
+    assert_eq!(*exported.verifying_key(), public);
+}
