@@ -18,6 +18,7 @@ pub mod cli;
 pub mod control;
 pub mod events;
 pub mod fleet;
+pub mod credentials;
 pub mod identity;
 pub mod key;
 pub mod presence;
