@@ -78,6 +78,7 @@ pub fn core_attestation(ca: &Ca) -> Result<Attestation> {
     Ok(Attestation {
         private_key: ca.batch_private_key(),
         certificate,
+        intermediate: None,
     })
 }
 
