@@ -403,6 +403,66 @@ fn load_root(path: &Path, der: &[u8]) -> Result<StrictCertificate, CaError> {
     }
 }
 
+/// What a key's core is given for its [`AttestationMode`]: the batch key with
+/// its certificate (and for `chain` the intermediate), or none of them, and
+/// whether makeCredential answers fmt "none".
+#[derive(Clone, Debug)]
+pub struct KeyAttestation {
+    mode: AttestationMode,
+    attestation: Option<ferrokey::authenticator::Attestation>,
+}
+
+impl KeyAttestation {
+    /// The attestation of `mode` from this CA (`chain` creates the
+    /// intermediate CA on first use).
+    pub fn new(ca: &Ca, mode: AttestationMode) -> Result<Self, CaError> {
+        let vec = |der: &[u8]| {
+            heapless::Vec::from_slice(der).map_err(|_| {
+                CaError::Generate(format!(
+                    "a certificate is over {MAX_CERTIFICATE_SIZE} bytes"
+                ))
+            })
+        };
+        let attestation = match mode {
+            AttestationMode::None | AttestationMode::SelfAttestation => None,
+            AttestationMode::Batch => Some(ferrokey::authenticator::Attestation {
+                private_key: ca.batch_private_key(),
+                certificate: vec(ca.batch_cert_der())?,
+                intermediate: None,
+            }),
+            AttestationMode::Chain => {
+                let chain = ca.chain()?;
+                Some(ferrokey::authenticator::Attestation {
+                    private_key: ca.batch_private_key(),
+                    certificate: vec(&chain.batch_cert_der)?,
+                    intermediate: Some(vec(&chain.intermediate_cert_der)?),
+                })
+            }
+        };
+        Ok(KeyAttestation { mode, attestation })
+    }
+
+    /// No certificates: self attestation (U2F: a self-signed certificate).
+    /// What the offline commands use, which make no credentials.
+    pub fn without_certificates() -> Self {
+        KeyAttestation {
+            mode: AttestationMode::SelfAttestation,
+            attestation: None,
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> AttestationMode {
+        self.mode
+    }
+
+    /// Sets the core configuration's `attestation` and `none_attestation`.
+    pub fn apply(&self, config: &mut ferrokey::authenticator::Config) {
+        config.attestation = self.attestation.clone();
+        config.none_attestation = self.mode == AttestationMode::None;
+    }
+}
+
 /// Takes the state directory's `ca.lock`.
 fn lock(state_dir: &Path) -> Result<FileLock, CaError> {
     FileLock::acquire_blocking(&state_dir.join("ca.lock"))

@@ -494,3 +494,37 @@ fn a_ca_made_by_the_previous_version_keeps_its_root_and_gets_a_der_batch_certifi
     let err = ca.chain().unwrap_err();
     assert!(err.to_string().contains("pathLenConstraint 0"), "{err}");
 }
+
+#[test]
+fn each_mode_gives_the_core_what_it_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::load_or_create(tmp.path(), &CaOptions::default()).unwrap();
+    let config = |mode| {
+        let mut config = ferrokey::authenticator::Config::default();
+        let key = KeyAttestation::new(&ca, mode).unwrap();
+        assert_eq!(key.mode(), mode);
+        key.apply(&mut config);
+        config
+    };
+    let none = config(AttestationMode::None);
+    assert!(none.none_attestation && none.attestation.is_none());
+    let self_ = config(AttestationMode::SelfAttestation);
+    assert!(!self_.none_attestation && self_.attestation.is_none());
+    let batch = config(AttestationMode::Batch);
+    let att = batch.attestation.unwrap();
+    assert!(!batch.none_attestation);
+    assert_eq!(att.certificate.as_slice(), ca.batch_cert_der());
+    assert!(att.intermediate.is_none());
+    assert_eq!(att.private_key, ca.batch_private_key());
+    let chain = config(AttestationMode::Chain).attestation.unwrap();
+    let certs = ca.chain().unwrap();
+    assert_eq!(
+        chain.certificate.as_slice(),
+        certs.batch_cert_der.as_slice()
+    );
+    assert_eq!(
+        chain.intermediate.as_ref().unwrap().as_slice(),
+        certs.intermediate_cert_der.as_slice()
+    );
+    assert_eq!(chain.private_key, ca.batch_private_key());
+}
