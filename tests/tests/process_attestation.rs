@@ -160,6 +160,96 @@ impl U2fRegistration {
     }
 }
 
+/// The credential public key (COSE EC2) from the attested credential data,
+/// as an uncompressed SEC1 point.
+fn credential_public_key(reg: &Registration) -> Vec<u8> {
+    let start = 55 + reg.credential_id.len();
+    let cose: ciborium::value::Value = ciborium::from_reader(&reg.auth_data[start..]).unwrap();
+    let coord = |k: i64| map_get(&cose, k).unwrap().as_bytes().unwrap().clone();
+    [vec![0x04], coord(-2), coord(-3)].concat()
+}
+
+/// Checks a U2F self-attestation certificate (modes none and self): strict DER,
+/// self-signed by the new credential key.
+fn assert_u2f_self_signed(u2f: &U2fRegistration) {
+    let cert = u2f.verify();
+    assert_eq!(cert.public_key(), u2f.public_key.as_slice());
+    check_issued_by(&cert, &cert).unwrap();
+}
+
+fn serve(state: &Path, mode: &str) -> Served {
+    Served::start(state, &["--attestation", mode])
+}
+
+#[test]
+fn none_mode_gives_fmt_none_and_a_self_signed_u2f_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = serve(tmp.path(), "none");
+    let mut client = connect(served.addr, "1-1");
+    let reg = make_credential(&mut client, RP, "alice").unwrap();
+    assert_eq!(reg.fmt, "none");
+    assert_eq!(reg.att_stmt, ciborium::value::Value::Map(vec![]));
+    assert_eq!(reg.aaguid, FERROKEY_AAGUID);
+    assert_u2f_self_signed(&u2f_register(&mut client));
+    served.stop();
+}
+
+#[test]
+fn self_mode_signs_with_the_credential_key_without_x5c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = serve(tmp.path(), "self");
+    let mut client = connect(served.addr, "1-1");
+    let reg = make_credential(&mut client, RP, "alice").unwrap();
+    assert_eq!(reg.fmt, "packed");
+    assert!(map_get_text(&reg.att_stmt, "x5c").is_none());
+    assert_eq!(
+        map_get_text(&reg.att_stmt, "alg").unwrap().as_integer(),
+        Some((-7).into())
+    );
+    let sig = map_get_text(&reg.att_stmt, "sig")
+        .unwrap()
+        .as_bytes()
+        .unwrap();
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&credential_public_key(&reg)).unwrap();
+    let signed = [reg.auth_data.clone(), reg.client_data_hash.to_vec()].concat();
+    key.verify(&signed, &p256::ecdsa::Signature::from_der(sig).unwrap())
+        .unwrap();
+    assert_u2f_self_signed(&u2f_register(&mut client));
+    served.stop();
+}
+
+#[test]
+fn chain_mode_sends_the_batch_certificate_and_the_intermediate_up_to_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = serve(tmp.path(), "chain");
+    let root = ferrokey_ca_root(tmp.path());
+    let mut client = connect(served.addr, "1-1");
+    let reg = make_credential(&mut client, RP, "alice").unwrap();
+    let x5c = packed_x5c(&reg);
+    assert_eq!(x5c.len(), 2);
+    assert_webauthn_8_2_1(&x5c[0], &reg.aaguid);
+    let intermediate = &x5c[1];
+    assert!(intermediate.is_ca());
+    assert_eq!(intermediate.version(), Version::V3);
+    check_issued_by(&x5c[0], intermediate).unwrap();
+    check_issued_by(intermediate, &root).unwrap();
+    assert!(check_issued_by(&x5c[0], &root).is_err());
+    // U2F carries one certificate: the batch certificate the intermediate issued.
+    let u2f = u2f_register(&mut client);
+    u2f.verify();
+    assert_eq!(u2f.certificate, x5c[0].der);
+    served.stop();
+
+    // The same batch key as batch mode, and the same root.
+    let served = serve(tmp.path(), "batch");
+    let mut client = connect(served.addr, "1-1");
+    let batch = packed_x5c(&make_credential(&mut client, RP, "bob").unwrap());
+    assert_eq!(batch[0].public_key(), x5c[0].public_key());
+    check_issued_by(&batch[0], &root).unwrap();
+    assert_eq!(ferrokey_ca_root(tmp.path()).der, root.der);
+    served.stop();
+}
+
 #[test]
 fn batch_mode_certificates_are_strict_der_and_chain_to_the_ferrokey_ca_root() {
     let tmp = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use ferrokey::platform::{PresenceStatus, UserPresence};
 
 use super::state::{existing_keys, key_dir, start_authenticator, state_dir};
 use super::{CaArgs, ResetArgs, StateArgs};
-use crate::attestation::{Ca, CaOptions};
+use crate::attestation::{Ca, CaOptions, KeyAttestation};
 use crate::identity::{Identity, FERROKEY_AAGUID};
 use crate::storage::FileStorage;
 
@@ -50,7 +50,14 @@ fn list_key(out: &mut impl Write, n: u32, dir: &Path) -> Result<()> {
     let identity = Identity::load(dir)?;
     // A snapshot: no lock, so this works while a server runs; nothing is written.
     let storage = FileStorage::open_snapshot(dir)?;
-    let mut app = start_authenticator(dir, storage, NoPresence, &identity, None, false)?;
+    let mut app = start_authenticator(
+        dir,
+        storage,
+        NoPresence,
+        &identity,
+        &KeyAttestation::without_certificates(),
+        false,
+    )?;
     writeln!(
         out,
         "key-{n} serial={} dir={}",

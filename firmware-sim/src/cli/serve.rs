@@ -9,17 +9,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use ferrokey::authenticator::Attestation;
 use ferrokey::ctaphid::DeviceVersion;
 use ferrokey::device::{Device, DeviceConfig};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::Notify;
 
-use super::state::{
-    check_aaguid, core_attestation, key_dir, start_authenticator, state_dir, KeyApp,
-};
+use super::state::{check_aaguid, key_dir, start_authenticator, state_dir, KeyApp};
 use super::ServeArgs;
-use crate::attestation::{Ca, CaOptions};
+use crate::attestation::{Ca, CaOptions, KeyAttestation};
 use crate::control::power::PowerCycled;
 use crate::control::ControlTarget;
 use crate::identity::{Identity, FERROKEY_AAGUID};
@@ -64,7 +61,7 @@ enum PresenceKind {
 pub struct KeyRecipe {
     dir: PathBuf,
     identity: Identity,
-    attestation: Attestation,
+    attestation: KeyAttestation,
     presence: PresenceKind,
     uv: UvMode,
     wake: Arc<Notify>,
@@ -96,7 +93,7 @@ impl KeyRecipe {
             storage,
             presence,
             &self.identity,
-            Some(self.attestation.clone()),
+            &self.attestation,
             self.uv.is_builtin(),
         )?;
         Ok(Device::new(app, device_config()))
@@ -135,6 +132,7 @@ pub fn prepare_keys(args: &ServeArgs) -> Result<(PathBuf, Vec<PreparedKey>)> {
             aaguid: FERROKEY_AAGUID,
         },
     )?;
+    let attestation = KeyAttestation::new(&ca, args.attestation)?;
     let hub = match (args.presence, &args.presence_file) {
         (PresenceMode::Prompt, None) => {
             Some(PromptHub::stdio().context("starting the presence prompt")?)
@@ -170,7 +168,7 @@ pub fn prepare_keys(args: &ServeArgs) -> Result<(PathBuf, Vec<PreparedKey>)> {
         let recipe = KeyRecipe {
             dir: dir.clone(),
             identity: identity.clone(),
-            attestation: core_attestation(&ca)?,
+            attestation: attestation.clone(),
             presence,
             uv: args.uv,
             wake: wake.clone(),
