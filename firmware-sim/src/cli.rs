@@ -7,6 +7,7 @@
 //! ferrokey list    [--state-dir DIR]
 //! ferrokey reset   [--state-dir DIR] [--key N | --all] [--yes]
 //! ferrokey ca      [--state-dir DIR]
+//! ferrokey mds     [--state-dir DIR] --out DIR [--attestation MODE] [--jws-signature raw|der]
 //! ```
 //!
 //! Exit status: 0 on success, 1 on an error (the message names the file or
@@ -84,6 +85,9 @@ pub enum Command {
     ///
     /// Creates the state directory and the certificates on first use.
     Ca(CaArgs),
+    /// Write FIDO MDS3 metadata for the keys: a metadata statement, a signed
+    /// BLOB (JWT) and the MDS root that BLOB chains to.
+    Mds(crate::mds::MdsArgs),
 }
 
 /// The state directory option, shared by all commands.
@@ -230,6 +234,7 @@ pub fn main() -> ExitCode {
         Some(Command::List(args)) => admin::list(&args),
         Some(Command::Reset(args)) => admin::reset(&args),
         Some(Command::Ca(args)) => admin::ca(&args),
+        Some(Command::Mds(args)) => admin::mds(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,8 @@
 //! - [`usb`]: a `usb_device::bus::UsbBus` fed by USB/IP URBs, and the FIDO HID class.
 //! - [`key`]: one simulated key: its USB stack, its ferrokey core and its timers.
 //! - [`storage`]: file-backed, crash-safe records (the core's `Storage`).
-//! - [`attestation`]: the CA root and batch attestation certificate.
+//! - [`attestation`]: the CA root, batch attestation certificate and intermediate CA.
+//! - [`mds`]: FIDO MDS3 metadata (`ferrokey mds`): statement, signed BLOB, MDS root.
 //! - [`presence`]: user presence policies (auto, deny, prompt).
 //! - [`identity`]: per-key identity (serial number, AAGUID, USB strings).
 //! - [`cli`]: the `ferrokey` command-line program.
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod control;
 pub mod identity;
 pub mod key;
+pub mod mds;
 pub mod presence;
 pub mod storage;
 pub mod usb;
