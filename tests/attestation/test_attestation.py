@@ -161,14 +161,18 @@ def test_each_mode_passes_python_fido2_and_py_webauthn(serve, mode):
     device.close()
 
 
-def test_a_u2f_signature_from_another_key_is_refused(serve):
+def test_a_damaged_or_misdirected_u2f_registration_is_refused(serve):
+    from fido2.attestation import InvalidData, InvalidSignature
+    from fido2.ctap1 import RegistrationData
     key = serve("batch")
     device = key.device()
     app_param, client_param, u2f = u2f_register(device)
-    from fido2.ctap1 import RegistrationData
+    verify_u2f_registration(app_param, client_param, u2f, key.root_der(), "batch")
     tampered = RegistrationData(bytes(u2f)[:-8] + bytes(8))  # signature damaged
-    with pytest.raises(Exception):
+    with pytest.raises((InvalidSignature, InvalidData)):
         verify_u2f_registration(app_param, client_param, tampered, key.root_der(), "batch")
+    with pytest.raises(InvalidSignature):  # signed for another client parameter
+        verify_u2f_registration(app_param, os.urandom(32), u2f, key.root_der(), "batch")
     device.close()
 
 
