@@ -271,3 +271,72 @@ fn batch_mode_certificates_are_strict_der_and_chain_to_the_ferrokey_ca_root() {
     check_issued_by(&cert, &root).unwrap();
     served.stop();
 }
+
+/// `ferrokey mds` describes the key that is served: its statement's
+/// authenticatorGetInfo equals what the key answers over USB/IP (device state
+/// aside), and its root is the `ferrokey ca` root.
+#[test]
+fn the_mds_statement_describes_the_served_key() {
+    use base64::Engine;
+    let tmp = tempfile::tempdir().unwrap();
+    let served = Served::start(tmp.path(), &["--uv", "auto"]);
+    let out = tmp.path().join("mds");
+    let status = Command::new(ferrokey_bin())
+        .args(["mds", "--uv", "auto", "--out"])
+        .arg(&out)
+        .arg("--state-dir")
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let statement: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metadata-statement.json")).unwrap())
+            .unwrap();
+    let mut client = connect(served.addr, "1-1");
+    let (code, body) = client.cbor(0x04, &[]).unwrap();
+    assert_eq!(code, 0);
+    let info: ciborium::value::Value = ciborium::from_reader(body.as_slice()).unwrap();
+    let json = &statement["authenticatorGetInfo"];
+    let texts = |k: i64| -> Vec<String> {
+        map_get(&info, k)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_text().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(json["versions"], serde_json::json!(texts(1)));
+    assert_eq!(json["extensions"], serde_json::json!(texts(2)));
+    let aaguid: String = map_get(&info, 3)
+        .unwrap()
+        .as_bytes()
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(json["aaguid"], serde_json::json!(aaguid));
+    for (name, value) in map_get(&info, 4).unwrap().as_map().unwrap() {
+        let name = name.as_text().unwrap();
+        assert_eq!(
+            json["options"][name],
+            serde_json::json!(value.as_bool().unwrap()),
+            "option {name}"
+        );
+    }
+    assert_eq!(json["options"]["uv"], serde_json::json!(true));
+    assert_eq!(
+        json["maxMsgSize"],
+        serde_json::json!(i128::from(map_get(&info, 5).unwrap().as_integer().unwrap()) as i64)
+    );
+    let root = ferrokey_ca_root(tmp.path());
+    let listed = base64::engine::general_purpose::STANDARD
+        .decode(
+            statement["attestationRootCertificates"][0]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(listed, root.der);
+    served.stop();
+}
