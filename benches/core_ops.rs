@@ -51,6 +51,7 @@ fn config() -> Config {
         attestation: Some(ferrokey::authenticator::Attestation {
             private_key: BATCH_KEY,
             certificate,
+            intermediate: None,
         }),
         ..Config::default()
     }

@@ -38,8 +38,12 @@ mod tests;
 pub struct Attestation {
     /// The P-256 private key (big-endian scalar).
     pub private_key: [u8; 32],
-    /// The DER X.509 batch certificate for that key.
+    /// The DER X.509 batch certificate for that key (x5c[0]; also the U2F
+    /// REGISTER certificate).
     pub certificate: heapless::Vec<u8, 1024>,
+    /// The DER certificate of the intermediate CA that issued `certificate`,
+    /// sent after it in a packed statement's x5c; `None` when a root issued it.
+    pub intermediate: Option<heapless::Vec<u8, 1024>>,
 }
 
 impl Drop for Attestation {
@@ -53,6 +57,10 @@ impl core::fmt::Debug for Attestation {
         f.debug_struct("Attestation")
             .field("private_key", &"..")
             .field("certificate_len", &self.certificate.len())
+            .field(
+                "intermediate_len",
+                &self.intermediate.as_ref().map(|c| c.len()),
+            )
             .finish()
     }
 }
@@ -65,6 +73,11 @@ pub struct Config {
     /// Batch attestation. `None` gives self attestation ("packed" signed by the
     /// credential key; for U2F a self-signed certificate of the credential key).
     pub attestation: Option<Attestation>,
+    /// makeCredential answers with the "none" attestation format (an empty
+    /// statement) whatever the platform prefers. U2F REGISTER, which must carry
+    /// a certificate, is unaffected (set `attestation` to `None` for a
+    /// self-signed one there).
+    pub none_attestation: bool,
     /// Reported as getInfo firmwareVersion.
     pub firmware_version: u32,
     /// Enforce CTAP 2.1's rule that authenticatorReset is only allowed within

@@ -5,6 +5,7 @@
 //! its one-byte status response. Parsing uses ctap-types after a CBOR pre-pass
 //! ([`validate`]) that gives the precise CTAP2 error codes and bounds nesting.
 
+mod attestation_chain;
 mod client_pin;
 mod config;
 pub(crate) mod credential_management;

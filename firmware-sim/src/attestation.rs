@@ -1,6 +1,6 @@
-//! The attestation CA: a self-signed root and the batch attestation certificate
+//! The attestation CA: a self-signed root, the batch attestation certificate
 //! (FIDO "packed" attestation, WebAuthn §8.2.1) that every key of one ferrokey
-//! process signs with.
+//! process signs with, and on demand an intermediate CA for `--attestation chain`.
 //!
 //! # Layout
 //!
@@ -10,46 +10,54 @@
 //!
 //! | file             | contents                                              |
 //! |------------------|-------------------------------------------------------|
-//! | `root-cert.pem`  | the self-signed root (CA=true, keyCertSign); give it to relying parties (`ferrokey ca`) |
-//! | `root-key.pem`   | the root's PKCS#8 private key (kept to be able to issue a new batch certificate) |
+//! | `root-cert.pem`  | the self-signed root (CA=true, pathLen 1, keyCertSign); give it to relying parties (`ferrokey ca`) |
+//! | `root-key.pem`   | the root's PKCS#8 private key (to issue the intermediate, or a new batch certificate) |
 //! | `batch-cert.pem` | the batch attestation certificate, signed by the root  |
 //! | `batch-key.pem`  | the batch attestation PKCS#8 private key               |
+//! | `intermediate/`  | created on first use of `--attestation chain`: `ca-cert.pem`, `ca-key.pem` (an intermediate CA issued by the root, pathLen 0) and `batch-cert.pem` (a certificate for the same batch key, issued by the intermediate) |
 //!
-//! All files are mode 0600. The directory is created whole on first use: it is built
-//! as `ca.tmp` and renamed to `ca`, under the state directory's `ca.lock`, so it is
-//! either complete or absent, even after a crash or with two processes starting at
-//! once. Keys are ECDSA P-256; certificates are made with rcgen.
+//! All files are mode 0600. Each directory is created whole: it is built as
+//! `NAME.tmp` and renamed, under the state directory's `ca.lock`, so it is either
+//! complete or absent, even after a crash or with two processes starting at once.
+//! Keys are ECDSA P-256; certificates are made with rcgen ([`issue`]). Another
+//! issuing branch (an enterprise attestation CA, say) would be one more
+//! subdirectory issued by the root, loaded the same way as `intermediate/`.
+//!
+//! Every certificate is checked when loaded ([`check`]): strict DER, the issuer's
+//! signature, and for attestation certificates WebAuthn §8.2.1. A batch
+//! certificate that fails only the strict checks (ferrokey before this check
+//! wrote `cA FALSE` explicitly in basicConstraints, which is not DER) is issued
+//! again from the root for the same key; the root never changes.
 //!
 //! # Batch certificate (WebAuthn §8.2.1 requirements)
 //!
 //! X.509 v3; subject C=`<country>` (default US), O=ferrokey, OU=Authenticator
-//! Attestation, CN=ferrokey Batch Attestation; basicConstraints CA=false (marked
-//! critical, as rcgen does and RFC 5280 recommends); keyUsage digitalSignature; the
-//! non-critical id-fido-gen-ce-aaguid extension (1.3.6.1.4.1.45724.1.1.4) holding the
-//! model's AAGUID; valid from a day before creation for 30 years (the root: 40).
+//! Attestation, CN=ferrokey Batch Attestation; basicConstraints CA=false (an empty
+//! SEQUENCE, marked critical); keyUsage digitalSignature; subjectKeyIdentifier;
+//! the non-critical id-fido-gen-ce-aaguid extension (1.3.6.1.4.1.45724.1.1.4)
+//! holding the model's AAGUID; valid from a day before creation for 30 years
+//! (the root: 40, the intermediate: 35).
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
+pub mod check;
+pub mod files;
+pub mod issue;
+pub mod mode;
+
 use std::path::{Path, PathBuf};
 
 use p256::elliptic_curve::sec1::ToEncodedPoint;
-use p256::elliptic_curve::zeroize::Zeroizing;
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use p256::SecretKey;
-use rand_core::{OsRng, RngCore};
-use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, KeyPair,
-    KeyUsagePurpose, SerialNumber,
-};
-use time::{Duration, OffsetDateTime};
+use x509_cert::der::oid::db::rfc4519::COUNTRY_NAME;
 
-use crate::storage::{create_private_dir, sync_dir, write_file_atomic, FILE_MODE};
+use self::check::{check_issued_by, check_packed_attestation, parse_strict, StrictCertificate};
+pub use self::files::CaError;
+use self::files::{create_dir_whole, invalid, read_cert, read_key, write_file, FileLock};
+pub use self::issue::{aaguid_extension_value, AAGUID_EXTENSION_OID};
+use self::issue::{issue, Issuer, NewKey, Profile, Subject};
+pub use self::mode::AttestationMode;
+use crate::storage::create_private_dir;
 
-/// The id-fido-gen-ce-aaguid extension OID, 1.3.6.1.4.1.45724.1.1.4.
-pub const AAGUID_EXTENSION_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 45724, 1, 1, 4];
-/// The largest batch certificate the core accepts, in bytes (DER).
+/// The largest attestation certificate the core accepts, in bytes (DER).
 pub const MAX_CERTIFICATE_SIZE: usize = 1024;
 /// Name of the CA directory inside the state directory.
 pub const CA_DIR: &str = "ca";
@@ -61,49 +69,30 @@ pub const ROOT_KEY_FILE: &str = "root-key.pem";
 pub const BATCH_CERT_FILE: &str = "batch-cert.pem";
 /// The batch attestation private key file.
 pub const BATCH_KEY_FILE: &str = "batch-key.pem";
-/// Subject O of both certificates.
+/// The intermediate CA's directory inside `ca/`.
+pub const INTERMEDIATE_DIR: &str = "intermediate";
+/// The intermediate CA's certificate file (in `intermediate/`).
+pub const INTERMEDIATE_CERT_FILE: &str = "ca-cert.pem";
+/// The intermediate CA's private key file (in `intermediate/`).
+pub const INTERMEDIATE_KEY_FILE: &str = "ca-key.pem";
+/// Subject O of the certificates.
 pub const ORGANIZATION: &str = "ferrokey";
-/// Subject OU of the batch certificate (fixed by WebAuthn §8.2.1).
+/// Subject OU of attestation certificates (fixed by WebAuthn §8.2.1).
 pub const ATTESTATION_OU: &str = "Authenticator Attestation";
 /// Subject CN of the batch certificate.
 pub const BATCH_CN: &str = "ferrokey Batch Attestation";
 /// Subject CN of the root certificate.
 pub const ROOT_CN: &str = "ferrokey Attestation Root CA";
+/// Subject CN of the intermediate CA.
+pub const INTERMEDIATE_CN: &str = "ferrokey Attestation Intermediate CA";
 /// Default subject C.
 pub const DEFAULT_COUNTRY: &str = "US";
 
 const ROOT_VALIDITY_YEARS: i64 = 40;
+const INTERMEDIATE_VALIDITY_YEARS: i64 = 35;
 const BATCH_VALIDITY_YEARS: i64 = 30;
-
-/// Why the CA could not be loaded or created.
-#[derive(Debug, thiserror::Error)]
-pub enum CaError {
-    /// A file system operation failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file or directory concerned.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// A CA file is damaged or inconsistent; it has been left untouched.
-    #[error("invalid attestation file {path}: {reason} (the file was left untouched)")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Certificate generation failed.
-    #[error("generating the attestation certificates: {0}")]
-    Generate(String),
-    /// The state directory could not be prepared.
-    #[error(transparent)]
-    State(#[from] crate::storage::OpenError),
-}
+/// The root's pathLenConstraint: one intermediate CA may follow it.
+const ROOT_PATH_LEN: u8 = 1;
 
 /// Options used only when the CA is first created.
 #[derive(Clone, Debug)]
@@ -123,9 +112,21 @@ impl Default for CaOptions {
     }
 }
 
+/// The certificates of `--attestation chain`: the batch certificate issued by
+/// the intermediate CA, and that CA's certificate (x5c = [batch, intermediate]).
+#[derive(Clone, Debug)]
+pub struct ChainCertificates {
+    /// The batch certificate issued by the intermediate (same key as the batch certificate).
+    pub batch_cert_der: Vec<u8>,
+    /// The intermediate CA certificate, issued by the root.
+    pub intermediate_cert_der: Vec<u8>,
+}
+
 /// The loaded attestation CA of a state directory.
 pub struct Ca {
+    state_dir: PathBuf,
     dir: PathBuf,
+    aaguid: [u8; 16],
     root_cert_pem: String,
     root_cert_der: Vec<u8>,
     batch_cert_der: Vec<u8>,
@@ -142,38 +143,119 @@ impl std::fmt::Debug for Ca {
     }
 }
 
+/// The batch certificate's subject.
+fn batch_subject(country: &str) -> Subject<'_> {
+    Subject {
+        country,
+        organization: ORGANIZATION,
+        unit: Some(ATTESTATION_OU),
+        common_name: BATCH_CN,
+    }
+}
+
+/// Issues a batch certificate for `key` (the AAGUID extension, CA=false).
+fn issue_batch(
+    country: &str,
+    key: &SecretKey,
+    aaguid: &[u8; 16],
+    issuer: &Issuer,
+) -> Result<(Vec<u8>, String), CaError> {
+    let (der, pem) = issue(
+        &batch_subject(country),
+        key,
+        Profile::Signer {
+            aaguid: Some(*aaguid),
+        },
+        BATCH_VALIDITY_YEARS,
+        Some(issuer),
+    )?;
+    if der.len() > MAX_CERTIFICATE_SIZE {
+        return Err(CaError::Generate(format!(
+            "the batch certificate is {} bytes, over the {MAX_CERTIFICATE_SIZE}-byte limit",
+            der.len()
+        )));
+    }
+    Ok((der, pem))
+}
+
+fn public_key_sec1(key: &SecretKey) -> Vec<u8> {
+    key.public_key().to_encoded_point(false).as_bytes().to_vec()
+}
+
+/// Parses a certificate file's DER strictly; a failure names the file.
+fn strict(path: &Path, der: &[u8]) -> Result<StrictCertificate, CaError> {
+    parse_strict(der).map_err(|e| invalid(path, e.0))
+}
+
 impl Ca {
     /// Loads `<state_dir>/ca`, creating the root and batch certificates (with
     /// `options`) if it does not exist yet. The loaded batch certificate must carry
     /// `options.aaguid`.
     pub fn load_or_create(state_dir: &Path, options: &CaOptions) -> Result<Self, CaError> {
         create_private_dir(state_dir)?;
-        let _lock = FileLock::acquire_blocking(&state_dir.join("ca.lock"))?;
+        let _lock = lock(state_dir)?;
         let dir = state_dir.join(CA_DIR);
         if !dir.exists() {
-            create_ca_dir(state_dir, &dir, options)?;
+            create_ca_dir(&dir, options)?;
+            tracing::info!(dir = %dir.display(), "created the attestation root and batch certificate");
         }
-        Ca::load(&dir, &options.aaguid)
+        Ca::load_locked(state_dir, &dir, &options.aaguid)
     }
 
-    /// Loads and checks an existing CA directory.
-    pub fn load(dir: &Path, aaguid: &[u8; 16]) -> Result<Self, CaError> {
-        let (root_cert_pem, root_cert_der) = read_cert(&dir.join(ROOT_CERT_FILE))?;
+    /// Loads and checks an existing CA directory; the caller holds `ca.lock`.
+    fn load_locked(state_dir: &Path, dir: &Path, aaguid: &[u8; 16]) -> Result<Self, CaError> {
+        let root_path = dir.join(ROOT_CERT_FILE);
+        let (root_cert_pem, root_cert_der) = read_cert(&root_path)?;
         let root_key = read_key(&dir.join(ROOT_KEY_FILE))?;
         let batch_path = dir.join(BATCH_CERT_FILE);
-        let (_, batch_cert_der) = read_cert(&batch_path)?;
+        let (_, mut batch_cert_der) = read_cert(&batch_path)?;
         let batch_key = read_key(&dir.join(BATCH_KEY_FILE))?;
-        if !contains(&root_cert_der, &public_key_sec1(&root_key)) {
+
+        let root = load_root(&root_path, &root_cert_der)?;
+        if root.public_key() != public_key_sec1(&root_key) {
             return Err(invalid(
                 &dir.join(ROOT_KEY_FILE),
                 "does not match the root certificate's public key",
             ));
+        }
+        check_issued_by(&root, &root).map_err(|e| invalid(&root_path, e.0))?;
+        if !root.is_ca() {
+            return Err(invalid(&root_path, "is not a CA certificate"));
         }
         if !contains(&batch_cert_der, &public_key_sec1(&batch_key)) {
             return Err(invalid(
                 &dir.join(BATCH_KEY_FILE),
                 "does not match the batch certificate's public key",
             ));
+        }
+        // The extension value is unique enough to find by its bytes, even in a
+        // certificate that the strict parser refuses.
+        if !contains(&batch_cert_der, &aaguid_extension_value(aaguid)) {
+            return Err(invalid(
+                &batch_path,
+                format!(
+                    "certificate does not carry the AAGUID {}",
+                    crate::identity::Aaguid(*aaguid)
+                ),
+            ));
+        }
+        if let Err(problem) = check_attestation_cert(&batch_cert_der, &root, aaguid) {
+            if !was_issued_by(&batch_cert_der, &root_cert_der) {
+                return Err(invalid(&batch_path, problem));
+            }
+            // Issued by our root for our key and AAGUID, but not acceptable to a
+            // strict verifier: issue it again (same key; the root is unchanged).
+            let country = root_country(&root, &root_path)?;
+            let issuer = Issuer::new(&root_cert_der, &root_key)?;
+            let (der, pem) = issue_batch(&country, &batch_key, aaguid, &issuer)?;
+            write_file(&batch_path, pem.as_bytes())?;
+            tracing::warn!(
+                path = %batch_path.display(),
+                "re-issued the batch attestation certificate (same key and root): the old one failed a strict check: {problem}"
+            );
+            batch_cert_der = der;
+            check_attestation_cert(&batch_cert_der, &root, aaguid)
+                .map_err(|e| invalid(&batch_path, e))?;
         }
         if batch_cert_der.len() > MAX_CERTIFICATE_SIZE {
             return Err(invalid(
@@ -184,18 +266,10 @@ impl Ca {
                 ),
             ));
         }
-        // The extension value is unique enough to find by its bytes.
-        if !contains(&batch_cert_der, &aaguid_extension_value(aaguid)) {
-            return Err(invalid(
-                &batch_path,
-                format!(
-                    "certificate does not carry the AAGUID {}",
-                    crate::identity::Aaguid(*aaguid)
-                ),
-            ));
-        }
         Ok(Ca {
+            state_dir: state_dir.to_path_buf(),
             dir: dir.to_path_buf(),
+            aaguid: *aaguid,
             root_cert_pem,
             root_cert_der,
             batch_cert_der,
@@ -227,412 +301,239 @@ impl Ca {
     pub fn batch_private_key(&self) -> [u8; 32] {
         self.batch_key.to_bytes().into()
     }
-}
 
-/// The DER value of the AAGUID extension: an OCTET STRING holding the 16 bytes.
-pub fn aaguid_extension_value(aaguid: &[u8; 16]) -> [u8; 18] {
-    let mut out = [0u8; 18];
-    out[0] = 0x04; // OCTET STRING
-    out[1] = 16;
-    out[2..].copy_from_slice(aaguid);
-    out
-}
+    /// The AAGUID the batch certificates carry.
+    pub fn aaguid(&self) -> &[u8; 16] {
+        &self.aaguid
+    }
 
-fn invalid(path: &Path, reason: impl Into<String>) -> CaError {
-    CaError::Invalid {
-        path: path.to_path_buf(),
-        reason: reason.into(),
+    /// The certificates of `--attestation chain`, loading `ca/intermediate/` or
+    /// creating it (issued by the root) on first use.
+    pub fn chain(&self) -> Result<ChainCertificates, CaError> {
+        let _lock = lock(&self.state_dir)?;
+        let dir = self.dir.join(INTERMEDIATE_DIR);
+        let root_path = self.dir.join(ROOT_CERT_FILE);
+        let root = load_root(&root_path, &self.root_cert_der)?;
+        if !dir.exists() {
+            let path_len = root
+                .basic_constraints
+                .as_ref()
+                .and_then(|(_, bc)| bc.path_len_constraint);
+            if path_len == Some(0) {
+                return Err(CaError::Unsupported(format!(
+                    "the attestation root {} allows no intermediate CA (pathLenConstraint 0; \
+                     it was made by an older ferrokey): use --attestation batch, or a new state \
+                     directory, whose root allows one",
+                    root_path.display()
+                )));
+            }
+            let country = root_country(&root, &root_path)?;
+            let root_key = read_key(&self.dir.join(ROOT_KEY_FILE))?;
+            let root_issuer = Issuer::new(&self.root_cert_der, &root_key)?;
+            let ca_key = NewKey::generate()?;
+            let (ca_der, ca_pem) = issue(
+                &Subject {
+                    country: &country,
+                    organization: ORGANIZATION,
+                    unit: None,
+                    common_name: INTERMEDIATE_CN,
+                },
+                &ca_key.key,
+                Profile::Ca { path_len: 0 },
+                INTERMEDIATE_VALIDITY_YEARS,
+                Some(&root_issuer),
+            )?;
+            let issuer = Issuer::new(&ca_der, &ca_key.key)?;
+            let (_, batch_pem) = issue_batch(&country, &self.batch_key, &self.aaguid, &issuer)?;
+            create_dir_whole(
+                &dir,
+                &[
+                    (INTERMEDIATE_CERT_FILE, ca_pem.as_bytes()),
+                    (INTERMEDIATE_KEY_FILE, ca_key.pem.as_bytes()),
+                    (BATCH_CERT_FILE, batch_pem.as_bytes()),
+                ],
+            )?;
+            tracing::info!(dir = %dir.display(), "created the intermediate attestation CA");
+        }
+        let ca_path = dir.join(INTERMEDIATE_CERT_FILE);
+        let (_, intermediate_cert_der) = read_cert(&ca_path)?;
+        let ca_key = read_key(&dir.join(INTERMEDIATE_KEY_FILE))?;
+        let intermediate = strict(&ca_path, &intermediate_cert_der)?;
+        if intermediate.public_key() != public_key_sec1(&ca_key) {
+            return Err(invalid(
+                &dir.join(INTERMEDIATE_KEY_FILE),
+                "does not match the intermediate certificate's public key",
+            ));
+        }
+        check_issued_by(&intermediate, &root).map_err(|e| invalid(&ca_path, e.0))?;
+        let batch_path = dir.join(BATCH_CERT_FILE);
+        let (_, batch_cert_der) = read_cert(&batch_path)?;
+        check_attestation_cert(&batch_cert_der, &intermediate, &self.aaguid)
+            .map_err(|e| invalid(&batch_path, e))?;
+        if strict(&batch_path, &batch_cert_der)?.public_key() != public_key_sec1(&self.batch_key) {
+            return Err(invalid(&batch_path, "is not for the batch key"));
+        }
+        if batch_cert_der.len() > MAX_CERTIFICATE_SIZE
+            || intermediate_cert_der.len() > MAX_CERTIFICATE_SIZE
+        {
+            return Err(invalid(&dir, "a certificate is over the 1024-byte limit"));
+        }
+        Ok(ChainCertificates {
+            batch_cert_der,
+            intermediate_cert_der,
+        })
     }
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CaError + 'a {
-    move |source| CaError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
+/// Parses the root strictly; a root made by an older ferrokey that fails only
+/// the canonical-encoding round trip (its keyUsage) is kept, with a warning:
+/// relying parties were given it, so it is never replaced.
+fn load_root(path: &Path, der: &[u8]) -> Result<StrictCertificate, CaError> {
+    match parse_strict(der) {
+        Ok(root) => Ok(root),
+        Err(problem) => {
+            let root = check::parse_allowing_noncanonical(der).map_err(|e| invalid(path, e.0))?;
+            tracing::warn!(
+                path = %path.display(),
+                "the attestation root (made by an older ferrokey) is not strict DER: {problem}; \
+                 it is kept because relying parties trust it; a new state directory gets a strict one"
+            );
+            Ok(root)
+        }
     }
+}
+
+/// What a key's core is given for its [`AttestationMode`]: the batch key with
+/// its certificate (and for `chain` the intermediate), or none of them, and
+/// whether makeCredential answers fmt "none".
+#[derive(Clone, Debug)]
+pub struct KeyAttestation {
+    mode: AttestationMode,
+    attestation: Option<ferrokey::authenticator::Attestation>,
+}
+
+impl KeyAttestation {
+    /// The attestation of `mode` from this CA (`chain` creates the
+    /// intermediate CA on first use).
+    pub fn new(ca: &Ca, mode: AttestationMode) -> Result<Self, CaError> {
+        let vec = |der: &[u8]| {
+            heapless::Vec::from_slice(der).map_err(|_| {
+                CaError::Generate(format!(
+                    "a certificate is over {MAX_CERTIFICATE_SIZE} bytes"
+                ))
+            })
+        };
+        let attestation = match mode {
+            AttestationMode::None | AttestationMode::SelfAttestation => None,
+            AttestationMode::Batch => Some(ferrokey::authenticator::Attestation {
+                private_key: ca.batch_private_key(),
+                certificate: vec(ca.batch_cert_der())?,
+                intermediate: None,
+            }),
+            AttestationMode::Chain => {
+                let chain = ca.chain()?;
+                Some(ferrokey::authenticator::Attestation {
+                    private_key: ca.batch_private_key(),
+                    certificate: vec(&chain.batch_cert_der)?,
+                    intermediate: Some(vec(&chain.intermediate_cert_der)?),
+                })
+            }
+        };
+        Ok(KeyAttestation { mode, attestation })
+    }
+
+    /// No certificates: self attestation (U2F: a self-signed certificate).
+    /// What the offline commands use, which make no credentials.
+    pub fn without_certificates() -> Self {
+        KeyAttestation {
+            mode: AttestationMode::SelfAttestation,
+            attestation: None,
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> AttestationMode {
+        self.mode
+    }
+
+    /// Sets the core configuration's `attestation` and `none_attestation`.
+    pub fn apply(&self, config: &mut ferrokey::authenticator::Config) {
+        config.attestation = self.attestation.clone();
+        config.none_attestation = self.mode == AttestationMode::None;
+    }
+}
+
+/// Takes the state directory's `ca.lock`.
+fn lock(state_dir: &Path) -> Result<FileLock, CaError> {
+    FileLock::acquire_blocking(&state_dir.join("ca.lock"))
+}
+
+/// Strict DER, WebAuthn §8.2.1 with this AAGUID, and `issuer`'s signature.
+fn check_attestation_cert(
+    der: &[u8],
+    issuer: &StrictCertificate,
+    aaguid: &[u8; 16],
+) -> Result<(), String> {
+    let cert = parse_strict(der).map_err(|e| e.0)?;
+    check_packed_attestation(&cert, Some(aaguid)).map_err(|e| e.0)?;
+    check_issued_by(&cert, issuer).map_err(|e| e.0)
+}
+
+/// Whether a lenient parser (x509-parser) finds `der` signed by `root_der`'s key.
+fn was_issued_by(der: &[u8], root_der: &[u8]) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (Ok((_, cert)), Ok((_, root))) = (
+        X509Certificate::from_der(der),
+        X509Certificate::from_der(root_der),
+    ) else {
+        return false;
+    };
+    cert.verify_signature(Some(root.public_key())).is_ok()
+}
+
+/// The root's subject C, reused for the certificates it issues.
+fn root_country(root: &StrictCertificate, path: &Path) -> Result<String, CaError> {
+    root.subject_attribute(COUNTRY_NAME)
+        .map_err(|e| invalid(path, e.0))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid(path, "the root's subject has no C"))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn public_key_sec1(key: &SecretKey) -> Vec<u8> {
-    key.public_key().to_encoded_point(false).as_bytes().to_vec()
-}
-
-fn read_cert(path: &Path) -> Result<(String, Vec<u8>), CaError> {
-    let text = fs::read_to_string(path).map_err(io_err("reading", path))?;
-    let block = pem::parse(&text).map_err(|e| invalid(path, e.to_string()))?;
-    if block.tag() != "CERTIFICATE" {
-        return Err(invalid(
-            path,
-            format!("PEM block is {:?}, not CERTIFICATE", block.tag()),
-        ));
-    }
-    Ok((text, block.contents().to_vec()))
-}
-
-fn read_key(path: &Path) -> Result<SecretKey, CaError> {
-    let text = fs::read_to_string(path).map_err(io_err("reading", path))?;
-    SecretKey::from_pkcs8_pem(&text)
-        .map_err(|e| invalid(path, format!("not a PKCS#8 P-256 private key: {e}")))
-}
-
-/// Builds the CA in `<state_dir>/ca.tmp` and renames it to `dir`. The caller holds `ca.lock`.
-fn create_ca_dir(state_dir: &Path, dir: &Path, options: &CaOptions) -> Result<(), CaError> {
-    let tmp = state_dir.join("ca.tmp");
-    if tmp.exists() {
-        tracing::info!(path = %tmp.display(), "removing an incomplete CA directory left by an interrupted start");
-        fs::remove_dir_all(&tmp).map_err(io_err("removing", &tmp))?;
-    }
-    create_private_dir(&tmp)?;
-    let files = generate(options)?;
-    for (name, contents) in [
-        (ROOT_CERT_FILE, files.root_cert_pem.as_bytes()),
-        (ROOT_KEY_FILE, files.root_key_pem.as_bytes()),
-        (BATCH_CERT_FILE, files.batch_cert_pem.as_bytes()),
-        (BATCH_KEY_FILE, files.batch_key_pem.as_bytes()),
-    ] {
-        let path = tmp.join(name);
-        write_file_atomic(&path, contents).map_err(io_err("writing", &path))?;
-    }
-    fs::rename(&tmp, dir).map_err(io_err("renaming into place", &tmp))?;
-    sync_dir(state_dir).map_err(io_err("syncing", state_dir))?;
-    tracing::info!(dir = %dir.display(), "created the attestation root and batch certificate");
-    Ok(())
-}
-
-/// PEM files of a freshly generated CA.
-struct GeneratedCa {
-    root_cert_pem: String,
-    root_key_pem: Zeroizing<String>,
-    batch_cert_pem: String,
-    batch_key_pem: Zeroizing<String>,
-}
-
-fn gen_err(e: impl std::fmt::Display) -> CaError {
-    CaError::Generate(e.to_string())
-}
-
-/// A fresh P-256 key, as the p256 key and the equivalent rcgen key pair.
-fn new_key() -> Result<(SecretKey, KeyPair, Zeroizing<String>), CaError> {
-    let key = SecretKey::random(&mut OsRng);
-    let der = key.to_pkcs8_der().map_err(gen_err)?;
-    let pair = KeyPair::try_from(der.as_bytes()).map_err(gen_err)?;
-    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(gen_err)?;
-    Ok((key, pair, pem))
-}
-
-fn random_serial() -> SerialNumber {
-    let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
-    bytes[0] &= 0x7f; // positive
-    bytes[0] |= 0x01; // and without a leading zero byte
-    SerialNumber::from_slice(&bytes)
-}
-
-fn generate(options: &CaOptions) -> Result<GeneratedCa, CaError> {
-    let now = OffsetDateTime::now_utc();
-    let not_before = now - Duration::days(1);
-
-    let (_root_key, root_pair, root_key_pem) = new_key()?;
-    let mut root = CertificateParams::default();
-    root.distinguished_name = DistinguishedName::new();
-    root.distinguished_name
-        .push(DnType::CountryName, options.country.as_str());
-    root.distinguished_name
-        .push(DnType::OrganizationName, ORGANIZATION);
-    root.distinguished_name.push(DnType::CommonName, ROOT_CN);
-    root.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    root.serial_number = Some(random_serial());
-    root.not_before = not_before;
-    root.not_after = now + Duration::days(365 * ROOT_VALIDITY_YEARS);
-    let root_cert = root.self_signed(&root_pair).map_err(gen_err)?;
-
-    let (_batch_key, batch_pair, batch_key_pem) = new_key()?;
-    let mut batch = CertificateParams::default();
-    batch.distinguished_name = DistinguishedName::new();
-    batch
-        .distinguished_name
-        .push(DnType::CountryName, options.country.as_str());
-    batch
-        .distinguished_name
-        .push(DnType::OrganizationName, ORGANIZATION);
-    batch
-        .distinguished_name
-        .push(DnType::OrganizationalUnitName, ATTESTATION_OU);
-    batch.distinguished_name.push(DnType::CommonName, BATCH_CN);
-    batch.is_ca = IsCa::ExplicitNoCa;
-    batch.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    batch.serial_number = Some(random_serial());
-    batch.not_before = not_before;
-    batch.not_after = now + Duration::days(365 * BATCH_VALIDITY_YEARS);
-    batch.use_authority_key_identifier_extension = true;
-    let mut aaguid_ext = CustomExtension::from_oid_content(
-        AAGUID_EXTENSION_OID,
-        aaguid_extension_value(&options.aaguid).to_vec(),
-    );
-    aaguid_ext.set_criticality(false);
-    batch.custom_extensions.push(aaguid_ext);
-    let batch_cert = batch
-        .signed_by(&batch_pair, &root_cert, &root_pair)
-        .map_err(gen_err)?;
-    if batch_cert.der().len() > MAX_CERTIFICATE_SIZE {
-        return Err(CaError::Generate(format!(
-            "the batch certificate is {} bytes, over the {MAX_CERTIFICATE_SIZE}-byte limit",
-            batch_cert.der().len()
-        )));
-    }
-    Ok(GeneratedCa {
-        root_cert_pem: root_cert.pem(),
-        root_key_pem,
-        batch_cert_pem: batch_cert.pem(),
-        batch_key_pem,
-    })
-}
-
-/// An exclusive `flock` on a file, waiting for it; released on drop.
-struct FileLock {
-    _file: File,
-}
-
-impl FileLock {
-    fn acquire_blocking(path: &Path) -> Result<Self, CaError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(FILE_MODE)
-            .open(path)
-            .map_err(io_err("opening lock file", path))?;
-        let _ = file.set_permissions(Permissions::from_mode(FILE_MODE));
-        loop {
-            // SAFETY: flock only reads the descriptor, which `file` keeps open for the call.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(FileLock { _file: file });
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(CaError::Io {
-                    action: "locking",
-                    path: path.to_path_buf(),
-                    source: err,
-                });
-            }
-        }
-    }
+/// Creates `ca/` with a new root and batch certificate. The caller holds `ca.lock`.
+fn create_ca_dir(dir: &Path, options: &CaOptions) -> Result<(), CaError> {
+    let root_key = NewKey::generate()?;
+    let (root_der, root_pem) = issue(
+        &Subject {
+            country: &options.country,
+            organization: ORGANIZATION,
+            unit: None,
+            common_name: ROOT_CN,
+        },
+        &root_key.key,
+        Profile::Ca {
+            path_len: ROOT_PATH_LEN,
+        },
+        ROOT_VALIDITY_YEARS,
+        None,
+    )?;
+    let batch_key = NewKey::generate()?;
+    let issuer = Issuer::new(&root_der, &root_key.key)?;
+    let (_, batch_pem) = issue_batch(&options.country, &batch_key.key, &options.aaguid, &issuer)?;
+    create_dir_whole(
+        dir,
+        &[
+            (ROOT_CERT_FILE, root_pem.as_bytes()),
+            (ROOT_KEY_FILE, root_key.pem.as_bytes()),
+            (BATCH_CERT_FILE, batch_pem.as_bytes()),
+            (BATCH_KEY_FILE, batch_key.pem.as_bytes()),
+        ],
+    )
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use x509_parser::extensions::{GeneralName, ParsedExtension};
-    use x509_parser::prelude::*;
-
-    fn mode_of(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o777
-    }
-
-    fn subject_attr(
-        cert: &X509Certificate<'_>,
-        oid: &x509_parser::der_parser::Oid<'_>,
-    ) -> Vec<String> {
-        cert.subject()
-            .iter_attributes()
-            .filter(|a| a.attr_type() == oid)
-            .map(|a| a.as_str().unwrap().to_string())
-            .collect()
-    }
-
-    #[test]
-    fn generated_certificates_meet_the_packed_attestation_rules() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ca = Ca::load_or_create(tmp.path(), &CaOptions::default()).unwrap();
-
-        let (_, root) = X509Certificate::from_der(ca.root_cert_der()).unwrap();
-        let (rest, batch) = X509Certificate::from_der(ca.batch_cert_der()).unwrap();
-        assert!(rest.is_empty());
-        assert!(ca.batch_cert_der().len() <= MAX_CERTIFICATE_SIZE);
-
-        // Root: self-signed CA with keyCertSign.
-        assert_eq!(root.version(), X509Version::V3);
-        assert_eq!(root.subject(), root.issuer());
-        let bc = root.basic_constraints().unwrap().unwrap();
-        assert!(bc.value.ca);
-        assert!(root.key_usage().unwrap().unwrap().value.key_cert_sign());
-        root.verify_signature(None).unwrap();
-
-        // Batch: WebAuthn §8.2.1.
-        assert_eq!(batch.version(), X509Version::V3);
-        assert_eq!(batch.issuer(), root.subject());
-        assert_eq!(
-            subject_attr(&batch, &x509_parser::oid_registry::OID_X509_COUNTRY_NAME),
-            vec!["US"]
-        );
-        assert_eq!(
-            subject_attr(
-                &batch,
-                &x509_parser::oid_registry::OID_X509_ORGANIZATION_NAME
-            ),
-            vec!["ferrokey"]
-        );
-        assert_eq!(
-            subject_attr(
-                &batch,
-                &x509_parser::oid_registry::OID_X509_ORGANIZATIONAL_UNIT
-            ),
-            vec!["Authenticator Attestation"]
-        );
-        assert_eq!(
-            subject_attr(&batch, &x509_parser::oid_registry::OID_X509_COMMON_NAME),
-            vec!["ferrokey Batch Attestation"]
-        );
-        let bc = batch.basic_constraints().unwrap().unwrap();
-        assert!(!bc.value.ca);
-        assert!(batch
-            .key_usage()
-            .unwrap()
-            .unwrap()
-            .value
-            .digital_signature());
-        let aaguid_oid = x509_parser::der_parser::oid!(1.3.6 .1 .4 .1 .45724 .1 .1 .4);
-        let ext = batch
-            .extensions()
-            .iter()
-            .find(|e| e.oid == aaguid_oid)
-            .expect("AAGUID extension");
-        assert!(!ext.critical);
-        // extnValue content: OCTET STRING { 16 bytes }.
-        assert_eq!(ext.value.len(), 18);
-        assert_eq!(&ext.value[..2], &[0x04, 0x10]);
-        assert_eq!(&ext.value[2..], &crate::identity::FERROKEY_AAGUID);
-        assert!(!batch
-            .extensions()
-            .iter()
-            .any(|e| matches!(e.parsed_extension(), ParsedExtension::SubjectAlternativeName(san) if san.general_names.iter().any(|n| matches!(n, GeneralName::DNSName(_))))));
-
-        // Validity: long, and currently valid.
-        assert!(batch.validity().is_valid());
-        let years = (batch.validity().not_after.timestamp()
-            - batch.validity().not_before.timestamp())
-            / (365 * 86400);
-        assert!(years >= 29, "{years}");
-
-        // Signed by the root.
-        batch.verify_signature(Some(root.public_key())).unwrap();
-
-        // The private key matches the certificate.
-        let key = SecretKey::from_slice(&ca.batch_private_key()).unwrap();
-        let point = key.public_key().to_encoded_point(false);
-        assert_eq!(
-            batch.public_key().subject_public_key.data.as_ref(),
-            point.as_bytes()
-        );
-        // ...and signs something that verifies under the certificate.
-        use p256::ecdsa::signature::{Signer, Verifier};
-        let signing = p256::ecdsa::SigningKey::from(&key);
-        let sig: p256::ecdsa::Signature = signing.sign(b"client data");
-        let verifying =
-            p256::ecdsa::VerifyingKey::from_sec1_bytes(&batch.public_key().subject_public_key.data)
-                .unwrap();
-        verifying.verify(b"client data", &sig).unwrap();
-    }
-
-    #[test]
-    fn files_are_private_and_reloaded_unchanged() {
-        let tmp = tempfile::tempdir().unwrap();
-        let a = Ca::load_or_create(tmp.path(), &CaOptions::default()).unwrap();
-        let dir = tmp.path().join(CA_DIR);
-        assert_eq!(mode_of(&dir), 0o700);
-        for f in [
-            ROOT_CERT_FILE,
-            ROOT_KEY_FILE,
-            BATCH_CERT_FILE,
-            BATCH_KEY_FILE,
-        ] {
-            assert_eq!(mode_of(&dir.join(f)), 0o600, "{f}");
-        }
-        assert!(!tmp.path().join("ca.tmp").exists());
-        let b = Ca::load_or_create(tmp.path(), &CaOptions::default()).unwrap();
-        assert_eq!(a.batch_cert_der(), b.batch_cert_der());
-        assert_eq!(a.root_cert_pem(), b.root_cert_pem());
-        assert_eq!(a.batch_private_key(), b.batch_private_key());
-        assert!(a.root_cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
-        // Never print keys in Debug output.
-        let dbg = format!("{a:?}");
-        assert!(!dbg.contains("key:"), "{dbg}");
-    }
-
-    #[test]
-    fn country_is_configurable() {
-        let tmp = tempfile::tempdir().unwrap();
-        let options = CaOptions {
-            country: "DE".into(),
-            ..CaOptions::default()
-        };
-        let ca = Ca::load_or_create(tmp.path(), &options).unwrap();
-        let (_, batch) = X509Certificate::from_der(ca.batch_cert_der()).unwrap();
-        assert_eq!(
-            subject_attr(&batch, &x509_parser::oid_registry::OID_X509_COUNTRY_NAME),
-            vec!["DE"]
-        );
-    }
-
-    #[test]
-    fn interrupted_creation_is_redone() {
-        let tmp = tempfile::tempdir().unwrap();
-        let stale = tmp.path().join("ca.tmp");
-        fs::create_dir(&stale).unwrap();
-        fs::write(stale.join(ROOT_KEY_FILE), b"partial").unwrap();
-        Ca::load_or_create(tmp.path(), &CaOptions::default()).unwrap();
-        assert!(!stale.exists());
-    }
-
-    #[test]
-    fn damaged_or_mismatched_files_are_refused_untouched() {
-        let tmp = tempfile::tempdir().unwrap();
-        Ca::load_or_create(tmp.path(), &CaOptions::default()).unwrap();
-        let dir = tmp.path().join(CA_DIR);
-
-        // A batch key from another CA does not match the certificate.
-        let other = tempfile::tempdir().unwrap();
-        Ca::load_or_create(other.path(), &CaOptions::default()).unwrap();
-        let original = fs::read(dir.join(BATCH_KEY_FILE)).unwrap();
-        let foreign = fs::read(other.path().join(CA_DIR).join(BATCH_KEY_FILE)).unwrap();
-        fs::write(dir.join(BATCH_KEY_FILE), &foreign).unwrap();
-        let err = Ca::load_or_create(tmp.path(), &CaOptions::default()).unwrap_err();
-        assert!(err.to_string().contains("batch-key.pem"), "{err}");
-        assert_eq!(fs::read(dir.join(BATCH_KEY_FILE)).unwrap(), foreign);
-        fs::write(dir.join(BATCH_KEY_FILE), &original).unwrap();
-
-        // Garbage in a certificate file.
-        let cert = fs::read(dir.join(ROOT_CERT_FILE)).unwrap();
-        fs::write(dir.join(ROOT_CERT_FILE), b"garbage").unwrap();
-        let err = Ca::load_or_create(tmp.path(), &CaOptions::default()).unwrap_err();
-        assert!(err.to_string().contains("root-cert.pem"), "{err}");
-        assert_eq!(fs::read(dir.join(ROOT_CERT_FILE)).unwrap(), b"garbage");
-        fs::write(dir.join(ROOT_CERT_FILE), &cert).unwrap();
-
-        // A different expected AAGUID.
-        let options = CaOptions {
-            aaguid: [7; 16],
-            ..CaOptions::default()
-        };
-        let err = Ca::load_or_create(tmp.path(), &options).unwrap_err();
-        assert!(err.to_string().contains("AAGUID"), "{err}");
-
-        Ca::load_or_create(tmp.path(), &CaOptions::default()).unwrap();
-    }
-
-    #[test]
-    fn aaguid_extension_encoding() {
-        let v = aaguid_extension_value(&[0xAA; 16]);
-        assert_eq!(v[0], 0x04);
-        assert_eq!(v[1], 16);
-        assert_eq!(&v[2..], &[0xAA; 16]);
-    }
-}
+mod tests;

@@ -3,12 +3,14 @@
 //! ```text
 //! ferrokey [serve] [--transport auto|usbip|attach|uhid] [--attach] [--owner USER]
 //!                  [--listen ADDR:PORT] [--state-dir DIR] [--keys N] [--presence auto|deny|prompt|touch]
-//!                  [--uv off|auto|deny] [--control ADDR:PORT] ...
+//!                  [--uv off|auto|deny] [--attestation none|self|batch|chain]
+//!                  [--control ADDR:PORT] ...
 //! ferrokey doctor  [--transport auto|usbip|attach|uhid]
 //! ferrokey install-udev [--rules-dir DIR] [--no-reload]
 //! ferrokey list    [--state-dir DIR]
 //! ferrokey reset   [--state-dir DIR] [--key N | --all] [--yes]
 //! ferrokey ca      [--state-dir DIR]
+//! ferrokey mds     [--state-dir DIR] --out DIR [--attestation MODE] [--jws-signature raw|der]
 //! ```
 //!
 //! Exit status: 0 on success, 1 on an error (the message names the file or
@@ -41,6 +43,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::attestation::AttestationMode;
 use crate::identity::{
     DEFAULT_MANUFACTURER, DEFAULT_PRODUCT, DEFAULT_PRODUCT_ID, DEFAULT_VENDOR_ID,
 };
@@ -96,6 +99,9 @@ pub enum Command {
     /// uaccess and the `ferrokey` group; /dev/uhid to the `ferrokey` group).
     /// Needs root.
     InstallUdev(InstallUdevArgs),
+    /// Write FIDO MDS3 metadata for the keys: a metadata statement, a signed
+    /// BLOB (JWT) and the MDS root that BLOB chains to.
+    Mds(crate::mds::MdsArgs),
 }
 
 /// Options of `ferrokey doctor`.
@@ -190,6 +196,13 @@ pub struct ServeArgs {
     /// USB product string.
     #[arg(long, value_name = "TEXT", default_value = DEFAULT_PRODUCT)]
     pub product: String,
+    /// Attestation of new credentials: batch (packed, x5c = the batch
+    /// certificate, issued by the `ferrokey ca` root), chain (packed, x5c =
+    /// batch certificate and the intermediate CA that issued it), self (packed,
+    /// signed by the credential key), none (fmt none). U2F registrations always
+    /// carry a certificate: the batch one, or for self and none a self-signed one.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = AttestationMode::Batch)]
+    pub attestation: AttestationMode,
     /// Country (subject C) of the attestation certificates; used only when they
     /// are first created.
     #[arg(long, value_name = "CC", default_value = crate::attestation::DEFAULT_COUNTRY,
@@ -288,6 +301,7 @@ pub fn main() -> ExitCode {
         Some(Command::Ca(args)) => admin::ca(&args),
         Some(Command::Doctor(args)) => return doctor::run(&args),
         Some(Command::InstallUdev(args)) => udev::install(&args),
+        Some(Command::Mds(args)) => admin::mds(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -317,6 +331,7 @@ mod tests {
         assert_eq!(cli.serve.keys, 1);
         assert_eq!(cli.serve.presence, PresenceMode::Auto);
         assert_eq!(cli.serve.uv, UvMode::Off);
+        assert_eq!(cli.serve.attestation, AttestationMode::Batch);
         assert_eq!(cli.serve.vid, 0x1209);
         assert_eq!(cli.serve.pid, 0x000A);
         assert_eq!(cli.serve.product, "ferrokey FIDO2 security key");
@@ -341,6 +356,8 @@ mod tests {
             "/tmp/x",
             "--uv",
             "deny",
+            "--attestation",
+            "chain",
         ])
         .unwrap();
         let Some(Command::Serve(args)) = cli.command else {
@@ -349,6 +366,7 @@ mod tests {
         assert_eq!(args.keys, 3);
         assert_eq!(args.presence, PresenceMode::Prompt);
         assert_eq!(args.uv, UvMode::Deny);
+        assert_eq!(args.attestation, AttestationMode::Chain);
         assert_eq!(args.vid, 0x1050);
         assert_eq!(args.pid, 0x0407);
         assert_eq!(args.state.state_dir, Some(PathBuf::from("/tmp/x")));
@@ -400,6 +418,7 @@ mod tests {
             ],
             &["ferrokey", "ca", "--country", "usa"],
             &["ferrokey", "--uv", "maybe"],
+            &["ferrokey", "--attestation", "packed"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

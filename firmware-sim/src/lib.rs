@@ -7,7 +7,8 @@
 //! - [`events`]: the event bus the keys publish on.
 //! - [`transport`]: how keys reach a host: USB/IP, in-process vhci attach, uhid.
 //! - [`storage`]: file-backed, crash-safe records (the core's `Storage`).
-//! - [`attestation`]: the CA root and batch attestation certificate.
+//! - [`attestation`]: the CA root, batch attestation certificate and intermediate CA.
+//! - [`mds`]: FIDO MDS3 metadata (`ferrokey mds`): statement, signed BLOB, MDS root.
 //! - [`presence`]: user presence policies (auto, deny, prompt).
 //! - [`identity`]: per-key identity (serial number, AAGUID, USB strings).
 //! - [`cli`]: the `ferrokey` command-line program.
@@ -16,11 +17,12 @@
 pub mod attestation;
 pub mod cli;
 pub mod control;
+pub mod credentials;
 pub mod events;
 pub mod fleet;
-pub mod credentials;
 pub mod identity;
 pub mod key;
+pub mod mds;
 pub mod presence;
 pub mod storage;
 pub mod transport;

@@ -41,6 +41,7 @@ pub fn batch_attestation() -> (Attestation, p256::ecdsa::VerifyingKey) {
         Attestation {
             private_key: sk.to_bytes().into(),
             certificate,
+            intermediate: None,
         },
         vk,
     )

@@ -78,6 +78,7 @@ fn invalid_attestation_key_is_rejected() {
         attestation: Some(Attestation {
             private_key: [0; 32],
             certificate: heapless::Vec::new(),
+            intermediate: None,
         }),
         ..Config::default()
     };

@@ -121,7 +121,11 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         }
         self.pin.consume_after_user_presence();
 
-        let format = attestation_format(&request);
+        let format = if self.config.none_attestation {
+            AttestationStatementFormat::None
+        } else {
+            attestation_format(&request)
+        };
         let (key, cose) = CredentialKey::generate_with_cose(algorithm, &mut self.platform.rng)
             .map_err(crypto_error)?;
         let (backup_eligible, backup_state) = (
@@ -213,7 +217,22 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         });
         out.auth_data = auth_data;
         out.large_blob_key = extensions.large_blob_key(&self.secrets, &credential_id);
-        write_cbor(response, &out)
+        // x5c = [batch, intermediate] needs the wider encoding (ctap-types holds one).
+        match self
+            .config
+            .attestation
+            .as_ref()
+            .and_then(|a| a.intermediate.as_ref())
+        {
+            Some(intermediate) if format != AttestationStatementFormat::None => write_cbor(
+                response,
+                &super::attestation_chain::WithIntermediate {
+                    response: &out,
+                    intermediate,
+                },
+            ),
+            _ => write_cbor(response, &out),
+        }
     }
 
     /// The slot for a new discoverable credential: the one holding the same RP

@@ -5,7 +5,10 @@ Serves the self-driving test page (page/index.html + page/app.js) on
 http://localhost:PORT (a secure context; RP ID `localhost`) and the JSON API
 the page calls.  Every ceremony is verified here, server-side, with py_webauthn;
 packed attestation must chain to ferrokey's root (`ferrokey ca`), given to
-py_webauthn as pem_root_certs_bytes_by_fmt.
+py_webauthn as pem_root_certs_bytes_by_fmt, and every registration also passes
+python-fido2's own attestation verifiers (PackedAttestation / NoneAttestation,
+verify_x509_chain up to that root: tests/e2e/attestation_checks.py), the strict
+ones a relying party may use.
 
   .venv/bin/python tests/browser/rp_server.py --port 8765 --root-pem ca.pem [--results r.jsonl]
 
@@ -34,6 +37,7 @@ to the `events` list that an embedding program (guest_browsers.py) watches.
 import argparse
 import base64
 import datetime
+import hashlib
 import json
 import secrets
 import sys
@@ -50,6 +54,9 @@ from webauthn.helpers.structs import (AttestationConveyancePreference, Attestati
                                       AuthenticatorSelectionCriteria,
                                       PublicKeyCredentialDescriptor, ResidentKeyRequirement,
                                       UserVerificationRequirement)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))  # attestation_checks
+from attestation_checks import pem_to_der, verify_registration_any  # noqa: E402
 
 PAGE_DIR = Path(__file__).resolve().parent / "page"
 RP_ID = "localhost"
@@ -93,6 +100,7 @@ class RelyingParty:
 
     def __init__(self, root_pem: bytes, results_path=None):
         self.root_pem = root_pem
+        self.root_der = pem_to_der(root_pem)
         self.bogus_pem = bogus_root_pem()
         self.results_path = Path(results_path) if results_path else None
         self.lock = threading.Lock()
@@ -167,6 +175,12 @@ class RelyingParty:
             "credProps": (cred.get("clientExtensionResults") or {}).get("credProps"),
             "transports": (cred.get("response") or {}).get("transports"),
         }
+        # python-fido2's verifiers, strict DER, on the same attestation object.
+        from fido2.webauthn import AttestationObject
+        response = cred.get("response") or {}
+        out["pythonFido2"] = verify_registration_any(
+            AttestationObject(unb64u(response["attestationObject"])),
+            hashlib.sha256(unb64u(response["clientDataJSON"])).digest(), self.root_der)
         if verified.fmt == AttestationFormat.PACKED:
             out["chainVerified"] = True  # py_webauthn checked the x5c chain to root_pem
             # Negative control: the same statement must NOT verify against another root.

@@ -32,6 +32,7 @@ SCENARIOS = [
     "libfido2-cred-resident",
     "libfido2-assert-counter",
     "python-fido2-webauthn",
+    "python-fido2-u2f-attestation",
     "reattach-assert",
     "kill9-restart-keeps-state",
     "pin-lockout-needs-reattach",
@@ -42,6 +43,9 @@ SCENARIOS = [
     "attach-transport-no-port",
     "doctor-missing-module",
 ]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # attestation_checks
+sys.dont_write_bytecode = True
 
 RP_ID = "example.com"
 ORIGIN = "https://example.com"
@@ -202,6 +206,7 @@ class Guest:
             raise Fail(f"attestation format {fmt!r}, expected 'packed'")
         if len(lines) < 7 or not lines[6]:
             raise Fail("no attestation certificate (x5c) in packed attestation")
+        self.timed("python-fido2 attestation check", self.check_libfido2_attestation, lines)
         tag = f"{rp}-{'rk' if resident else 'nr'}-{cred_id[:8].replace('/', '_')}"
         pub = self.tmp / f"{tag}.pub"
         self.timed("fido2-cred -V", run, ["fido2-cred", "-V", "-o", str(pub), "es256"], stdin=made)
@@ -212,6 +217,29 @@ class Guest:
         pem = self.tmp / f"{tag}.pem"
         pem.write_text("\n".join(pub.read_text().splitlines()[1:]) + "\n")
         return cred_id, pem, fmt, sign_count(authdata)
+
+    def root_der(self):
+        """The `ferrokey ca` root the host exported (DER)."""
+        from attestation_checks import pem_to_der
+        return pem_to_der(Path(self.cfg["ca_pem"]).read_bytes())
+
+    def check_libfido2_attestation(self, lines):
+        """fido2-cred -M's packed statement (authdata, sig, x5c) through
+        python-fido2's PackedAttestation().verify() and verify_x509_chain up to
+        the `ferrokey ca` root."""
+        from attestation_checks import verify_registration
+        from fido2 import cbor
+        from fido2.webauthn import AttestationObject, AuthenticatorData
+        cdh = base64.b64decode(lines[0])
+        raw = base64.b64decode(lines[3])
+        # libfido2 prints authData as a CBOR byte string (see sign_count()).
+        auth_data = AuthenticatorData(cbor.decode(raw) if 0x40 <= raw[0] <= 0x5B else raw)
+        statement = {"alg": -7, "sig": base64.b64decode(lines[5]), "x5c": [base64.b64decode(lines[6])]}
+        att = AttestationObject.create("packed", auth_data, statement)
+        try:
+            return verify_registration(att, cdh, self.root_der(), "batch")
+        except Exception as e:
+            raise Fail(f"python-fido2 refused libfido2's packed registration: {type(e).__name__}: {e}")
 
     def assertion(self, dev, pem, cred_id=None, rp=RP_ID):
         """fido2-assert -G then -V; returns the signCount (raises Fail on any error)."""
@@ -344,7 +372,40 @@ class Guest:
             raise Fail(f"attestation format {fmt!r}, expected 'packed'")
         if not count2 > count1:
             raise Fail(f"sign count did not increase: {count1} -> {count2}")
-        return f"fmt={fmt}, sign count {count1} -> {count2} (py_webauthn checks on the host)"
+        from attestation_checks import verify_registration
+        import hashlib
+        checked = self.timed("python-fido2 attestation check", verify_registration,
+                             reg.response.attestation_object,
+                             hashlib.sha256(bytes(reg.response.client_data)).digest(), self.root_der(), "batch")
+        return (f"fmt={fmt}, sign count {count1} -> {count2}; {checked} "
+                f"(py_webauthn and python-fido2 check again on the host)")
+
+    def s_u2f(self):
+        """U2F REGISTER through python-fido2's Ctap1 on the real hidraw, checked
+        with FidoU2FAttestation().verify() and verify_x509_chain up to the
+        `ferrokey ca` root; then AUTHENTICATE with the new key handle, its
+        signature verified. The registration goes to webauthn.json for the host."""
+        import hashlib
+        from attestation_checks import verify_u2f_registration
+        from fido2.cose import ES256
+        from fido2.ctap1 import Ctap1
+        from fido2.hid import open_device
+        device = open_device(self.dev)
+        ctap1 = Ctap1(device)
+        app_param = hashlib.sha256(b"https://u2f.example.com").digest()
+        client_param = os.urandom(32)
+        reg = self.timed("CTAP1 register", ctap1.register, client_param, app_param)
+        checked = self.timed("FidoU2FAttestation", verify_u2f_registration, app_param, client_param,
+                             reg, self.root_der(), "batch")
+        challenge = os.urandom(32)
+        auth = self.timed("CTAP1 authenticate", ctap1.authenticate, challenge, app_param, reg.key_handle)
+        device.close()
+        signed = app_param + bytes([auth.user_presence]) + auth.counter.to_bytes(4, "big") + challenge
+        ES256.from_ctap1(reg.public_key).verify(signed, auth.signature)
+        (self.work / "u2f.json").write_text(json.dumps({
+            "app_param": b64(app_param), "client_param": b64(client_param), "registration": b64(bytes(reg)),
+        }))
+        return f"{checked}; AUTHENTICATE counter {auth.counter}, signature verified"
 
     def s_reattach(self):
         nr = self.state.get("nr") or self._fresh_cred()
@@ -660,7 +721,7 @@ class Guest:
             return 1
         steps = dict(zip(SCENARIOS, [
             self.s_list, self.s_info, self.s_cred_nonresident, self.s_cred_resident,
-            self.s_assert_counter, self.s_python_fido2, self.s_reattach, self.s_kill9,
+            self.s_assert_counter, self.s_python_fido2, self.s_u2f, self.s_reattach, self.s_kill9,
             self.s_pin_lockout, self.s_attach_local, self.s_reset, self.s_deny,
             self.s_uhid, self.s_attach, self.s_doctor]))
         only = os.environ.get("E2E_ONLY", "")

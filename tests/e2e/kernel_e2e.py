@@ -114,6 +114,11 @@ def main():
         (work / "ca.pem").write_bytes(ca.stdout)
         if ca.returncode != 0:
             log(f"`ferrokey ca` exited {ca.returncode}: {ca.stderr.decode(errors='replace')[-300:]}")
+        # MDS3 metadata for the host-side check (DER ES256: what python-fido2 verifies).
+        mds = subprocess.run([args.ferrokey, "mds", "--state-dir", str(key_a.state_dir), "--out",
+                              str(work / "mds"), "--jws-signature", "der"], capture_output=True, timeout=30)
+        if mds.returncode != 0:
+            log(f"`ferrokey mds` exited {mds.returncode}: {mds.stderr.decode(errors='replace')[-300:]}")
 
         cfg = {
             "key_a": {"port": key_a.port, "busid": key_a.busid},
@@ -154,8 +159,13 @@ def main():
         # py_webauthn as an independent relying party, on the host (native speed).
         if (work / "webauthn.json").exists():
             t0 = time.monotonic()
+            extra = []
+            if (work / "u2f.json").exists():
+                extra += ["--u2f", str(work / "u2f.json")]
+            if (work / "mds" / "blob.jwt").exists():
+                extra += ["--mds", str(work / "mds")]
             v = subprocess.run([args.python, str(HERE / "verify_webauthn.py"),
-                                str(work / "webauthn.json"), str(work / "ca.pem")],
+                                str(work / "webauthn.json"), str(work / "ca.pem"), *extra],
                                capture_output=True, text=True, timeout=120)
             detail = (v.stdout.strip() or v.stderr.strip()[-400:])
             results["py_webauthn-verify"] = (v.returncode == 0, detail)

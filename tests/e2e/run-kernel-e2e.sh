@@ -6,8 +6,9 @@
 # Boots one throwaway QEMU guest (tools/vm/run: Debian kernel, -accel tcg),
 # attaches a freshly started `ferrokey serve` over USB/IP (vhci_hcd -> usbhid ->
 # /dev/hidrawN), and runs in it: the libfido2 CLI (fido2-token/-cred/-assert),
-# python-fido2 2.2.1's Fido2Client checked by py_webauthn 3.0.1 against the
-# `ferrokey ca` root, detach/re-attach, kill -9 + restart on the same state dir,
+# python-fido2 2.2.1's Fido2Client and CTAP1 (U2F) checked by py_webauthn 3.0.1
+# and python-fido2's attestation verifiers against the `ferrokey ca` root and
+# `ferrokey mds` metadata, detach/re-attach, kill -9 + restart on the same state dir,
 # PIN lockout (3 wrong PINs) lifted by a re-attach, tools/attach-local (attach,
 # hidraw owner and mode, detach), factory reset, and a key started with
 # --presence deny.

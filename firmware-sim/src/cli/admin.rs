@@ -6,9 +6,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use ferrokey::platform::{PresenceStatus, UserPresence};
 
-use super::state::{existing_keys, key_dir, start_authenticator, state_dir};
+use super::state::{existing_keys, firmware_version, key_dir, start_authenticator, state_dir};
 use super::{CaArgs, ResetArgs, StateArgs};
-use crate::attestation::{Ca, CaOptions};
+use crate::attestation::{Ca, CaOptions, KeyAttestation};
 use crate::identity::{Identity, FERROKEY_AAGUID};
 use crate::storage::FileStorage;
 
@@ -50,7 +50,14 @@ fn list_key(out: &mut impl Write, n: u32, dir: &Path) -> Result<()> {
     let identity = Identity::load(dir)?;
     // A snapshot: no lock, so this works while a server runs; nothing is written.
     let storage = FileStorage::open_snapshot(dir)?;
-    let mut app = start_authenticator(dir, storage, NoPresence, &identity, None, false)?;
+    let mut app = start_authenticator(
+        dir,
+        storage,
+        NoPresence,
+        &identity,
+        &KeyAttestation::without_certificates(),
+        false,
+    )?;
     writeln!(
         out,
         "key-{n} serial={} dir={}",
@@ -166,6 +173,19 @@ fn confirm(question: &str) -> Result<()> {
         "y" | "yes" => Ok(()),
         _ => bail!("reset cancelled"),
     }
+}
+
+/// `ferrokey mds`: writes the metadata statement, the MDS3 BLOB and the MDS root.
+pub fn mds(args: &crate::mds::MdsArgs) -> Result<()> {
+    let root = state_dir(&args.state)?;
+    let written = crate::mds::write(&root, args, firmware_version())?;
+    println!("metadata statement: {}", written.statement.display());
+    println!("MDS3 BLOB:          {}", written.blob.display());
+    println!(
+        "MDS root (trust it for the BLOB): {}",
+        written.mds_root.display()
+    );
+    Ok(())
 }
 
 /// `ferrokey ca`: prints the root certificate PEM.

@@ -35,6 +35,7 @@ pub fn key_options(args: &ServeArgs) -> KeyOptions {
         presence: args.presence_file.is_none().then_some(args.presence),
         presence_file: args.presence_file.clone(),
         uv: args.uv,
+        attestation: args.attestation,
         vendor_id: args.vid,
         product_id: args.pid,
         manufacturer: args.manufacturer.clone(),

@@ -6,12 +6,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use ferrokey::authenticator::{Attestation, Authenticator, Config, InitError};
+use ferrokey::authenticator::{Authenticator, Config, InitError};
 use ferrokey::platform::{Platform, UserPresence};
 use rand_core::OsRng;
 
 use super::StateArgs;
-use crate::attestation::Ca;
+use crate::attestation::KeyAttestation;
 use crate::identity::{Aaguid, Identity};
 use crate::storage::FileStorage;
 
@@ -71,16 +71,6 @@ pub fn firmware_version() -> u32 {
         | part(env!("CARGO_PKG_VERSION_PATCH"))
 }
 
-/// The core's attestation configuration from the CA.
-pub fn core_attestation(ca: &Ca) -> Result<Attestation> {
-    let certificate = heapless::Vec::from_slice(ca.batch_cert_der())
-        .map_err(|_| anyhow!("the batch attestation certificate is over 1024 bytes"))?;
-    Ok(Attestation {
-        private_key: ca.batch_private_key(),
-        certificate,
-    })
-}
-
 /// Starts the core over an opened key state, with built-in user verification
 /// (answered by `presence`) when `builtin_uv`. `dir` is only for messages.
 pub fn start_authenticator<U: UserPresence>(
@@ -88,16 +78,16 @@ pub fn start_authenticator<U: UserPresence>(
     storage: FileStorage,
     presence: U,
     identity: &Identity,
-    attestation: Option<Attestation>,
+    attestation: &KeyAttestation,
     builtin_uv: bool,
 ) -> Result<KeyApp<U>> {
-    let config = Config {
+    let mut config = Config {
         aaguid: identity.aaguid,
-        attestation,
         builtin_uv,
         firmware_version: firmware_version(),
         ..Config::default()
     };
+    attestation.apply(&mut config);
     let platform = Platform {
         storage,
         presence,

@@ -7,17 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-use ferrokey::authenticator::Attestation;
 use ferrokey::ctaphid::DeviceVersion;
 use ferrokey::device::DeviceConfig;
 use tokio::sync::Notify;
 
 use super::core::KeyCore;
-use super::options::{AttestationMode, KeyOptions};
+use super::options::KeyOptions;
 use super::power::PowerCycled;
 use super::UsbIdentity;
-use crate::attestation::{Ca, CaOptions};
-use crate::cli::state::{core_attestation, key_dir, start_authenticator};
+use crate::attestation::{Ca, CaOptions, KeyAttestation};
+use crate::cli::state::{key_dir, start_authenticator};
 use crate::events::{EventBus, KeyId};
 use crate::identity::{Aaguid, Identity, FERROKEY_AAGUID, IDENTITY_FILE};
 use crate::presence::{Label, Presence, PresenceMode, PresenceSwitch, PromptHub};
@@ -26,7 +25,7 @@ use crate::storage::FileStorage;
 /// Makes keys under one state root (see the module documentation).
 pub struct KeyBuilder {
     root: PathBuf,
-    batch: Attestation,
+    ca: Ca,
     bus: EventBus,
     /// The terminal prompt, started by the first key that asks on it.
     hub: Mutex<Option<Arc<PromptHub>>>,
@@ -77,7 +76,7 @@ struct Recipe {
     bus: EventBus,
     dir: PathBuf,
     identity: Identity,
-    attestation: Option<Attestation>,
+    attestation: KeyAttestation,
     presence: PresenceKind,
     options: KeyOptions,
     wake: Arc<Notify>,
@@ -109,7 +108,7 @@ impl Recipe {
             storage,
             presence,
             &self.identity,
-            self.attestation.clone(),
+            &self.attestation,
             self.options.uv.is_builtin(),
         )?;
         Ok(KeyCore::new(
@@ -156,7 +155,7 @@ impl KeyBuilder {
         )?;
         Ok(KeyBuilder {
             root: root.to_path_buf(),
-            batch: core_attestation(&ca)?,
+            ca,
             bus,
             hub: Mutex::new(None),
         })
@@ -206,10 +205,7 @@ impl KeyBuilder {
             bus: self.bus.clone(),
             dir: dir.clone(),
             identity: identity.clone(),
-            attestation: match options.attestation {
-                AttestationMode::Batch => Some(self.batch.clone()),
-                AttestationMode::SelfSigned => None,
-            },
+            attestation: KeyAttestation::new(&self.ca, options.attestation)?,
             presence,
             options: options.clone(),
             wake: wake.clone(),
@@ -250,8 +246,8 @@ impl KeyBuilder {
         }
         let expected = match (options.aaguid, options.attestation) {
             (Some(aaguid), _) => Some(aaguid),
-            (None, AttestationMode::Batch) => Some(FERROKEY_AAGUID),
-            (None, AttestationMode::SelfSigned) => None,
+            (None, mode) if mode.uses_certificates() => Some(FERROKEY_AAGUID),
+            (None, _) => None,
         };
         if let Some(expected) = expected {
             if identity.aaguid != expected {
@@ -275,6 +271,7 @@ impl KeyBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::options::AttestationMode;
     use crate::key::ReportCore;
 
     #[test]
@@ -302,7 +299,7 @@ mod tests {
         let builder = KeyBuilder::open(tmp.path(), "US", EventBus::new()).unwrap();
         let own = KeyOptions {
             aaguid: Some([7; 16]),
-            attestation: AttestationMode::SelfSigned,
+            attestation: AttestationMode::SelfAttestation,
             ..KeyOptions::default()
         };
         let key = builder.build(KeyId(1), 1, &own).unwrap();
@@ -317,7 +314,7 @@ mod tests {
         assert!(error.contains("AAGUID"), "{error}");
         // With self attestation and no AAGUID asked for, it keeps its own.
         let reopened = KeyOptions {
-            attestation: AttestationMode::SelfSigned,
+            attestation: AttestationMode::SelfAttestation,
             ..KeyOptions::default()
         };
         assert_eq!(

@@ -16,18 +16,7 @@ use crate::identity::{
 };
 use crate::presence::{PresenceMode, UvMode};
 
-/// How the key attests new credentials.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttestationMode {
-    /// Packed attestation with the state directory's batch certificate (the
-    /// default; verifiable up to `ferrokey ca`).
-    #[default]
-    Batch,
-    /// Self attestation (signed by the credential's own key).
-    #[serde(rename = "self")]
-    SelfSigned,
-}
+pub use crate::attestation::AttestationMode;
 
 /// Everything that makes one key. `Default` is the key `ferrokey serve`
 /// starts without options.
@@ -121,7 +110,7 @@ impl KeyOptions {
             problems.push("vendorId 0000 is not a valid USB vendor id".to_string());
         }
         if let Some(aaguid) = self.aaguid {
-            if self.attestation == AttestationMode::Batch && aaguid != FERROKEY_AAGUID {
+            if self.attestation.uses_certificates() && aaguid != FERROKEY_AAGUID {
                 problems.push(format!(
                     "aaguid {} differs from the batch attestation certificate's {}; use attestation \"self\" for another AAGUID",
                     Aaguid(aaguid),
@@ -217,7 +206,7 @@ mod tests {
         .unwrap();
         assert_eq!(options.presence, Some(PresenceMode::Touch));
         assert_eq!(options.uv, UvMode::Auto);
-        assert_eq!(options.attestation, AttestationMode::SelfSigned);
+        assert_eq!(options.attestation, AttestationMode::SelfAttestation);
         assert_eq!(options.aaguid.unwrap()[15], 0xFF);
         assert_eq!(options.vendor_id, 0x1050);
         assert!(options.validate().is_ok());
@@ -264,7 +253,7 @@ mod tests {
         // Another AAGUID is fine with self attestation.
         let own = KeyOptions {
             aaguid: Some([1; 16]),
-            attestation: AttestationMode::SelfSigned,
+            attestation: AttestationMode::SelfAttestation,
             ..KeyOptions::default()
         };
         assert!(own.validate().is_ok());

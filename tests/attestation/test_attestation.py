@@ -1,0 +1,289 @@
+"""Attestation and metadata of a real `ferrokey serve`, checked on the host with
+python-fido2's strict verifiers (no guest needed: python-fido2 speaks to the key
+over USB/IP through usbip_hid.py).
+
+  FERROKEY_BIN=target/debug/ferrokey .venv/bin/python -m pytest tests/attestation
+
+For each --attestation mode (none, self, batch, chain): a CTAP2 registration
+through Fido2Client, verified with PackedAttestation / NoneAttestation and
+verify_x509_chain up to the `ferrokey ca` root, and by py_webauthn; a U2F
+registration through python-fido2's Ctap1, verified with FidoU2FAttestation.
+Then `ferrokey mds`: parse_blob against the MDS root, MdsAttestationVerifier
+accepting a fresh registration and refusing one whose AAGUID is not in the
+BLOB, or whose attestation chains to another root. And the defect this guards:
+the batch certificate of the previous version is refused by python-fido2.
+"""
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+
+from attestation_checks import (pem_to_der, verify_registration, verify_u2f_registration,  # noqa: E402
+                                verify_with_metadata)
+from e2e_common import Key  # noqa: E402
+from fido2.attestation import UntrustedAttestation  # noqa: E402
+from fido2.client import DefaultClientDataCollector, Fido2Client  # noqa: E402
+from fido2.ctap1 import Ctap1  # noqa: E402
+from fido2.webauthn import (AttestationConveyancePreference, AuthenticatorSelectionCriteria,  # noqa: E402
+                            PublicKeyCredentialCreationOptions, PublicKeyCredentialParameters,
+                            PublicKeyCredentialRpEntity, PublicKeyCredentialType,
+                            PublicKeyCredentialUserEntity, UserVerificationRequirement)
+from usbip_hid import open_device  # noqa: E402
+
+RP_ID = "example.com"
+ORIGIN = "https://example.com"
+OLD_CA = REPO / "firmware-sim" / "src" / "attestation" / "testdata" / "ca-before-strict-der"
+
+
+def ferrokey_bin() -> str:
+    if os.environ.get("FERROKEY_BIN"):
+        return os.environ["FERROKEY_BIN"]
+    target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
+    return str(Path(target) / "debug" / "ferrokey")
+
+
+@pytest.fixture(scope="module")
+def binary():
+    path = ferrokey_bin()
+    if not Path(path).is_file():
+        pytest.fail(f"ferrokey binary {path} missing: cargo build -p firmware-sim, or set FERROKEY_BIN")
+    return path
+
+
+class Served:
+    """`ferrokey serve` on a free port with its own state dir."""
+
+    def __init__(self, binary, state_dir: Path, mode: str):
+        self.state_dir = state_dir
+        logs = state_dir.parent / "logs"
+        logs.mkdir(exist_ok=True)
+        self.key = Key(binary, f"{state_dir.name}-{mode}", state_dir, logs, "auto",
+                       extra_args=["--attestation", mode])
+        self.key.start()
+        self.binary = binary
+
+    def device(self):
+        return open_device(self.key.port, self.key.busid)
+
+    def root_der(self) -> bytes:
+        out = subprocess.run([self.binary, "ca", "--state-dir", str(self.state_dir)],
+                             capture_output=True, check=True)
+        return pem_to_der(out.stdout)
+
+    def stop(self):
+        self.key.stop()
+
+
+@pytest.fixture
+def serve(binary, tmp_path):
+    started = []
+
+    def start(mode, name="state"):
+        state = tmp_path / name
+        state.mkdir(mode=0o700, exist_ok=True)
+        s = Served(binary, state, mode)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def register(device):
+    """Fido2Client.make_credential with attestation "direct"; (response, challenge)."""
+    client = Fido2Client(device, DefaultClientDataCollector(ORIGIN))
+    challenge = os.urandom(32)
+    options = PublicKeyCredentialCreationOptions(
+        rp=PublicKeyCredentialRpEntity(id=RP_ID, name="ferrokey attestation test"),
+        user=PublicKeyCredentialUserEntity(id=os.urandom(16), name="alice", display_name="Alice"),
+        challenge=challenge,
+        pub_key_cred_params=[PublicKeyCredentialParameters(type=PublicKeyCredentialType.PUBLIC_KEY,
+                                                           alg=-7)],
+        attestation=AttestationConveyancePreference.DIRECT,
+        authenticator_selection=AuthenticatorSelectionCriteria(
+            user_verification=UserVerificationRequirement.DISCOURAGED),
+        timeout=30000,
+    )
+    return client.make_credential(options), challenge
+
+
+def client_data_hash(reg) -> bytes:
+    return hashlib.sha256(bytes(reg.response.client_data)).digest()
+
+
+def py_webauthn_verify(reg, challenge, root_pem):
+    from webauthn import verify_registration_response
+    from webauthn.helpers.structs import AttestationFormat
+    return verify_registration_response(
+        credential=dict(reg), expected_challenge=challenge, expected_origin=ORIGIN,
+        expected_rp_id=RP_ID, require_user_verification=False,
+        pem_root_certs_bytes_by_fmt={AttestationFormat.PACKED: [root_pem]})
+
+
+def u2f_register(device):
+    """python-fido2's CTAP1 REGISTER; (app_param, client_param, RegistrationData)."""
+    app_param = hashlib.sha256(RP_ID.encode()).digest()
+    client_param = os.urandom(32)
+    return app_param, client_param, Ctap1(device).register(client_param, app_param)
+
+
+@pytest.mark.parametrize("mode", ["none", "self", "batch", "chain"])
+def test_each_mode_passes_python_fido2_and_py_webauthn(serve, mode):
+    key = serve(mode)
+    root_der = key.root_der()
+    device = key.device()
+    reg, challenge = register(device)
+    att = reg.response.attestation_object
+    verify_registration(att, client_data_hash(reg), root_der, mode)
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    root_pem = x509.load_der_x509_certificate(root_der).public_bytes(Encoding.PEM)
+    verified = py_webauthn_verify(reg, challenge, root_pem)
+    assert getattr(verified.fmt, "value", verified.fmt) == ("none" if mode == "none" else "packed")
+
+    app_param, client_param, u2f = u2f_register(device)
+    intermediate = att.att_stmt["x5c"][1] if mode == "chain" else None
+    verify_u2f_registration(app_param, client_param, u2f, root_der, mode, intermediate)
+    if mode in ("batch", "chain"):
+        # U2F carries x5c[0] of the packed statement: the same batch certificate.
+        assert u2f.certificate == att.att_stmt["x5c"][0]
+    device.close()
+
+
+def test_a_damaged_or_misdirected_u2f_registration_is_refused(serve):
+    from fido2.attestation import InvalidData, InvalidSignature
+    from fido2.ctap1 import RegistrationData
+    key = serve("batch")
+    device = key.device()
+    app_param, client_param, u2f = u2f_register(device)
+    verify_u2f_registration(app_param, client_param, u2f, key.root_der(), "batch")
+    tampered = RegistrationData(bytes(u2f)[:-8] + bytes(8))  # signature damaged
+    with pytest.raises((InvalidSignature, InvalidData)):
+        verify_u2f_registration(app_param, client_param, tampered, key.root_der(), "batch")
+    with pytest.raises(InvalidSignature):  # signed for another client parameter
+        verify_u2f_registration(app_param, os.urandom(32), u2f, key.root_der(), "batch")
+    device.close()
+
+
+def test_the_previous_batch_certificate_is_refused_and_the_new_one_accepted(serve):
+    """Issue 10 §1.1 on python-fido2's side: the old certificate's
+    basicConstraints (cA FALSE encoded) makes cryptography raise EncodedDefault."""
+    from cryptography import x509
+    from fido2.attestation.packed import _validate_packed_cert
+    old = x509.load_pem_x509_certificate((OLD_CA / "batch-cert.pem").read_bytes())
+    aaguid = bytes.fromhex("bb6ca1c23d44402aafdd2955c41b88e9")
+    with pytest.raises(ValueError, match="EncodedDefault"):
+        _validate_packed_cert(old, aaguid)
+    key = serve("batch")
+    reg, _ = register(key.device())
+    new = x509.load_der_x509_certificate(reg.response.attestation_object.att_stmt["x5c"][0])
+    _validate_packed_cert(new, reg.response.attestation_object.auth_data.credential_data.aaguid)
+
+
+def mds(binary, state_dir: Path, out: Path, *extra):
+    subprocess.run([binary, "mds", "--state-dir", str(state_dir), "--out", str(out), *extra],
+                   check=True, capture_output=True)
+    return (out / "blob.jwt").read_bytes(), pem_to_der((out / "mds-root.pem").read_bytes())
+
+
+@pytest.mark.parametrize("mode", ["batch", "chain"])
+def test_mds_blob_verifies_and_vouches_for_a_fresh_registration(serve, binary, tmp_path, mode):
+    key = serve(mode)
+    blob, mds_root = mds(binary, key.state_dir, tmp_path / "mds", "--attestation", mode,
+                         "--jws-signature", "der")
+    reg, _ = register(key.device())
+    att = reg.response.attestation_object
+    entry = verify_with_metadata(blob, mds_root, att, client_data_hash(reg))
+    assert entry is not None
+    assert entry.aaguid == att.auth_data.credential_data.aaguid
+    assert entry.metadata_statement.attestation_types == ["basic_full"]
+    assert entry.metadata_statement.authenticator_get_info["versions"] == ["U2F_V2", "FIDO_2_0",
+                                                                           "FIDO_2_1"]
+    statement = json.loads((tmp_path / "mds" / "metadata-statement.json").read_text())
+    assert base64.b64decode(statement["attestationRootCertificates"][0]) == key.root_der()
+
+
+def test_mds_refuses_what_it_does_not_vouch_for(serve, binary, tmp_path):
+    from cryptography.exceptions import InvalidSignature
+    from fido2.attestation import InvalidSignature as ChainInvalidSignature
+    from fido2.mds3 import parse_blob
+    key = serve("batch")
+    reg, _ = register(key.device())
+    att, cdh = reg.response.attestation_object, client_data_hash(reg)
+
+    # A BLOB for another AAGUID does not cover the key.
+    blob, mds_root = mds(binary, key.state_dir, tmp_path / "other", "--jws-signature", "der",
+                         "--aaguid", "00112233-4455-6677-8899-aabbccddeeff")
+    with pytest.raises(UntrustedAttestation):
+        verify_with_metadata(blob, mds_root, att, cdh)
+
+    # A key with ferrokey's AAGUID whose attestation chains to another root.
+    stranger = serve("batch", name="stranger")
+    reg2, _ = register(stranger.device())
+    blob, mds_root = mds(binary, key.state_dir, tmp_path / "mine", "--jws-signature", "der")
+    verify_with_metadata(blob, mds_root, att, cdh)
+    with pytest.raises(UntrustedAttestation):
+        verify_with_metadata(blob, mds_root, reg2.response.attestation_object,
+                             client_data_hash(reg2))
+
+    # The BLOB verified against another MDS root fails; so does a modified BLOB.
+    _, other_mds_root = mds(binary, stranger.state_dir, tmp_path / "theirs", "--jws-signature", "der")
+    with pytest.raises(ChainInvalidSignature):  # the x5c does not chain to that root
+        parse_blob(blob, other_mds_root)
+    head, payload, sig = blob.split(b".")
+    body = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+    body["no"] += 1
+    forged = head + b"." + base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=") + b"." + sig
+    with pytest.raises(InvalidSignature):
+        parse_blob(forged, mds_root)
+
+
+def test_the_default_blob_is_a_standard_es256_jws(serve, binary, tmp_path):
+    """--jws-signature raw (the default): R || S as RFC 7518 §3.4 says, verified
+    here with cryptography; python-fido2's parse_blob expects DER there and
+    refuses it (why --jws-signature der exists)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    from fido2.attestation import verify_x509_chain
+    from fido2.mds3 import parse_blob
+    key = serve("batch")
+    blob, mds_root = mds(binary, key.state_dir, tmp_path / "raw")
+    head, payload, sig = blob.split(b".")
+    pad = lambda b: b + b"=" * (-len(b) % 4)  # noqa: E731
+    header = json.loads(base64.urlsafe_b64decode(pad(head)))
+    raw = base64.urlsafe_b64decode(pad(sig))
+    assert header["alg"] == "ES256" and len(raw) == 64
+    signer = base64.b64decode(header["x5c"][0])
+    verify_x509_chain([signer, mds_root])
+    public_key = x509.load_der_x509_certificate(signer).public_key()
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    public_key.verify(der, head + b"." + payload, ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(InvalidSignature):
+        parse_blob(blob, mds_root)
+
+
+def test_self_attestation_is_not_vouched_for_by_metadata(serve, binary, tmp_path):
+    """MdsAttestationVerifier trusts certificate chains only: a self-attested
+    registration is refused even with the key's own statement (python-fido2
+    2.2.1 refuses it with an IndexError on the empty trust path rather than
+    UntrustedAttestation: a relying party must treat any exception as refusal)."""
+    key = serve("self")
+    blob, mds_root = mds(binary, key.state_dir, tmp_path / "self", "--attestation", "self",
+                         "--jws-signature", "der")
+    reg, _ = register(key.device())
+    with pytest.raises((UntrustedAttestation, IndexError)):
+        verify_with_metadata(blob, mds_root, reg.response.attestation_object, client_data_hash(reg))
