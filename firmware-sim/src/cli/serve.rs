@@ -21,7 +21,7 @@ use super::state::{
 use super::ServeArgs;
 use crate::attestation::{Ca, CaOptions};
 use crate::control::power::PowerCycled;
-use crate::control::ControlTarget;
+use crate::control::{ControlArgs, ControlServer, ControlTarget};
 use crate::identity::{Identity, FERROKEY_AAGUID};
 use crate::key::UsbIdentity;
 use crate::presence::{Label, Presence, PresenceMode, PresenceSwitch, PromptHub, UvMode};
@@ -251,12 +251,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         (Some(_), _) => "file".to_string(),
         (None, mode) => format!("{mode:?}").to_ascii_lowercase(),
     };
-    runtime.block_on(serve_keys(args.listen, args.control, &mode, args.uv, keys))
+    runtime.block_on(serve_keys(args.listen, &args.control, &mode, args.uv, keys))
 }
 
 async fn serve_keys(
     listen: SocketAddr,
-    control: Option<SocketAddr>,
+    control: &ControlArgs,
     mode: &str,
     uv: UvMode,
     keys: Vec<PreparedKey>,
@@ -267,13 +267,7 @@ async fn serve_keys(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = server.local_addr();
     tracing::info!("listening on {addr}");
-    let control_listener = match control {
-        Some(at) => Some(
-            crate::control::bind(at)
-                .with_context(|| format!("cannot listen on {at} (--control)"))?,
-        ),
-        None => None,
-    };
+    let control_server = ControlServer::bind(control)?;
     let mut switches = Vec::new();
     for key in keys {
         let PreparedKey {
@@ -299,8 +293,8 @@ async fn serve_keys(
     }
     // The control API only holds weak handles to the keys: aborting it after
     // the server stops is enough.
-    let control_task = match control_listener {
-        Some(listener) => {
+    let control_task = match control_server {
+        Some(control) => {
             let targets = switches
                 .into_iter()
                 .zip(server.key_switches())
@@ -312,11 +306,9 @@ async fn serve_keys(
                     uv,
                 })
                 .collect();
-            let at = listener.local_addr().context("control API address")?;
-            tracing::info!(
-                "control API on http://{at}/ (GET /usbN/power/on|off, /usbN/touch/on|off)"
-            );
-            Some(tokio::spawn(crate::control::serve(listener, targets)))
+            let at = control.describe().context("control API address")?;
+            tracing::info!("control API on {at} (description at /openapi.json)");
+            Some(tokio::spawn(control.serve(targets)))
         }
         None => None,
     };
