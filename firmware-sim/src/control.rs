@@ -10,6 +10,7 @@
 //! - [`reply`]: WebDriver's `{"value": ...}` convention and error codes.
 //! - [`rig`]: the paths python-fido2's device-suite rig drives (`/usbN/...`).
 //! - [`power`]: a core that really loses power at power-off.
+//! - [`webauthn`]: the WebDriver/CDP authenticator and credential parameters.
 //!
 //! Every answer is JSON: `{"value": ...}` on success, `{"value": {"error",
 //! "message"}}` with a 4xx/5xx status on failure. The whole API is described
@@ -21,6 +22,7 @@ pub mod power;
 pub mod reply;
 pub mod rig;
 pub mod router;
+pub mod webauthn;
 
 use std::io;
 use std::path::{Path, PathBuf};
