@@ -28,7 +28,7 @@
 
 mod admin;
 mod serve;
-mod state;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -103,7 +103,7 @@ pub struct ServeArgs {
     pub state: StateArgs,
     /// Number of keys to serve; key N keeps its state in <state-dir>/key-N.
     #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..=32))]
+          value_parser = clap::value_parser!(u32).range(1..=1016))]
     pub keys: u32,
     /// How user presence ("touch") is answered: auto approves at once (the
     /// default, for tests and CI), deny refuses at once, prompt asks on the

@@ -16,12 +16,14 @@
 //! "message"}}` with a 4xx/5xx status on failure. The whole API is described
 //! by `/openapi.json` (the same document as `firmware-sim/openapi.json`).
 
+pub mod feed;
 pub mod guard;
 pub mod listen;
 pub mod power;
 pub mod reply;
 pub mod rig;
 pub mod router;
+pub mod sse;
 pub mod webauthn;
 
 use std::io;
@@ -31,8 +33,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::presence::{PresenceSwitch, UvMode};
-use crate::usbip::KeySwitch;
+use crate::fleet::Fleet;
 
 pub use guard::Guard;
 pub use listen::{Bound, ControlListen};
@@ -63,20 +64,15 @@ pub struct ControlArgs {
     pub control_allow_host: Vec<String>,
 }
 
-/// One key as the control API sees it.
+/// What every handler shares: the fleet of running keys.
 #[derive(Clone, Debug)]
-pub struct ControlTarget {
-    /// Key number (1-based), the `N` of `/usbN/...`.
-    pub number: u32,
-    /// Plugs and unplugs the key.
-    pub power: KeySwitch,
-    /// Its button and presence override.
-    pub presence: PresenceSwitch,
-    /// The `--presence` mode of the command line, for the status.
-    pub mode: String,
-    /// The `--uv` mode of the command line.
-    pub uv: UvMode,
+pub struct Control {
+    /// The keys.
+    pub fleet: Fleet,
 }
+
+/// The handlers' shared state.
+pub type Shared = Arc<Control>;
 
 /// A bound control listener with its request checks, ready to serve.
 #[derive(Debug)]
@@ -124,10 +120,10 @@ impl ControlServer {
         self.bound.tcp_addr()
     }
 
-    /// Serves the API for `targets` until the future is dropped.
-    pub async fn serve(self, targets: Vec<ControlTarget>) -> io::Result<()> {
-        let keys = Arc::new(rig::Keys { targets });
-        listen::run(self.bound, router::router(keys, self.guard), self.limits).await
+    /// Serves the API for the keys of `fleet` until the future is dropped.
+    pub async fn serve(self, fleet: Fleet) -> io::Result<()> {
+        let control = Arc::new(Control { fleet });
+        listen::run(self.bound, router::router(control, self.guard), self.limits).await
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! - [`usbip`]: the USB/IP server (device side): protocol codec and TCP server.
 //! - [`usb`]: a `usb_device::bus::UsbBus` fed by USB/IP URBs, and the FIDO HID class.
-//! - [`key`]: one simulated key: its USB stack, its ferrokey core and its timers.
+//! - [`key`]: one simulated key: its options, its core, its USB stack and its task.
+//! - [`fleet`]: the running keys of a process, added and removed at run time.
+//! - [`events`]: the event bus the keys publish on.
 //! - [`storage`]: file-backed, crash-safe records (the core's `Storage`).
 //! - [`attestation`]: the CA root and batch attestation certificate.
 //! - [`presence`]: user presence policies (auto, deny, prompt).
@@ -15,6 +17,7 @@ pub mod attestation;
 pub mod cli;
 pub mod control;
 pub mod events;
+pub mod fleet;
 pub mod identity;
 pub mod key;
 pub mod presence;

@@ -38,7 +38,10 @@ mod switch;
 pub use switch::{Policy, PresenceSwitch};
 
 /// The presence policy chosen on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum PresenceMode {
     /// Approve every request at once.
     Auto,
@@ -52,7 +55,18 @@ pub enum PresenceMode {
 }
 
 /// Built-in user verification, chosen on the command line (`--uv`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum UvMode {
     /// No built-in method: PIN-only, like most security keys (getInfo has no
     /// `uv` option).

@@ -1,203 +1,36 @@
-//! `ferrokey serve`: open the keys' state and serve them over USB/IP until SIGINT
-//! or SIGTERM; with `--control`, also serve the control API ([`crate::control`]).
+//! `ferrokey serve`: open the state root, start the keys as members of a
+//! [`Fleet`] and serve them over USB/IP until SIGINT or SIGTERM; with
+//! `--control`, also serve the control API ([`crate::control`]).
 //!
-//! Each key's core is wrapped in a [`PowerCycled`] with a [`KeyRecipe`], so a
-//! power-on through the control API is a real power-up from the state directory.
+//! The command-line flags map onto one [`KeyOptions`] ([`key_options`]);
+//! every key of `--keys N` is built from it by the fleet, concurrently (the
+//! first start of many keys is bound by fsyncs, which overlap).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use ferrokey::authenticator::Attestation;
-use ferrokey::ctaphid::DeviceVersion;
-use ferrokey::device::{Device, DeviceConfig};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::Notify;
 
-use super::state::{
-    check_aaguid, core_attestation, key_dir, start_authenticator, state_dir, KeyApp,
-};
+use super::state::state_dir;
 use super::ServeArgs;
-use crate::attestation::{Ca, CaOptions};
-use crate::control::power::PowerCycled;
-use crate::control::{ControlArgs, ControlServer, ControlTarget};
-use crate::identity::{Identity, FERROKEY_AAGUID};
-use crate::key::UsbIdentity;
-use crate::presence::{Label, Presence, PresenceMode, PresenceSwitch, PromptHub, UvMode};
-use crate::storage::FileStorage;
+use crate::control::ControlServer;
+use crate::fleet::{Fleet, FleetConfig, KeyInfo};
+use crate::key::runtimes::default_threads;
+use crate::key::KeyOptions;
 use crate::usbip::Server;
 
-/// The core of one key, with its transport.
-pub type KeyCore = Device<KeyApp<Presence>>;
-
-/// One key, ready to be plugged into the server.
-pub struct PreparedKey {
-    /// Key number (1-based).
-    pub number: u32,
-    /// Its state directory.
-    pub dir: PathBuf,
-    /// Its USB identity.
-    pub usb: UsbIdentity,
-    /// The core, with its transport, rebuilt at every power-up.
-    pub device: PowerCycled<KeyCore>,
-    /// Wakes the key's event loop (presence answers).
-    pub wake: Arc<Notify>,
-    /// The prompt label, set to the bus id once known.
-    pub label: Label,
-    /// The key's presence switch (touch, policy override).
-    pub switch: PresenceSwitch,
-}
-
-/// How a key's presence is answered (the same at every power-up).
-#[derive(Clone)]
-enum PresenceKind {
-    Auto,
-    Deny,
-    Touch,
-    File(PathBuf),
-    Prompt(Arc<PromptHub>),
-}
-
-/// Everything needed to power a key up from its state directory.
-#[derive(Clone)]
-pub struct KeyRecipe {
-    dir: PathBuf,
-    identity: Identity,
-    attestation: Attestation,
-    presence: PresenceKind,
-    uv: UvMode,
-    wake: Arc<Notify>,
-    label: Label,
-    switch: PresenceSwitch,
-}
-
-impl KeyRecipe {
-    /// Opens the key's state (taking its lock) and starts its core.
-    pub fn power_up(&self) -> Result<KeyCore> {
-        self.start(FileStorage::open(&self.dir)?)
+/// The key options the command line asks for.
+pub fn key_options(args: &ServeArgs) -> KeyOptions {
+    KeyOptions {
+        presence: args.presence_file.is_none().then_some(args.presence),
+        presence_file: args.presence_file.clone(),
+        uv: args.uv,
+        vendor_id: args.vid,
+        product_id: args.pid,
+        manufacturer: args.manufacturer.clone(),
+        product: args.product.clone(),
+        ..KeyOptions::default()
     }
-
-    /// Starts the key's core over its opened state.
-    fn start(&self, storage: FileStorage) -> Result<KeyCore> {
-        let wake = self.wake.clone();
-        let presence = match &self.presence {
-            PresenceKind::Auto => Presence::auto(wake),
-            PresenceKind::Deny => Presence::deny(wake),
-            PresenceKind::Touch => Presence::touch(wake),
-            PresenceKind::File(path) => Presence::file(path.clone(), wake),
-            PresenceKind::Prompt(hub) => Presence::prompt(hub.clone(), wake),
-        }
-        .with_switch(self.switch.clone())
-        .with_label(self.label.clone())
-        .with_uv(self.uv);
-        let app = start_authenticator(
-            &self.dir,
-            storage,
-            presence,
-            &self.identity,
-            Some(self.attestation.clone()),
-            self.uv.is_builtin(),
-        )?;
-        Ok(Device::new(app, device_config()))
-    }
-}
-
-/// The USB bcdDevice of the package version (BCD major.minor).
-fn device_release() -> u16 {
-    let bcd = |s: &str| {
-        let n = s.parse::<u16>().unwrap_or(0) % 100;
-        (n / 10) << 4 | (n % 10)
-    };
-    bcd(env!("CARGO_PKG_VERSION_MAJOR")) << 8 | bcd(env!("CARGO_PKG_VERSION_MINOR"))
-}
-
-fn device_config() -> DeviceConfig {
-    let part = |s: &str| s.parse::<u8>().unwrap_or(0);
-    DeviceConfig {
-        version: DeviceVersion {
-            major: part(env!("CARGO_PKG_VERSION_MAJOR")),
-            minor: part(env!("CARGO_PKG_VERSION_MINOR")),
-            build: part(env!("CARGO_PKG_VERSION_PATCH")),
-        },
-        ..DeviceConfig::default()
-    }
-}
-
-/// Opens the CA and every key's state. Fails (touching nothing) on a corrupt
-/// file or a key served by another process.
-pub fn prepare_keys(args: &ServeArgs) -> Result<(PathBuf, Vec<PreparedKey>)> {
-    let root = state_dir(&args.state)?;
-    let ca = Ca::load_or_create(
-        &root,
-        &CaOptions {
-            country: args.country.clone(),
-            aaguid: FERROKEY_AAGUID,
-        },
-    )?;
-    let hub = match (args.presence, &args.presence_file) {
-        (PresenceMode::Prompt, None) => {
-            Some(PromptHub::stdio().context("starting the presence prompt")?)
-        }
-        _ => None,
-    };
-    let mut serials: Vec<String> = Vec::new();
-    let mut keys = Vec::new();
-    for number in 1..=args.keys {
-        let dir = key_dir(&root, number);
-        let storage = FileStorage::open(&dir)?;
-        let identity = Identity::load_or_create(&dir, &serials)?;
-        check_aaguid(&dir, &identity, &FERROKEY_AAGUID)?;
-        if serials.contains(&identity.serial) {
-            anyhow::bail!(
-                "{} has serial {}, which another key already uses; give it a new one by editing or deleting that file",
-                dir.join(crate::identity::IDENTITY_FILE).display(),
-                identity.serial
-            );
-        }
-        serials.push(identity.serial.clone());
-        let wake = Arc::new(Notify::new());
-        let presence = match (&args.presence_file, args.presence, &hub) {
-            (Some(path), _, _) => PresenceKind::File(path.clone()),
-            (None, PresenceMode::Prompt, Some(hub)) => PresenceKind::Prompt(hub.clone()),
-            (None, PresenceMode::Deny, _) => PresenceKind::Deny,
-            (None, PresenceMode::Touch, _) => PresenceKind::Touch,
-            (None, _, _) => PresenceKind::Auto,
-        };
-        let label = Label::default();
-        label.set(&format!("key-{number}"));
-        let switch = PresenceSwitch::new(wake.clone());
-        let recipe = KeyRecipe {
-            dir: dir.clone(),
-            identity: identity.clone(),
-            attestation: core_attestation(&ca)?,
-            presence,
-            uv: args.uv,
-            wake: wake.clone(),
-            label: label.clone(),
-            switch: switch.clone(),
-        };
-        let first = recipe.start(storage)?;
-        let device = PowerCycled::new(first, Box::new(move || recipe.power_up()));
-        let usb = UsbIdentity {
-            vendor_id: args.vid,
-            product_id: args.pid,
-            device_release: device_release(),
-            manufacturer: args.manufacturer.clone(),
-            product: args.product.clone(),
-            serial: identity.serial.clone(),
-        };
-        keys.push(PreparedKey {
-            number,
-            dir,
-            usb,
-            device,
-            wake,
-            label,
-            switch,
-        });
-    }
-    Ok((root, keys))
 }
 
 /// The `usbip attach` command for a key served at `addr`.
@@ -241,74 +74,81 @@ impl Signals {
 
 /// `ferrokey serve`.
 pub fn run(args: ServeArgs) -> Result<()> {
-    let (root, keys) = prepare_keys(&args)?;
-    tracing::info!(state_dir = %root.display(), keys = keys.len(), "state loaded");
+    let options = key_options(&args);
+    options.validate()?;
+    let root = state_dir(&args.state)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let mode = match (&args.presence_file, args.presence) {
-        (Some(_), _) => "file".to_string(),
-        (None, mode) => format!("{mode:?}").to_ascii_lowercase(),
-    };
-    runtime.block_on(serve_keys(args.listen, &args.control, &mode, args.uv, keys))
+    let fleet = Fleet::open(&FleetConfig {
+        root: root.clone(),
+        country: args.country.clone(),
+        threads: default_threads(),
+    })?;
+    runtime.block_on(serve_fleet(&args, options, fleet))
 }
 
-async fn serve_keys(
-    listen: SocketAddr,
-    control: &ControlArgs,
-    mode: &str,
-    uv: UvMode,
-    keys: Vec<PreparedKey>,
-) -> Result<()> {
+/// Starts `--keys` keys concurrently; on a failure the keys started so far are stopped.
+async fn start_keys(fleet: &Fleet, count: u32, options: &KeyOptions) -> Result<Vec<KeyInfo>> {
+    let mut starting = tokio::task::JoinSet::new();
+    for number in 1..=count {
+        let fleet = fleet.clone();
+        let options = options.clone();
+        starting.spawn(async move {
+            let added = fleet.add_numbered(number, options).await;
+            (number, added)
+        });
+    }
+    let mut started = Vec::new();
+    let mut failure = None;
+    while let Some(joined) = starting.join_next().await {
+        match joined {
+            Ok((_, Ok(info))) => started.push(info),
+            Ok((number, Err(error))) => {
+                failure.get_or_insert(anyhow::anyhow!("starting key-{number}: {error}"));
+            }
+            Err(error) => {
+                failure.get_or_insert(anyhow::anyhow!("starting a key: {error}"));
+            }
+        }
+    }
+    if let Some(error) = failure {
+        fleet.shutdown().await;
+        return Err(error);
+    }
+    started.sort_by_key(|k| k.number);
+    Ok(started)
+}
+
+async fn serve_fleet(args: &ServeArgs, options: KeyOptions, fleet: Fleet) -> Result<()> {
     let signals = Signals::install()?;
-    let mut server = Server::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let server = Server::bind_with(args.listen, fleet.exports())
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = server.local_addr();
     tracing::info!("listening on {addr}");
-    let control_server = ControlServer::bind(control)?;
-    let mut switches = Vec::new();
-    for key in keys {
-        let PreparedKey {
-            number,
-            dir,
-            usb,
-            device,
-            wake,
-            label,
-            switch,
-        } = key;
-        switches.push((number, switch));
-        let serial = usb.serial.clone();
-        let busid = server
-            .add_key(usb, device, wake)
-            .with_context(|| format!("starting key-{number}"))?;
-        label.set(&busid);
+    let control_server = ControlServer::bind(&args.control)?;
+    let started = std::time::Instant::now();
+    let keys = start_keys(&fleet, args.keys, &options).await?;
+    tracing::info!(state_dir = %fleet.root().display(), keys = keys.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64, "state loaded");
+    for key in &keys {
         tracing::info!(
-            "key-{number} ready: busid {busid}, serial {serial}, state {}; attach with: {}",
-            dir.display(),
-            attach_command(addr, &busid)
+            "key-{} ready: busid {}, serial {}, state {}; attach with: {}",
+            key.number,
+            key.busid,
+            key.serial,
+            key.state_dir.display(),
+            attach_command(addr, &key.busid)
         );
     }
     // The control API only holds weak handles to the keys: aborting it after
     // the server stops is enough.
     let control_task = match control_server {
         Some(control) => {
-            let targets = switches
-                .into_iter()
-                .zip(server.key_switches())
-                .map(|((number, presence), power)| ControlTarget {
-                    number,
-                    power,
-                    presence,
-                    mode: mode.to_string(),
-                    uv,
-                })
-                .collect();
             let at = control.describe().context("control API address")?;
             tracing::info!("control API on {at} (description at /openapi.json)");
-            Some(tokio::spawn(control.serve(targets)))
+            Some(tokio::spawn(control.serve(fleet.clone())))
         }
         None => None,
     };
@@ -322,6 +162,7 @@ async fn serve_keys(
     if let Some(task) = control_task {
         task.abort();
     }
+    fleet.shutdown().await;
     served?;
     tracing::info!("stopped");
     Ok(())
@@ -348,7 +189,37 @@ mod tests {
     }
 
     #[test]
+    fn flags_map_onto_key_options() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "ferrokey",
+            "--presence",
+            "touch",
+            "--uv",
+            "auto",
+            "--vid",
+            "1050",
+            "--product",
+            "P",
+        ])
+        .unwrap();
+        let options = key_options(&cli.serve);
+        assert_eq!(options.presence, Some(crate::presence::PresenceMode::Touch));
+        assert_eq!(options.uv, crate::presence::UvMode::Auto);
+        assert_eq!(options.vendor_id, 0x1050);
+        assert_eq!(options.product, "P");
+        assert!(options.validate().is_ok());
+        let file =
+            crate::cli::Cli::try_parse_from(["ferrokey", "--presence-file", "/tmp/p"]).unwrap();
+        let options = key_options(&file.serve);
+        assert_eq!(options.presence, None);
+        assert_eq!(options.presence_name(), "file");
+        assert!(options.validate().is_ok());
+    }
+
+    #[test]
     fn release_is_bcd() {
+        use crate::key::build::device_release;
         assert_eq!(device_release() & 0x00FF, {
             let minor: u16 = env!("CARGO_PKG_VERSION_MINOR").parse().unwrap();
             ((minor % 100) / 10) << 4 | (minor % 10)

@@ -16,8 +16,6 @@
 //! request they pass the [`super::guard`] checks first, so a web page cannot
 //! use them.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
@@ -25,42 +23,36 @@ use serde_json::{json, Value};
 use ferrokey::platform::UvStatus;
 
 use super::reply::{ApiError, ApiResult, ErrorCode, PathParams, Reply};
-use super::ControlTarget;
+use super::Shared;
+use crate::fleet::KeyRef;
 use crate::presence::Policy;
 
-/// What the rig handlers share: the keys.
-#[derive(Debug, Default)]
-pub struct Keys {
-    /// Every key the control API drives.
-    pub targets: Vec<ControlTarget>,
-}
-
-/// The shared state of the handlers.
-pub type Shared = Arc<Keys>;
-
-impl ControlTarget {
-    /// The key's status, as every rig path answers it.
-    pub fn status(&self) -> Value {
-        let on_off = |b: bool| if b { "on" } else { "off" };
-        json!({
-            "port": self.number,
-            "busid": self.power.busid(),
-            "power": on_off(self.power.is_powered()),
-            "attached": self.power.is_attached(),
-            "touch": on_off(self.presence.is_touched()),
-            "presence": self.presence.policy().map_or(self.mode.clone(), |p| p.name().to_string()),
-            "uv": match self.presence.uv_policy() {
-                None => self.uv.name(),
-                Some(UvStatus::Verified) => "approve",
-                Some(UvStatus::Failed) => "deny",
-            },
-        })
-    }
+/// A key's status, as every rig path answers it.
+pub fn status(key: &KeyRef) -> Value {
+    let info = key.info();
+    let switch = key.switch();
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    json!({
+        "port": info.number,
+        "authenticatorId": info.id.to_string(),
+        "busid": info.busid,
+        "power": on_off(info.powered),
+        "attached": info.attached,
+        "touch": on_off(switch.is_touched()),
+        "presence": switch.policy().map_or(info.options.presence_name(), |p| p.name()),
+        "uv": match switch.uv_policy() {
+            None => info.options.uv.name(),
+            Some(UvStatus::Verified) => "approve",
+            Some(UvStatus::Failed) => "deny",
+        },
+    })
 }
 
 /// `GET /`: every key's status.
-pub async fn all(State(keys): State<Shared>) -> ApiResult {
-    let statuses: Vec<Value> = keys.targets.iter().map(ControlTarget::status).collect();
+pub async fn all(State(control): State<Shared>) -> ApiResult {
+    let mut keys = control.fleet.refs();
+    keys.sort_by_key(KeyRef::number);
+    let statuses: Vec<Value> = keys.iter().map(status).collect();
     Ok(Reply(json!({
         "ferrokey": env!("CARGO_PKG_VERSION"),
         "keys": statuses,
@@ -68,47 +60,36 @@ pub async fn all(State(keys): State<Shared>) -> ApiResult {
 }
 
 /// `GET /usbN`.
-pub async fn one(State(keys): State<Shared>, PathParams(port): PathParams<String>) -> ApiResult {
-    Ok(Reply(target(&keys, &port)?.status()))
+pub async fn one(State(control): State<Shared>, PathParams(port): PathParams<String>) -> ApiResult {
+    Ok(Reply(status(&target(&control, &port)?)))
 }
 
 /// `/usbN/power/on|off`.
 pub async fn power(
-    State(keys): State<Shared>,
+    State(control): State<Shared>,
     PathParams((port, word)): PathParams<(String, String)>,
 ) -> ApiResult {
-    let target = target(&keys, &port)?;
-    let on = on_off(&word)?;
-    match target.power.set_power(on).await {
-        None => Err(
-            ApiError::new(ErrorCode::UnknownError, "the key has stopped")
-                .with_status(StatusCode::SERVICE_UNAVAILABLE),
-        ),
-        Some(powered) if powered != on => Err(ApiError::new(
-            ErrorCode::UnknownError,
-            "the key failed to power up (see the server log)",
-        )
-        .with_status(StatusCode::SERVICE_UNAVAILABLE)),
-        Some(_) => Ok(Reply(target.status())),
-    }
+    let key = target(&control, &port)?;
+    set_power(&key, on_off(&word)?).await?;
+    Ok(Reply(status(&key)))
 }
 
 /// `/usbN/touch/on|off`.
 pub async fn touch(
-    State(keys): State<Shared>,
+    State(control): State<Shared>,
     PathParams((port, word)): PathParams<(String, String)>,
 ) -> ApiResult {
-    let target = target(&keys, &port)?;
-    target.presence.set_touch(on_off(&word)?);
-    Ok(Reply(target.status()))
+    let key = target(&control, &port)?;
+    key.switch().set_touch(on_off(&word)?);
+    Ok(Reply(status(&key)))
 }
 
 /// `POST /usbN/presence/MODE`.
 pub async fn presence(
-    State(keys): State<Shared>,
+    State(control): State<Shared>,
     PathParams((port, word)): PathParams<(String, String)>,
 ) -> ApiResult {
-    let target = target(&keys, &port)?;
+    let key = target(&control, &port)?;
     let policy = match word.as_str() {
         "approve" | "auto" => Some(Policy::Approve),
         "deny" => Some(Policy::Deny),
@@ -120,16 +101,16 @@ pub async fn presence(
             ))
         }
     };
-    target.presence.set_policy(policy);
-    Ok(Reply(target.status()))
+    key.switch().set_policy(policy);
+    Ok(Reply(status(&key)))
 }
 
 /// `POST /usbN/uv/MODE`.
 pub async fn uv(
-    State(keys): State<Shared>,
+    State(control): State<Shared>,
     PathParams((port, word)): PathParams<(String, String)>,
 ) -> ApiResult {
-    let target = target(&keys, &port)?;
+    let key = target(&control, &port)?;
     let answer = match word.as_str() {
         "approve" | "auto" => Some(UvStatus::Verified),
         "deny" => Some(UvStatus::Failed),
@@ -140,29 +121,40 @@ pub async fn uv(
             ))
         }
     };
-    if !target.uv.is_builtin() {
+    if !key.info().options.uv.is_builtin() {
         return Err(ApiError::new(
             ErrorCode::UnsupportedOperation,
             "the key has no built-in user verification (started with --uv off)",
         )
         .with_status(StatusCode::CONFLICT));
     }
-    target.presence.set_uv_policy(answer);
-    Ok(Reply(target.status()))
+    key.switch().set_uv_policy(answer);
+    Ok(Reply(status(&key)))
+}
+
+/// Plugs or unplugs a key; a failed power-up is a server-side error.
+pub async fn set_power(key: &KeyRef, on: bool) -> Result<(), ApiError> {
+    let unavailable = |message: &str| {
+        ApiError::new(ErrorCode::UnknownError, message).with_status(StatusCode::SERVICE_UNAVAILABLE)
+    };
+    match key.power(on).await {
+        Err(_) => Err(unavailable("the key has stopped")),
+        Ok(powered) if powered != on => Err(unavailable(
+            "the key failed to power up (see the server log)",
+        )),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// The key named by a `usbN` path segment.
-fn target<'a>(keys: &'a Keys, port: &str) -> Result<&'a ControlTarget, ApiError> {
+fn target(control: &super::Control, port: &str) -> Result<KeyRef, ApiError> {
     let number = parse_port(port)?;
-    keys.targets
-        .iter()
-        .find(|t| t.number == number)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NoSuchAuthenticator,
-                format!("no key usb{number}"),
-            )
-        })
+    control.fleet.get_by_number(number).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NoSuchAuthenticator,
+            format!("no key usb{number}"),
+        )
+    })
 }
 
 /// `usbN` → `N`; anything else is not a rig path.
@@ -217,17 +209,5 @@ mod tests {
             on_off("maybe").map_err(|e| e.code),
             Err(ErrorCode::InvalidArgument)
         );
-    }
-
-    #[tokio::test]
-    async fn unknown_keys_are_no_such_authenticator() {
-        let keys: Shared = Arc::new(Keys::default());
-        let answer = one(State(keys.clone()), PathParams("usb1".into())).await;
-        assert_eq!(
-            answer.map_err(|e| e.code),
-            Err(ErrorCode::NoSuchAuthenticator)
-        );
-        let all = all(State(keys)).await.unwrap();
-        assert_eq!(all.0["keys"], json!([]));
     }
 }

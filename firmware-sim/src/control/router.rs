@@ -17,7 +17,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::guard::{self, Guard};
 use super::reply::{ApiError, ErrorCode};
-use super::rig::{self, Shared};
+use super::{rig, sse, webauthn, Shared};
 
 /// The largest request body accepted (credentials with a large blob fit easily).
 pub const MAX_BODY: usize = 256 * 1024;
@@ -34,19 +34,14 @@ pub struct Route {
     /// The HTTP method.
     pub method: Method,
     /// The path as documented (`/usb{n}/power/{state}`).
-    pub documented: &'static str,
+    pub documented: String,
     /// The path as axum matches it (`/{port}/power/{state}`).
-    pub matched: &'static str,
+    pub matched: String,
     handler: MethodRouter<Shared>,
 }
 
 impl Route {
-    fn new<H, T>(
-        method: Method,
-        documented: &'static str,
-        matched: &'static str,
-        handler: H,
-    ) -> Self
+    fn new<H, T>(method: Method, documented: &str, matched: &str, handler: H) -> Self
     where
         H: axum::handler::Handler<T, Shared>,
         T: 'static,
@@ -54,18 +49,34 @@ impl Route {
         let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
         Route {
             method,
-            documented,
-            matched,
+            documented: documented.to_string(),
+            matched: matched.to_string(),
             handler: on(filter, handler),
         }
+    }
+
+    /// A WebDriver route: served under `/webauthn/...` and under
+    /// `/session/{sessionId}/webauthn/...`, documented as both.
+    fn webdriver<H, T>(method: Method, path: &str, handler: H) -> [Self; 2]
+    where
+        H: axum::handler::Handler<T, Shared> + Clone,
+        T: 'static,
+    {
+        let session = format!("/session/{{sessionId}}{path}");
+        [
+            Route::new(method.clone(), path, path, handler.clone()),
+            Route::new(method, &session, &session, handler),
+        ]
     }
 }
 
 /// Every route of the API.
 pub fn routes() -> Vec<Route> {
+    use webauthn::authenticators as a;
     use Method as M;
-    vec![
+    let mut routes = vec![
         Route::new(M::GET, "/openapi.json", "/openapi.json", openapi),
+        Route::new(M::GET, "/events", "/events", sse::all),
         Route::new(M::GET, "/", "/", rig::all),
         Route::new(M::GET, "/usb{n}", "/{port}", rig::one),
         Route::new(
@@ -99,22 +110,36 @@ pub fn routes() -> Vec<Route> {
             rig::presence,
         ),
         Route::new(M::POST, "/usb{n}/uv/{mode}", "/{port}/uv/{mode}", rig::uv),
-    ]
+    ];
+    const ONE: &str = "/webauthn/authenticator/{authenticatorId}";
+    let webdriver = [
+        Route::webdriver(M::GET, "/webauthn/authenticators", a::list),
+        Route::webdriver(M::POST, "/webauthn/authenticator", a::add),
+        Route::webdriver(M::GET, ONE, a::get),
+        Route::webdriver(M::DELETE, ONE, a::remove),
+        Route::webdriver(M::POST, &format!("{ONE}/uv"), a::set_uv),
+        Route::webdriver(M::POST, &format!("{ONE}/presence"), a::set_presence),
+        Route::webdriver(M::POST, &format!("{ONE}/power"), a::set_power_of),
+        Route::webdriver(M::POST, &format!("{ONE}/touch"), a::set_touch),
+        Route::webdriver(M::GET, &format!("{ONE}/events"), sse::one),
+    ];
+    routes.extend(webdriver.into_iter().flatten());
+    routes
 }
 
 /// The complete router: every route, the fallbacks, and the layers.
-pub fn router(keys: Shared, guard: Guard) -> Router {
+pub fn router(control: Shared, guard: Guard) -> Router {
     let cors = cors(guard.allowed_origins());
     let mut app: Router<Shared> = Router::new();
     for route in routes() {
-        app = app.route(route.matched, route.handler);
+        app = app.route(&route.matched, route.handler);
     }
     let mut app = app
         .fallback(unknown_command)
         .method_not_allowed_fallback(unknown_method)
         .layer(middleware::from_fn(time_limit))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(keys);
+        .with_state(control);
     if let Some(cors) = cors {
         app = app.layer(cors);
     }

@@ -1,36 +1,30 @@
-//! One USB/IP connection: the opening operation, then (after an import) the URB
-//! stream between the client and the imported key.
-//!
-//! The task reads with a cancel-safe `read` into a buffer and decodes whole
-//! frames from it, so it can wait for client bytes and key completions at the
-//! same time. Anything malformed closes this connection with one warning; other
-//! connections and keys are untouched. Closing (for any reason) detaches and
-//! resets the imported key.
+//! One USB/IP connection's opening operation, on the server's acceptor: a
+//! device list is answered here; an import is checked (busid, power, not
+//! held by another connection), answered, and the socket handed to the key,
+//! whose own task serves the URB stream from then on (see
+//! [`crate::usbip::link`]). Anything malformed closes this connection with
+//! one warning; other connections and keys are untouched.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use usb_device::UsbDirection;
 
-use super::proto::{
-    encode_devlist_reply, encode_import_reply, encode_ret_submit, encode_ret_unlink, Command,
-    Direction, OpRequest, ProtoError,
-};
-use super::server::{KeyEntry, Registry};
-use crate::key::{KeyMsg, Reply};
-use crate::usb::host::Urb;
+use super::exports::Exports;
+use super::link::HostSocket;
+use super::proto::{encode_devlist_reply, encode_import_reply, OpRequest, ProtoError};
+use crate::key::task::{Attach, KeyMsg};
 
 /// How long a new connection may take to send its opening request.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an import waits for the host holding the key to let it go.
+const IMPORT_PATIENCE: Duration = Duration::from_secs(1);
 /// Read chunk size.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 4 * 1024;
 
 /// Why a connection ended abnormally.
 #[derive(Debug, Error)]
@@ -43,37 +37,44 @@ enum ConnError {
     Truncated(usize),
     #[error("no request within {0:?}")]
     Timeout(Duration),
-    #[error("URB for devid {got:#x}, imported devid is {expected:#x}")]
-    WrongDevice { expected: u32, got: u32 },
-    #[error("{0}")]
-    Fatal(&'static str),
     #[error("the key stopped")]
     KeyGone,
-    #[error("the key was powered off (unplugged)")]
-    Unplugged,
 }
 
 impl ConnError {
     /// Peer hang-ups are routine; everything else is worth a warning.
     fn is_routine(&self) -> bool {
-        match self {
-            ConnError::Unplugged => true,
-            ConnError::Io(error) => matches!(
-                error.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-            ),
-            _ => false,
-        }
+        matches!(self, ConnError::Io(error) if matches!(
+            error.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        ))
     }
 }
 
-/// Serves one accepted connection to its end.
-pub(crate) async fn serve(mut stream: TcpStream, peer: SocketAddr, registry: Arc<Registry>) {
+/// Serves one accepted connection's opening operation.
+pub(crate) async fn serve(mut stream: TcpStream, peer: SocketAddr, exports: &Exports) {
     if let Err(error) = configure(&stream) {
         tracing::debug!(%peer, %error, "could not set socket options");
     }
-    match session(&mut stream, peer, &registry).await {
-        Ok(()) => tracing::debug!(%peer, "USB/IP connection closed"),
+    let mut buf = Vec::new();
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, read_op(&mut stream, &mut buf))
+        .await
+        .map_err(|_| ConnError::Timeout(OPEN_TIMEOUT))
+        .and_then(|read| read);
+    let result = match opened {
+        Ok(None) => Ok(()),
+        Ok(Some(OpRequest::DevList)) => {
+            tracing::debug!(%peer, "device list requested");
+            stream
+                .write_all(&encode_devlist_reply(&exports.infos()))
+                .await
+                .map_err(ConnError::from)
+        }
+        Ok(Some(OpRequest::Import { busid })) => import(stream, peer, exports, &busid, buf).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(()) => tracing::debug!(%peer, "USB/IP handshake done"),
         Err(error) if error.is_routine() => {
             tracing::info!(%peer, %error, "USB/IP connection dropped")
         }
@@ -91,181 +92,78 @@ fn configure(stream: &TcpStream) -> io::Result<()> {
     SockRef::from(stream).set_tcp_keepalive(&keepalive)
 }
 
-/// Reads more bytes into `buf`. Ok(false) on a clean end of stream.
-async fn fill(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    chunk: &mut [u8],
-) -> Result<bool, ConnError> {
-    let n = stream.read(chunk).await?;
-    if n == 0 {
-        return if buf.is_empty() {
-            Ok(false)
-        } else {
-            Err(ConnError::Truncated(buf.len()))
-        };
-    }
-    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-    Ok(true)
-}
-
 async fn read_op(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    chunk: &mut [u8],
 ) -> Result<Option<OpRequest>, ConnError> {
+    let mut chunk = [0u8; READ_CHUNK];
     loop {
         if let Some((request, used)) = OpRequest::decode(buf)? {
             buf.drain(..used);
             return Ok(Some(request));
         }
-        if !fill(stream, buf, chunk).await? {
-            return Ok(None);
-        }
-    }
-}
-
-async fn session(
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    registry: &Registry,
-) -> Result<(), ConnError> {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; READ_CHUNK];
-    let request = tokio::time::timeout(OPEN_TIMEOUT, read_op(stream, &mut buf, &mut chunk))
-        .await
-        .map_err(|_| ConnError::Timeout(OPEN_TIMEOUT))??;
-    let busid = match request {
-        None => return Ok(()),
-        Some(OpRequest::DevList) => {
-            tracing::debug!(%peer, "device list requested");
-            stream
-                .write_all(&encode_devlist_reply(&registry.infos()))
-                .await?;
-            return Ok(());
-        }
-        Some(OpRequest::Import { busid }) => busid,
-    };
-    let Some(entry) = registry.find(&busid) else {
-        tracing::info!(%peer, %busid, "import refused: no such busid");
-        stream.write_all(&encode_import_reply(None)).await?;
-        return Ok(());
-    };
-    if !entry.is_powered() {
-        tracing::info!(%peer, %busid, "import refused: key powered off");
-        stream.write_all(&encode_import_reply(None)).await?;
-        return Ok(());
-    }
-    let Some(mut claim) = entry.claim() else {
-        tracing::info!(%peer, %busid, "import refused: key busy");
-        stream.write_all(&encode_import_reply(None)).await?;
-        return Ok(());
-    };
-    let (replies_tx, replies) = mpsc::unbounded_channel();
-    let session = registry.new_session();
-    if !claim.attach(session, replies_tx) {
-        stream.write_all(&encode_import_reply(None)).await?;
-        return Err(ConnError::KeyGone);
-    }
-    stream
-        .write_all(&encode_import_reply(Some(&entry.info)))
-        .await?;
-    tracing::info!(%peer, %busid, session, "key imported");
-    // `claim` lives until the URB loop ends; dropping it detaches the key.
-    let result = urb_loop(stream, buf, &mut chunk, entry, session, replies).await;
-    drop(claim);
-    result
-}
-
-async fn urb_loop(
-    stream: &mut TcpStream,
-    mut buf: Vec<u8>,
-    chunk: &mut [u8],
-    entry: &KeyEntry,
-    session: u64,
-    mut replies: mpsc::UnboundedReceiver<Reply>,
-) -> Result<(), ConnError> {
-    let devid = entry.info.devid();
-    let mut out = Vec::new();
-    loop {
-        while let Some((command, used)) = Command::decode(&buf)? {
-            buf.drain(..used);
-            let message = to_key_message(command, devid, session)?;
-            entry.tx.send(message).map_err(|_| ConnError::KeyGone)?;
-        }
-        tokio::select! {
-            reply = replies.recv() => {
-                let reply = reply.ok_or(ConnError::KeyGone)?;
-                out.clear();
-                encode_reply(reply, &mut out)?;
-                while let Ok(more) = replies.try_recv() {
-                    encode_reply(more, &mut out)?;
-                }
-                stream.write_all(&out).await?;
-            }
-            more = fill(stream, &mut buf, chunk) => {
-                if !more? {
-                    return Ok(());
-                }
-            }
-        }
-    }
-}
-
-fn to_key_message(command: Command, devid: u32, session: u64) -> Result<KeyMsg, ConnError> {
-    match command {
-        Command::Submit(submit) => {
-            if submit.devid != devid {
-                return Err(ConnError::WrongDevice {
-                    expected: devid,
-                    got: submit.devid,
-                });
-            }
-            let urb = Urb {
-                id: submit.seqnum,
-                endpoint: submit.ep,
-                direction: match submit.direction {
-                    Direction::In => UsbDirection::In,
-                    Direction::Out => UsbDirection::Out,
-                },
-                setup: submit.setup,
-                buffer_length: submit.transfer_buffer_length as usize,
-                data: submit.data,
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(ConnError::Truncated(buf.len()))
             };
-            Ok(KeyMsg::Submit { session, urb })
         }
-        Command::Unlink(unlink) => {
-            if unlink.devid != devid {
-                return Err(ConnError::WrongDevice {
-                    expected: devid,
-                    got: unlink.devid,
-                });
-            }
-            Ok(KeyMsg::Unlink {
-                session,
-                seqnum: unlink.seqnum,
-                target: unlink.unlink_seqnum,
-            })
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
+
+async fn import(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    exports: &Exports,
+    busid: &str,
+    input: Vec<u8>,
+) -> Result<(), ConnError> {
+    let Some(key) = exports.find(busid) else {
+        tracing::info!(%peer, %busid, "import refused: no such busid");
+        return refuse(&mut stream).await;
+    };
+    if !key.shared.is_powered() {
+        tracing::info!(%peer, %busid, "import refused: key powered off");
+        return refuse(&mut stream).await;
+    }
+    if !key.shared.claim_within(IMPORT_PATIENCE).await {
+        tracing::info!(%peer, %busid, "import refused: key busy");
+        return refuse(&mut stream).await;
+    }
+    // From here the claim must be released on every failure.
+    let handed = async {
+        stream
+            .write_all(&encode_import_reply(Some(&key.info)))
+            .await?;
+        let socket = stream.into_std()?;
+        let attach = Attach {
+            socket: HostSocket::Tcp(socket),
+            devid: key.info.devid(),
+            input,
+            peer: peer.to_string(),
+            transport: "usbip",
+        };
+        key.tx
+            .send(KeyMsg::Attach(attach))
+            .map_err(|_| ConnError::KeyGone)
+    }
+    .await;
+    match handed {
+        Ok(()) => {
+            tracing::info!(%peer, %busid, "key imported");
+            Ok(())
+        }
+        Err(error) => {
+            key.shared.release();
+            Err(error)
         }
     }
 }
 
-fn encode_reply(reply: Reply, out: &mut Vec<u8>) -> Result<(), ConnError> {
-    match reply {
-        Reply::Submit(completion) => {
-            let actual = u32::try_from(completion.actual_length).unwrap_or(u32::MAX);
-            out.extend_from_slice(&encode_ret_submit(
-                completion.id,
-                completion.status,
-                actual,
-                &completion.data,
-            ));
-        }
-        Reply::Unlink { seqnum, status } => {
-            out.extend_from_slice(&encode_ret_unlink(seqnum, status));
-        }
-        Reply::Fatal(reason) => return Err(ConnError::Fatal(reason)),
-        Reply::Unplugged => return Err(ConnError::Unplugged),
-    }
+async fn refuse(stream: &mut TcpStream) -> Result<(), ConnError> {
+    stream.write_all(&encode_import_reply(None)).await?;
     Ok(())
 }

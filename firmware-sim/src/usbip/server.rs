@@ -1,28 +1,38 @@
-//! The USB/IP server: a TCP listener, the exported keys, and one task per connection.
+//! The USB/IP server: a TCP listener and the table of offered keys.
+//!
+//! The server's task only accepts connections and answers their opening
+//! operation (at most [`MAX_HANDSHAKES`] at once, each within
+//! [`super::connection::OPEN_TIMEOUT`]); an imported connection is handed to
+//! the key, whose own task serves it. Keys are either added here
+//! ([`Server::add_key`], any [`ReportCore`]; the server owns and stops them)
+//! or by a [`crate::fleet::Fleet`] sharing the server's [`Exports`].
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use super::connection;
-use super::proto::DeviceInfo;
-use crate::key::{self, KeyHandle, KeyMsg, ReportCore, UsbIdentity};
+use super::exports::{slot_address, Exported, Exports};
+use crate::events::{EventBus, KeyId};
+use crate::key::runtimes::{self, KeyRuntimes};
+use crate::key::task::{self, KeyHandle, KeyLabel, KeyMsg, KeyShared};
+use crate::key::{self, ReportCore, UsbIdentity};
 
-/// The bus number all keys are listed on.
-const BUSNUM: u32 = 1;
+/// The most connections in their opening operation at once; more are
+/// closed at once (imports are further limited to one per key).
+pub const MAX_HANDSHAKES: usize = 64;
 
-/// A USB/IP server exporting one or more simulated keys.
+/// A USB/IP server exporting simulated keys.
 ///
-/// Each key gets its own busid (`1-1`, `1-2`, …), its own thread and USB stack,
-/// and can be imported by one connection at a time. Any number of connections
-/// may list devices meanwhile.
+/// Each key gets its own busid (`1-1`, `1-2`, …), runs as a task on the
+/// shared key runtimes, and can be imported by one connection at a time.
+/// Any number of connections may list devices meanwhile.
 ///
 /// `run` must be awaited inside a tokio runtime with I/O and time enabled
 /// (e.g. `#[tokio::main]` or `Builder::new_current_thread().enable_all()`).
@@ -50,7 +60,11 @@ const BUSNUM: u32 = 1;
 pub struct Server {
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
-    keys: Vec<KeyHandle>,
+    exports: Arc<Exports>,
+    /// Keys added with [`Server::add_key`]: stopped when the server stops.
+    owned: Vec<(usize, KeyHandle)>,
+    runtimes: Option<KeyRuntimes>,
+    bus: EventBus,
 }
 
 /// A server running on its own thread (see [`Server::spawn`]). Dropping it stops
@@ -92,78 +106,30 @@ impl Drop for BackgroundServer {
     }
 }
 
-/// One exported key as the connections see it.
-pub(crate) struct KeyEntry {
-    /// Device-list record.
-    pub info: DeviceInfo,
-    /// Messages to the key's thread.
-    pub tx: mpsc::UnboundedSender<KeyMsg>,
-    /// Whether a live connection has imported the key.
-    busy: Arc<AtomicBool>,
-    /// Whether the key has power; imports are refused while it has none.
-    powered: Arc<AtomicBool>,
-}
-
-impl KeyEntry {
-    /// Whether the key has power (see [`KeySwitch`]).
-    pub fn is_powered(&self) -> bool {
-        self.powered.load(Ordering::Acquire)
-    }
-
-    /// Claims the key for one connection; `None` if another connection holds it.
-    pub fn claim(&self) -> Option<Claim<'_>> {
-        self.busy
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| Claim {
-                entry: self,
-                session: None,
-            })
-    }
-}
-
-/// A connection's hold on a key. Dropping it (connection closed, failed or
-/// aborted) detaches and resets the key, then frees it for the next import.
-pub(crate) struct Claim<'a> {
-    entry: &'a KeyEntry,
-    session: Option<u64>,
-}
-
-impl Claim<'_> {
-    /// Attaches the key to a new session whose completions go to `replies`.
-    /// False if the key's thread is gone.
-    pub fn attach(&mut self, session: u64, replies: mpsc::UnboundedSender<key::Reply>) -> bool {
-        self.session = Some(session);
-        self.entry
-            .tx
-            .send(KeyMsg::Attach { session, replies })
-            .is_ok()
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        if let Some(session) = self.session {
-            // Sent before the key is freed: the channel is FIFO, so the next
-            // import's Attach always finds the key reset.
-            let _ = self.entry.tx.send(KeyMsg::Detach { session });
-        }
-        self.entry.busy.store(false, Ordering::Release);
-    }
-}
-
 /// The power switch of one key, for a control API (see `crate::control`): it
 /// "unplugs" and "replugs" the key while the server runs. It holds no strong
-/// reference to the key, so it never keeps a stopped server's keys alive.
+/// reference to the key, so it never keeps a stopped key alive.
 #[derive(Clone, Debug)]
 pub struct KeySwitch {
     busid: String,
     tx: mpsc::WeakUnboundedSender<KeyMsg>,
-    busy: Arc<AtomicBool>,
-    powered: Arc<AtomicBool>,
+    shared: Arc<KeyShared>,
 }
 
 impl KeySwitch {
+    /// The switch of an exported key.
+    pub(crate) fn new(
+        busid: String,
+        tx: &mpsc::UnboundedSender<KeyMsg>,
+        shared: Arc<KeyShared>,
+    ) -> Self {
+        KeySwitch {
+            busid,
+            tx: tx.downgrade(),
+            shared,
+        }
+    }
+
     /// The key's busid (`1-N`).
     pub fn busid(&self) -> &str {
         &self.busid
@@ -171,12 +137,12 @@ impl KeySwitch {
 
     /// Whether the key has power.
     pub fn is_powered(&self) -> bool {
-        self.powered.load(Ordering::Acquire)
+        self.shared.is_powered()
     }
 
-    /// Whether a connection has imported the key.
+    /// Whether a host has imported the key.
     pub fn is_attached(&self) -> bool {
-        self.busy.load(Ordering::Acquire)
+        self.shared.is_attached()
     }
 
     /// Unplugs (`false`) or replugs (`true`) the key, and returns once the key
@@ -188,40 +154,26 @@ impl KeySwitch {
     /// power-up), or `None` if the key has stopped.
     pub async fn set_power(&self, on: bool) -> Option<bool> {
         let tx = self.tx.upgrade()?;
-        if !on {
-            // Refuse imports before the key even sees the message.
-            self.powered.store(false, Ordering::Release);
-        }
-        let (done, result) = tokio::sync::oneshot::channel();
-        tx.send(KeyMsg::Power { on, done }).ok()?;
-        // Not holding a strong sender while waiting: a stopping server must
-        // be able to end the key.
-        drop(tx);
-        result.await.ok()
+        set_power(&tx, &self.shared, on).await
     }
 }
 
-/// What connections share.
-pub(crate) struct Registry {
-    pub keys: Vec<KeyEntry>,
-    next_session: AtomicU64,
-}
-
-impl Registry {
-    /// The key exported under `busid`.
-    pub fn find(&self, busid: &str) -> Option<&KeyEntry> {
-        self.keys.iter().find(|k| k.info.busid == busid)
+/// Sends the power switch to a key and waits for its answer (see
+/// [`KeySwitch::set_power`]).
+pub(crate) async fn set_power(
+    tx: &mpsc::UnboundedSender<KeyMsg>,
+    shared: &KeyShared,
+    on: bool,
+) -> Option<bool> {
+    if !on {
+        // Refuse imports before the key even sees the message.
+        shared
+            .powered
+            .store(false, std::sync::atomic::Ordering::Release);
     }
-
-    /// Device-list records of all keys.
-    pub fn infos(&self) -> Vec<DeviceInfo> {
-        self.keys.iter().map(|k| k.info.clone()).collect()
-    }
-
-    /// A fresh session id.
-    pub fn new_session(&self) -> u64 {
-        self.next_session.fetch_add(1, Ordering::Relaxed)
-    }
+    let (done, result) = tokio::sync::oneshot::channel();
+    tx.send(KeyMsg::Power { on, done }).ok()?;
+    result.await.ok()
 }
 
 impl Server {
@@ -233,6 +185,11 @@ impl Server {
 
     /// [`Server::bind`] without a runtime (binding never blocks for long).
     pub fn bind_blocking(addr: SocketAddr) -> io::Result<Self> {
+        Self::bind_with(addr, Exports::new())
+    }
+
+    /// Binds a server offering the keys of `exports` (shared with a fleet).
+    pub fn bind_with(addr: SocketAddr, exports: Arc<Exports>) -> io::Result<Self> {
         if !addr.ip().is_loopback() {
             tracing::warn!(
                 %addr,
@@ -254,7 +211,10 @@ impl Server {
         Ok(Self {
             listener,
             local_addr,
-            keys: Vec::new(),
+            exports,
+            owned: Vec::new(),
+            runtimes: None,
+            bus: EventBus::new(),
         })
     }
 
@@ -263,40 +223,68 @@ impl Server {
         self.local_addr
     }
 
+    /// The offered keys.
+    pub fn exports(&self) -> &Arc<Exports> {
+        &self.exports
+    }
+
     /// Adds a key and returns its busid (`"1-1"`, `"1-2"`, … in order).
     ///
     /// `core` is the key's ferrokey core, usually a
-    /// `ferrokey::device::Device<A>`; it moves to the key's own thread. `wake`
+    /// `ferrokey::device::Device<A>`; it moves to the key's task. `wake`
     /// wakes the key so it calls `core.tick` (use `notify_one`), e.g. when the
-    /// user answers a presence prompt. Fails if a USB string is too long or the
-    /// key's thread cannot start.
+    /// user answers a presence prompt. Fails if a USB string is too long or
+    /// the key runtimes cannot start.
     pub fn add_key<C: ReportCore + Send + 'static>(
         &mut self,
         identity: UsbIdentity,
         core: C,
         wake: Arc<Notify>,
     ) -> io::Result<String> {
-        let devnum = u32::try_from(self.keys.len() + 1)
-            .ok()
-            .filter(|&n| n < 128)
-            .ok_or_else(|| io::Error::other("too many keys on one server"))?;
-        let busid = format!("{BUSNUM}-{devnum}");
-        let info = key::device_info(&busid, BUSNUM, devnum, &identity);
-        let handle = key::spawn(busid.clone(), info, identity, core, wake)?;
-        self.keys.push(handle);
+        let runtimes = match &self.runtimes {
+            Some(runtimes) => runtimes.clone(),
+            None => {
+                let started = KeyRuntimes::new(runtimes::default_threads())?;
+                self.runtimes = Some(started.clone());
+                started
+            }
+        };
+        let index = self
+            .exports
+            .reserve(None)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let (busnum, devnum, busid) = slot_address(index);
+        let info = key::device_info(&busid, busnum, devnum, &identity);
+        let label = KeyLabel {
+            id: KeyId(index as u64 + 1),
+            name: busid.clone(),
+            bus: self.bus.clone(),
+        };
+        let handle = match task::spawn(&runtimes, label, identity, core, wake) {
+            Ok(handle) => handle,
+            Err(error) => {
+                self.exports.withdraw(index);
+                return Err(error);
+            }
+        };
+        self.exports.publish(
+            index,
+            Exported {
+                info,
+                tx: handle.tx.clone(),
+                shared: Arc::clone(&handle.shared),
+            },
+        );
+        self.owned.push((index, handle));
         Ok(busid)
     }
 
-    /// The power switches of the keys added so far, in busid order.
+    /// The power switches of the keys offered so far, in busid order.
     pub fn key_switches(&self) -> Vec<KeySwitch> {
-        self.keys
-            .iter()
-            .map(|k| KeySwitch {
-                busid: k.busid.clone(),
-                tx: k.tx.downgrade(),
-                busy: Arc::clone(&k.busy),
-                powered: Arc::clone(&k.powered),
-            })
+        self.exports
+            .all()
+            .into_iter()
+            .map(|k| KeySwitch::new(k.info.busid.clone(), &k.tx, k.shared))
             .collect()
     }
 
@@ -324,38 +312,27 @@ impl Server {
         })
     }
 
-    /// The busids of the keys added so far.
+    /// The busids of the keys offered so far.
     pub fn busids(&self) -> Vec<String> {
-        self.keys.iter().map(|k| k.busid.clone()).collect()
+        self.exports.infos().into_iter().map(|i| i.busid).collect()
     }
 
-    /// Serves connections until `shutdown` completes, then closes every
-    /// connection and stops the keys (their cores are dropped on their threads
-    /// before this returns).
+    /// Serves connections until `shutdown` completes, then closes the
+    /// listener and the connections in their opening operation, and stops
+    /// the keys added with [`Server::add_key`] (their cores are dropped
+    /// before this returns). Keys of a fleet are the fleet's to stop.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let Server {
             listener,
             local_addr,
-            keys,
+            exports,
+            owned,
+            runtimes,
+            bus: _,
         } = self;
-        let mut threads = Vec::with_capacity(keys.len());
-        let mut entries = Vec::with_capacity(keys.len());
-        for handle in keys {
-            threads.push(handle.thread);
-            entries.push(KeyEntry {
-                info: handle.info,
-                tx: handle.tx,
-                busy: handle.busy,
-                powered: handle.powered,
-            });
-        }
         let listener = TcpListener::from_std(listener)?;
-        let registry = Arc::new(Registry {
-            keys: entries,
-            next_session: AtomicU64::new(1),
-        });
-        tracing::info!(%local_addr, keys = registry.keys.len(), "USB/IP server running");
-
+        tracing::info!(%local_addr, keys = exports.infos().len(), "USB/IP server running");
+        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -363,7 +340,15 @@ impl Server {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        connections.spawn(connection::serve(stream, peer, Arc::clone(&registry)));
+                        let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+                            tracing::warn!(%peer, "too many USB/IP connections opening at once; closing one");
+                            continue;
+                        };
+                        let exports = Arc::clone(&exports);
+                        connections.spawn(async move {
+                            connection::serve(stream, peer, &exports).await;
+                            drop(permit);
+                        });
                     }
                     Err(error) => {
                         // E.g. out of file descriptors: back off instead of spinning.
@@ -383,13 +368,17 @@ impl Server {
         tracing::info!(%local_addr, "USB/IP server shutting down");
         drop(listener);
         connections.shutdown().await;
-        // The last senders go with the registry: each key thread then resets its
-        // core and exits.
-        drop(registry);
-        for thread in threads {
-            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                tracing::error!("a key thread panicked");
+        for (index, handle) in owned {
+            exports.withdraw(index);
+            let _ = handle.tx.send(KeyMsg::Stop);
+            drop(handle.tx);
+            // Ends when the task has finished and dropped its core.
+            let _ = handle.done.await;
+        }
+        if let Some(runtimes) = runtimes {
+            let joined = tokio::task::spawn_blocking(move || runtimes.join()).await;
+            if joined.is_err() {
+                tracing::error!("the key runtimes did not stop cleanly");
             }
         }
         Ok(())

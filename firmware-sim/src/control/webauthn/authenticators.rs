@@ -1,0 +1,279 @@
+//! Authenticators: Add / Remove Virtual Authenticator (WebDriver), Set User
+//! Verified (WebDriver), setAutomaticPresenceSimulation (CDP), and what only
+//! a real key has: `GET /webauthn/authenticators`, `GET .../authenticator/{id}`,
+//! power and the button. Every handler exists under `/webauthn/...` and
+//! `/session/{sessionId}/webauthn/...` (any session id).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use ferrokey::platform::UvStatus;
+
+use super::config::{AuthenticatorConfig, Protocol};
+use super::Ids;
+use crate::control::reply::{ApiError, ApiResult, ErrorCode, JsonBody, Reply};
+use crate::control::rig::{self, set_power};
+use crate::control::{Control, Shared};
+use crate::events::KeyId;
+use crate::fleet::{FleetError, KeyRef};
+use crate::key::KeyOptions;
+use crate::presence::{Policy, PresenceMode, UvMode};
+
+/// The most keys the control API lets run at once (`--keys N` keys count).
+pub const MAX_KEYS: usize = 128;
+
+/// The key with WebDriver id `id` (the fleet's key id, in decimal).
+pub fn key_by_id(control: &Control, id: &str) -> Result<KeyRef, ApiError> {
+    id.parse::<KeyId>()
+        .ok()
+        .and_then(|id| control.fleet.get(id))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NoSuchAuthenticator,
+                format!("no authenticator {id:?}; GET /webauthn/authenticators lists them"),
+            )
+        })
+}
+
+/// What `GET .../authenticator/{id}` and `GET /webauthn/authenticators` say of a key.
+pub fn describe(key: &KeyRef) -> Value {
+    let info = key.info();
+    let mut out = json!({
+        "authenticatorId": info.id.to_string(),
+        "number": info.number,
+        "busid": info.busid,
+        "serial": info.serial,
+        "aaguid": info.aaguid,
+        "transport": "usb",
+        "hostTransport": info.transport,
+        "powered": info.powered,
+        "attached": info.attached,
+        "stateDir": info.state_dir.display().to_string(),
+        "options": serde_json::to_value(&info.options).unwrap_or(Value::Null),
+    });
+    out["status"] = rig::status(key);
+    out
+}
+
+/// The [`KeyOptions`] an Authenticator Configuration asks for.
+pub fn key_options(config: &AuthenticatorConfig) -> Result<KeyOptions, ApiError> {
+    if config.protocol == Protocol::U2f {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedOperation,
+            "protocol ctap1/u2f: a ferrokey key is a CTAP 2.1 key that also speaks U2F; a U2F-only key \
+             is not simulated (use \"ctap2_1\")",
+        ));
+    }
+    if config.default_backup_eligibility || config.default_backup_state {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedOperation,
+            "defaultBackupEligibility/defaultBackupState: this key cannot set BE/BS yet",
+        ));
+    }
+    let mut options: KeyOptions = serde_json::from_value(Value::Object(config.vendor.clone()))
+        .map_err(|e| ApiError::invalid_argument(format!("ferrokey: options: {e}")))?;
+    if !config.vendor.contains_key("uv") {
+        options.uv = match (config.has_user_verification, config.is_user_verified) {
+            (false, _) => UvMode::Off,
+            (true, true) => UvMode::Auto,
+            (true, false) => UvMode::Deny,
+        };
+    }
+    if !config.vendor.contains_key("presence") && !config.vendor.contains_key("presenceFile") {
+        options.presence = Some(
+            match (
+                config.is_user_consenting,
+                config.automatic_presence_simulation,
+            ) {
+                (false, _) => PresenceMode::Deny,
+                (true, Some(false)) => PresenceMode::Touch,
+                (true, _) => PresenceMode::Auto,
+            },
+        );
+    }
+    options
+        .validate()
+        .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+    Ok(options)
+}
+
+/// `POST .../authenticator`: Add Virtual Authenticator → `{"value": id}`.
+pub async fn add(State(control): State<Shared>, JsonBody(body): JsonBody<Value>) -> ApiResult {
+    let config = AuthenticatorConfig::from_json(&body)?;
+    if control.fleet.list().len() >= MAX_KEYS {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedOperation,
+            format!("{MAX_KEYS} authenticators run already; remove one first"),
+        )
+        .with_status(StatusCode::CONFLICT));
+    }
+    let options = key_options(&config)?;
+    let info = control.fleet.add(options).await.map_err(fleet_error)?;
+    Ok(Reply(json!(info.id.to_string())))
+}
+
+/// `GET /webauthn/authenticators`: every key.
+pub async fn list(State(control): State<Shared>) -> ApiResult {
+    let mut keys = control.fleet.refs();
+    keys.sort_by_key(KeyRef::id);
+    Ok(Reply(Value::Array(keys.iter().map(describe).collect())))
+}
+
+/// `GET .../authenticator/{id}`.
+pub async fn get(
+    State(control): State<Shared>,
+    Ids {
+        authenticator: id, ..
+    }: Ids,
+) -> ApiResult {
+    Ok(Reply(describe(&key_by_id(&control, &id)?)))
+}
+
+/// `DELETE .../authenticator/{id}`: Remove Virtual Authenticator (an unplug;
+/// its state is deleted).
+pub async fn remove(
+    State(control): State<Shared>,
+    Ids {
+        authenticator: id, ..
+    }: Ids,
+) -> ApiResult {
+    let key = key_by_id(&control, &id)?;
+    control.fleet.remove(key.id()).await.map_err(fleet_error)?;
+    Ok(Reply(Value::Null))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SetUv {
+    is_user_verified: bool,
+}
+
+/// `POST .../authenticator/{id}/uv`: Set User Verified.
+pub async fn set_uv(
+    State(control): State<Shared>,
+    Ids {
+        authenticator: id, ..
+    }: Ids,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult {
+    let key = key_by_id(&control, &id)?;
+    let SetUv { is_user_verified } = parse(body)?;
+    if !key.info().options.uv.is_builtin() {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedOperation,
+            "the authenticator has no user verification (created without hasUserVerification)",
+        )
+        .with_status(StatusCode::CONFLICT));
+    }
+    key.switch().set_uv_policy(Some(if is_user_verified {
+        UvStatus::Verified
+    } else {
+        UvStatus::Failed
+    }));
+    Ok(Reply(Value::Null))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SetPresence {
+    #[serde(default)]
+    automatic_presence_simulation: Option<bool>,
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+/// `POST .../authenticator/{id}/presence`: CDP's
+/// `{"automaticPresenceSimulation": bool}` (false: presence waits for the
+/// button) or ferrokey's `{"mode": "approve"|"deny"|"touch"|"default"}`.
+pub async fn set_presence(
+    State(control): State<Shared>,
+    Ids {
+        authenticator: id, ..
+    }: Ids,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult {
+    let key = key_by_id(&control, &id)?;
+    let request: SetPresence = parse(body)?;
+    let policy = match (request.automatic_presence_simulation, request.mode.as_deref()) {
+        (Some(true), None) => Some(Policy::Approve),
+        (Some(false), None) => Some(Policy::Touch),
+        (None, Some("approve")) => Some(Policy::Approve),
+        (None, Some("deny")) => Some(Policy::Deny),
+        (None, Some("touch")) => Some(Policy::Touch),
+        (None, Some("default")) => None,
+        _ => {
+            return Err(ApiError::invalid_argument(
+                "send {\"automaticPresenceSimulation\": true|false} or {\"mode\": \"approve\"|\"deny\"|\"touch\"|\"default\"}",
+            ))
+        }
+    };
+    key.switch().set_policy(policy);
+    Ok(Reply(rig::status(&key)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnOff {
+    on: bool,
+}
+
+/// `POST .../authenticator/{id}/power` `{"on": bool}`: plug or unplug.
+pub async fn set_power_of(
+    State(control): State<Shared>,
+    Ids {
+        authenticator: id, ..
+    }: Ids,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult {
+    let key = key_by_id(&control, &id)?;
+    let OnOff { on } = parse(body)?;
+    set_power(&key, on).await?;
+    Ok(Reply(rig::status(&key)))
+}
+
+/// `POST .../authenticator/{id}/touch` `{"on": bool}`: hold or release the button.
+pub async fn set_touch(
+    State(control): State<Shared>,
+    Ids {
+        authenticator: id, ..
+    }: Ids,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult {
+    let key = key_by_id(&control, &id)?;
+    let OnOff { on } = parse(body)?;
+    key.switch().set_touch(on);
+    Ok(Reply(rig::status(&key)))
+}
+
+/// A JSON body as `T` (unknown fields refused), or `invalid argument`.
+pub fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::invalid_argument(
+            "the parameters must be a JSON object",
+        ));
+    }
+    serde_json::from_value(body)
+        .map_err(|e| ApiError::invalid_argument(format!("bad parameters: {e}")))
+}
+
+/// A fleet failure as an answer.
+pub fn fleet_error(error: FleetError) -> ApiError {
+    match error {
+        FleetError::PoweredOff(_) => ApiError::new(
+            ErrorCode::UnsupportedOperation,
+            format!("{error}: power it on first (POST .../power {{\"on\": true}})"),
+        )
+        .with_status(StatusCode::CONFLICT),
+        FleetError::Stopped(_) | FleetError::NoSuchKey(_) => {
+            ApiError::new(ErrorCode::NoSuchAuthenticator, error.to_string())
+        }
+        FleetError::InvalidOptions(_) => ApiError::invalid_argument(error.to_string()),
+        FleetError::NoSlot(_) | FleetError::NumberTaken(_) => {
+            ApiError::new(ErrorCode::UnsupportedOperation, error.to_string())
+                .with_status(StatusCode::CONFLICT)
+        }
+        other => ApiError::new(ErrorCode::UnknownError, other.to_string()),
+    }
+}

@@ -1,0 +1,340 @@
+//! The one place a key is made: [`KeyBuilder::build`] turns [`KeyOptions`]
+//! and a key number into a powered core over the key's state directory
+//! (`<root>/key-N`, created on first use), with its identity, presence and
+//! a recipe to power it up again ([`PowerCycled`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use ferrokey::authenticator::Attestation;
+use ferrokey::ctaphid::DeviceVersion;
+use ferrokey::device::DeviceConfig;
+use tokio::sync::Notify;
+
+use super::core::KeyCore;
+use super::options::{AttestationMode, KeyOptions};
+use super::power::PowerCycled;
+use super::UsbIdentity;
+use crate::attestation::{Ca, CaOptions};
+use crate::cli::state::{core_attestation, key_dir, start_authenticator};
+use crate::events::{EventBus, KeyId};
+use crate::identity::{Aaguid, Identity, FERROKEY_AAGUID, IDENTITY_FILE};
+use crate::presence::{Label, Presence, PresenceMode, PresenceSwitch, PromptHub};
+use crate::storage::FileStorage;
+
+/// Makes keys under one state root (see the module documentation).
+pub struct KeyBuilder {
+    root: PathBuf,
+    batch: Attestation,
+    bus: EventBus,
+    /// The terminal prompt, started by the first key that asks on it.
+    hub: Mutex<Option<Arc<PromptHub>>>,
+}
+
+impl std::fmt::Debug for KeyBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyBuilder")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A built key, ready for its task.
+pub struct BuiltKey {
+    /// Key number: its state is `<root>/key-N`.
+    pub number: u32,
+    /// Its state directory.
+    pub dir: PathBuf,
+    /// Its USB identity.
+    pub usb: UsbIdentity,
+    /// Its AAGUID.
+    pub aaguid: [u8; 16],
+    /// The core, rebuilt from the state directory at every power-up.
+    pub core: PowerCycled<KeyCore>,
+    /// Wakes the key's task (presence answers).
+    pub wake: Arc<Notify>,
+    /// The name presence prompts show (set it to the busid once known).
+    pub label: Label,
+    /// The key's presence switch (touch, policy and UV overrides).
+    pub switch: PresenceSwitch,
+}
+
+/// How a key's presence is answered (the same at every power-up).
+#[derive(Clone)]
+enum PresenceKind {
+    Auto,
+    Deny,
+    Touch,
+    File(PathBuf),
+    Prompt(Arc<PromptHub>),
+}
+
+/// Everything needed to power a key up from its state directory.
+#[derive(Clone)]
+struct Recipe {
+    id: KeyId,
+    bus: EventBus,
+    dir: PathBuf,
+    identity: Identity,
+    attestation: Option<Attestation>,
+    presence: PresenceKind,
+    options: KeyOptions,
+    wake: Arc<Notify>,
+    label: Label,
+    switch: PresenceSwitch,
+}
+
+impl Recipe {
+    /// Opens the key's state (taking its lock) and starts its core.
+    fn power_up(&self) -> Result<KeyCore> {
+        self.start(FileStorage::open(&self.dir)?)
+    }
+
+    /// Starts the key's core over its opened state.
+    fn start(&self, storage: FileStorage) -> Result<KeyCore> {
+        let wake = self.wake.clone();
+        let presence = match &self.presence {
+            PresenceKind::Auto => Presence::auto(wake),
+            PresenceKind::Deny => Presence::deny(wake),
+            PresenceKind::Touch => Presence::touch(wake),
+            PresenceKind::File(path) => Presence::file(path.clone(), wake),
+            PresenceKind::Prompt(hub) => Presence::prompt(hub.clone(), wake),
+        }
+        .with_switch(self.switch.clone())
+        .with_label(self.label.clone())
+        .with_uv(self.options.uv);
+        let app = start_authenticator(
+            &self.dir,
+            storage,
+            presence,
+            &self.identity,
+            self.attestation.clone(),
+            self.options.uv.is_builtin(),
+        )?;
+        Ok(KeyCore::new(
+            app,
+            self.id,
+            self.bus.clone(),
+            device_config(),
+        ))
+    }
+}
+
+/// The USB bcdDevice of the package version (BCD major.minor).
+pub fn device_release() -> u16 {
+    let bcd = |s: &str| {
+        let n = s.parse::<u16>().unwrap_or(0) % 100;
+        (n / 10) << 4 | (n % 10)
+    };
+    bcd(env!("CARGO_PKG_VERSION_MAJOR")) << 8 | bcd(env!("CARGO_PKG_VERSION_MINOR"))
+}
+
+fn device_config() -> DeviceConfig {
+    let part = |s: &str| s.parse::<u8>().unwrap_or(0);
+    DeviceConfig {
+        version: DeviceVersion {
+            major: part(env!("CARGO_PKG_VERSION_MAJOR")),
+            minor: part(env!("CARGO_PKG_VERSION_MINOR")),
+            build: part(env!("CARGO_PKG_VERSION_PATCH")),
+        },
+        ..DeviceConfig::default()
+    }
+}
+
+impl KeyBuilder {
+    /// A builder for keys under `root` (created if missing, with its
+    /// attestation CA; `country` names the CA's subject when it is created).
+    /// Keys publish their events on `bus`.
+    pub fn open(root: &Path, country: &str, bus: EventBus) -> Result<Self> {
+        let ca = Ca::load_or_create(
+            root,
+            &CaOptions {
+                country: country.to_string(),
+                aaguid: FERROKEY_AAGUID,
+            },
+        )?;
+        Ok(KeyBuilder {
+            root: root.to_path_buf(),
+            batch: core_attestation(&ca)?,
+            bus,
+            hub: Mutex::new(None),
+        })
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The event bus the keys publish on.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    fn prompt_hub(&self) -> Result<Arc<PromptHub>> {
+        let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hub) = hub.as_ref() {
+            return Ok(hub.clone());
+        }
+        let started = PromptHub::stdio().context("starting the presence prompt")?;
+        *hub = Some(started.clone());
+        Ok(started)
+    }
+
+    /// Builds key `number` (as fleet member `id`) from `options`: opens (or
+    /// creates) its state directory, taking its lock, and powers its core up.
+    /// Blocking (file I/O, fsync): run it off async threads.
+    pub fn build(&self, id: KeyId, number: u32, options: &KeyOptions) -> Result<BuiltKey> {
+        options.validate()?;
+        let dir = key_dir(&self.root, number);
+        let storage = FileStorage::open(&dir)?;
+        let identity = self.identity(&dir, options)?;
+        let presence = match (&options.presence_file, options.presence_mode()) {
+            (Some(path), _) => PresenceKind::File(path.clone()),
+            (None, PresenceMode::Prompt) => PresenceKind::Prompt(self.prompt_hub()?),
+            (None, PresenceMode::Deny) => PresenceKind::Deny,
+            (None, PresenceMode::Touch) => PresenceKind::Touch,
+            (None, PresenceMode::Auto) => PresenceKind::Auto,
+        };
+        let wake = Arc::new(Notify::new());
+        let label = Label::default();
+        label.set(&format!("key-{number}"));
+        let switch = PresenceSwitch::new(wake.clone());
+        let recipe = Recipe {
+            id,
+            bus: self.bus.clone(),
+            dir: dir.clone(),
+            identity: identity.clone(),
+            attestation: match options.attestation {
+                AttestationMode::Batch => Some(self.batch.clone()),
+                AttestationMode::SelfSigned => None,
+            },
+            presence,
+            options: options.clone(),
+            wake: wake.clone(),
+            label: label.clone(),
+            switch: switch.clone(),
+        };
+        let first = recipe.start(storage)?;
+        let core = PowerCycled::new(first, Box::new(move || recipe.power_up()));
+        let usb = UsbIdentity {
+            vendor_id: options.vendor_id,
+            product_id: options.product_id,
+            device_release: device_release(),
+            manufacturer: options.manufacturer.clone(),
+            product: options.product.clone(),
+            serial: identity.serial.clone(),
+        };
+        Ok(BuiltKey {
+            number,
+            dir,
+            usb,
+            aaguid: identity.aaguid,
+            core,
+            wake,
+            label,
+            switch,
+        })
+    }
+
+    /// Loads the key's identity, creating it with the options' AAGUID, and
+    /// checks that the AAGUID fits the options.
+    fn identity(&self, dir: &Path, options: &KeyOptions) -> Result<Identity> {
+        let fresh = !dir.join(IDENTITY_FILE).exists();
+        let mut identity = Identity::load_or_create(dir, &[])?;
+        let wanted = options.aaguid_or_default();
+        if fresh && identity.aaguid != wanted {
+            identity.aaguid = wanted;
+            identity.save(dir)?;
+        }
+        let expected = match (options.aaguid, options.attestation) {
+            (Some(aaguid), _) => Some(aaguid),
+            (None, AttestationMode::Batch) => Some(FERROKEY_AAGUID),
+            (None, AttestationMode::SelfSigned) => None,
+        };
+        if let Some(expected) = expected {
+            if identity.aaguid != expected {
+                bail!(
+                    "{} names AAGUID {}, but the options ask for {}{}",
+                    dir.join(IDENTITY_FILE).display(),
+                    Aaguid(identity.aaguid),
+                    Aaguid(expected),
+                    if options.aaguid.is_none() {
+                        " (the batch attestation certificate's)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        Ok(identity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::ReportCore;
+
+    #[test]
+    fn builds_a_key_and_its_state_and_refuses_a_second_holder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let builder = KeyBuilder::open(tmp.path(), "US", EventBus::new()).unwrap();
+        let mut key = builder.build(KeyId(1), 3, &KeyOptions::default()).unwrap();
+        assert_eq!(key.dir, tmp.path().join("key-3"));
+        assert!(key.dir.join(IDENTITY_FILE).exists());
+        assert_eq!(key.aaguid, FERROKEY_AAGUID);
+        assert_eq!(key.usb.vendor_id, 0x1209);
+        assert_eq!(key.usb.serial, Identity::load(&key.dir).unwrap().serial);
+        // The state is locked while the key runs.
+        let again = builder.build(KeyId(2), 3, &KeyOptions::default());
+        assert!(again.is_err());
+        // A power cycle rebuilds the core from the same state.
+        key.core.power_off();
+        assert!(key.core.power_on());
+        assert!(key.core.is_powered());
+    }
+
+    #[test]
+    fn aaguid_is_fixed_at_creation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let builder = KeyBuilder::open(tmp.path(), "US", EventBus::new()).unwrap();
+        let own = KeyOptions {
+            aaguid: Some([7; 16]),
+            attestation: AttestationMode::SelfSigned,
+            ..KeyOptions::default()
+        };
+        let key = builder.build(KeyId(1), 1, &own).unwrap();
+        assert_eq!(key.aaguid, [7; 16]);
+        drop(key);
+        // Reopened with batch attestation (the certificate's AAGUID): refused.
+        let error = builder
+            .build(KeyId(2), 1, &KeyOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("AAGUID"), "{error}");
+        // With self attestation and no AAGUID asked for, it keeps its own.
+        let reopened = KeyOptions {
+            attestation: AttestationMode::SelfSigned,
+            ..KeyOptions::default()
+        };
+        assert_eq!(
+            builder.build(KeyId(3), 1, &reopened).unwrap().aaguid,
+            [7; 16]
+        );
+    }
+
+    #[test]
+    fn invalid_options_build_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let builder = KeyBuilder::open(tmp.path(), "US", EventBus::new()).unwrap();
+        let bad = KeyOptions {
+            vendor_id: 0,
+            ..KeyOptions::default()
+        };
+        assert!(builder.build(KeyId(1), 1, &bad).is_err());
+        assert!(!tmp.path().join("key-1").exists());
+    }
+}

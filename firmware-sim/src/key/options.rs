@@ -1,0 +1,272 @@
+//! [`KeyOptions`]: everything that makes one key, in one plain struct.
+//!
+//! `ferrokey serve` maps its flags onto it, the control API deserializes it
+//! (JSON, camelCase, unknown fields refused), and [`super::build::KeyBuilder`]
+//! builds a key from it. [`KeyOptions::validate`] says in words what is wrong.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::MAX_STRING_UNITS;
+use crate::identity::{
+    Aaguid, DEFAULT_MANUFACTURER, DEFAULT_PRODUCT, DEFAULT_PRODUCT_ID, DEFAULT_VENDOR_ID,
+    FERROKEY_AAGUID,
+};
+use crate::presence::{PresenceMode, UvMode};
+
+/// How the key attests new credentials.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttestationMode {
+    /// Packed attestation with the state directory's batch certificate (the
+    /// default; verifiable up to `ferrokey ca`).
+    #[default]
+    Batch,
+    /// Self attestation (signed by the credential's own key).
+    #[serde(rename = "self")]
+    SelfSigned,
+}
+
+/// Everything that makes one key. `Default` is the key `ferrokey serve`
+/// starts without options.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct KeyOptions {
+    /// How user presence is answered (default `auto`). Leave it out when
+    /// `presenceFile` is given.
+    pub presence: Option<PresenceMode>,
+    /// Answer presence from this file, read at every poll (`approve`, `deny`,
+    /// anything else to wait).
+    pub presence_file: Option<PathBuf>,
+    /// Built-in user verification: `off` (PIN-only), `auto`, `deny`.
+    pub uv: UvMode,
+    /// Attestation of new credentials.
+    pub attestation: AttestationMode,
+    /// The AAGUID (default: ferrokey's). A key's AAGUID is fixed when its
+    /// state is created; batch attestation needs the certificate's AAGUID.
+    #[serde(with = "aaguid_text")]
+    pub aaguid: Option<[u8; 16]>,
+    /// USB idVendor.
+    pub vendor_id: u16,
+    /// USB idProduct.
+    pub product_id: u16,
+    /// USB manufacturer string.
+    pub manufacturer: String,
+    /// USB product string.
+    pub product: String,
+}
+
+impl Default for KeyOptions {
+    fn default() -> Self {
+        KeyOptions {
+            presence: None,
+            presence_file: None,
+            uv: UvMode::Off,
+            attestation: AttestationMode::Batch,
+            aaguid: None,
+            vendor_id: DEFAULT_VENDOR_ID,
+            product_id: DEFAULT_PRODUCT_ID,
+            manufacturer: DEFAULT_MANUFACTURER.to_string(),
+            product: DEFAULT_PRODUCT.to_string(),
+        }
+    }
+}
+
+/// What is wrong with a [`KeyOptions`] (one message per problem).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidOptions(pub Vec<String>);
+
+impl fmt::Display for InvalidOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("; "))
+    }
+}
+
+impl std::error::Error for InvalidOptions {}
+
+impl KeyOptions {
+    /// Checks the options as a whole; every problem is named.
+    pub fn validate(&self) -> Result<(), InvalidOptions> {
+        let mut problems = Vec::new();
+        if self.presence.is_some() && self.presence_file.is_some() {
+            problems.push(
+                "presence and presenceFile exclude each other (a presence file replaces the presence mode)"
+                    .to_string(),
+            );
+        }
+        if let Some(path) = &self.presence_file {
+            if path.as_os_str().is_empty() {
+                problems.push("presenceFile is empty".to_string());
+            }
+        }
+        for (name, value) in [
+            ("manufacturer", &self.manufacturer),
+            ("product", &self.product),
+        ] {
+            let units = value.encode_utf16().count();
+            if units == 0 {
+                problems.push(format!("{name} is empty"));
+            } else if units > MAX_STRING_UNITS {
+                problems.push(format!(
+                    "{name} is {units} UTF-16 units long; a USB string holds at most {MAX_STRING_UNITS}"
+                ));
+            }
+            if value.contains('\0') {
+                problems.push(format!("{name} contains a NUL character"));
+            }
+        }
+        if self.vendor_id == 0 {
+            problems.push("vendorId 0000 is not a valid USB vendor id".to_string());
+        }
+        if let Some(aaguid) = self.aaguid {
+            if self.attestation == AttestationMode::Batch && aaguid != FERROKEY_AAGUID {
+                problems.push(format!(
+                    "aaguid {} differs from the batch attestation certificate's {}; use attestation \"self\" for another AAGUID",
+                    Aaguid(aaguid),
+                    Aaguid(FERROKEY_AAGUID)
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidOptions(problems))
+        }
+    }
+
+    /// The presence mode in force (`auto` unless set; ignored with a presence file).
+    pub fn presence_mode(&self) -> PresenceMode {
+        self.presence.unwrap_or(PresenceMode::Auto)
+    }
+
+    /// The AAGUID a new key of these options gets.
+    pub fn aaguid_or_default(&self) -> [u8; 16] {
+        self.aaguid.unwrap_or(FERROKEY_AAGUID)
+    }
+
+    /// A short description of the presence setting (`auto`, `file`, ...).
+    pub fn presence_name(&self) -> &'static str {
+        if self.presence_file.is_some() {
+            return "file";
+        }
+        match self.presence_mode() {
+            PresenceMode::Auto => "auto",
+            PresenceMode::Deny => "deny",
+            PresenceMode::Prompt => "prompt",
+            PresenceMode::Touch => "touch",
+        }
+    }
+}
+
+/// An AAGUID as its UUID text (`"bb6ca1c2-3d44-..."`).
+mod aaguid_text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Option<[u8; 16]>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => s.serialize_str(&Aaguid(*bytes).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 16]>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|text| {
+            Aaguid::parse(&text).map(|a| a.0).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "aaguid {text:?} is not a UUID (e.g. bb6ca1c2-3d44-402a-afdd-2955c41b88e9)"
+                ))
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: serde_json::Value) -> Result<KeyOptions, String> {
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_json_is_the_default_key() {
+        let options = parse(json!({})).unwrap();
+        assert_eq!(options, KeyOptions::default());
+        assert!(options.validate().is_ok());
+        assert_eq!(options.presence_name(), "auto");
+        assert_eq!(options.aaguid_or_default(), FERROKEY_AAGUID);
+    }
+
+    #[test]
+    fn camel_case_fields_parse_and_round_trip() {
+        let options = parse(json!({
+            "presence": "touch",
+            "uv": "auto",
+            "attestation": "self",
+            "aaguid": "00112233-4455-6677-8899-aabbccddeeff",
+            "vendorId": 0x1050,
+            "productId": 0x0407,
+            "manufacturer": "Acme",
+            "product": "Acme Key",
+        }))
+        .unwrap();
+        assert_eq!(options.presence, Some(PresenceMode::Touch));
+        assert_eq!(options.uv, UvMode::Auto);
+        assert_eq!(options.attestation, AttestationMode::SelfSigned);
+        assert_eq!(options.aaguid.unwrap()[15], 0xFF);
+        assert_eq!(options.vendor_id, 0x1050);
+        assert!(options.validate().is_ok());
+        let back = parse(serde_json::to_value(&options).unwrap()).unwrap();
+        assert_eq!(back, options);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused_by_name() {
+        let unknown = parse(json!({"presense": "auto"})).unwrap_err();
+        assert!(unknown.contains("presense"), "{unknown}");
+        let snake = parse(json!({"vendor_id": 1})).unwrap_err();
+        assert!(snake.contains("vendor_id"), "{snake}");
+        let mode = parse(json!({"uv": "maybe"})).unwrap_err();
+        assert!(mode.contains("maybe"), "{mode}");
+        let aaguid = parse(json!({"aaguid": "nope"})).unwrap_err();
+        assert!(aaguid.contains("not a UUID"), "{aaguid}");
+        assert!(parse(json!({"vendorId": 70000})).is_err());
+    }
+
+    #[test]
+    fn validate_names_every_problem() {
+        let options = KeyOptions {
+            presence: Some(PresenceMode::Deny),
+            presence_file: Some(PathBuf::from("/tmp/p")),
+            manufacturer: String::new(),
+            product: "x".repeat(MAX_STRING_UNITS + 1),
+            vendor_id: 0,
+            aaguid: Some([1; 16]),
+            ..KeyOptions::default()
+        };
+        let problems = options.validate().unwrap_err().0;
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        let text = problems.join("\n");
+        for needle in [
+            "presenceFile",
+            "manufacturer is empty",
+            "at most 63",
+            "vendorId",
+            "aaguid",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        // Another AAGUID is fine with self attestation.
+        let own = KeyOptions {
+            aaguid: Some([1; 16]),
+            attestation: AttestationMode::SelfSigned,
+            ..KeyOptions::default()
+        };
+        assert!(own.validate().is_ok());
+    }
+}
