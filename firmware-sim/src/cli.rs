@@ -78,6 +78,10 @@ pub enum Command {
     /// server holds the key. Asks for confirmation on a terminal; elsewhere `--yes`
     /// is required.
     Reset(ResetArgs),
+    /// Print a running server's events live, one JSON object a line: CTAP
+    /// requests (decoded; PIN material, keys and MACs as lengths), DevTools
+    /// credential events, plug/power/presence events.
+    Events(crate::control::cli::EventsArgs),
     /// Print the attestation root certificate (PEM) for relying parties to trust.
     ///
     /// Creates the state directory and the certificates on first use.
@@ -218,6 +222,7 @@ pub fn main() -> ExitCode {
         Some(Command::List(args)) => admin::list(&args),
         Some(Command::Reset(args)) => admin::reset(&args),
         Some(Command::Ca(args)) => admin::ca(&args),
+        Some(Command::Events(args)) => crate::control::cli::events(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,8 @@
 //! "message"}}` with a 4xx/5xx status on failure. The whole API is described
 //! by `/openapi.json` (the same document as `firmware-sim/openapi.json`).
 
+pub mod cli;
+pub mod client;
 pub mod feed;
 pub mod guard;
 pub mod listen;
@@ -24,6 +26,7 @@ pub mod reply;
 pub mod rig;
 pub mod router;
 pub mod sse;
+pub mod transcript;
 pub mod webauthn;
 
 use std::io;
@@ -62,6 +65,11 @@ pub struct ControlArgs {
     /// e.g. 10.0.2.2 for a QEMU guest reaching the host. Repeatable.
     #[arg(long, value_name = "HOST", requires = "control")]
     pub control_allow_host: Vec<String>,
+    /// Write every event (CTAP requests decoded with secrets as lengths,
+    /// DevTools credential events, plug/power/presence events) to FILE, one
+    /// JSON object a line (created 0600).
+    #[arg(long, value_name = "FILE")]
+    pub transcript: Option<PathBuf>,
 }
 
 /// What every handler shares: the fleet of running keys.

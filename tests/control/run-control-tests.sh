@@ -8,7 +8,7 @@
 #
 # Usage: tests/control/run-control-tests.sh [PYTEST_ARGS...]
 # Environment: FERROKEY_BIN (use this binary), FERROKEY_SCHEMATHESIS_EXAMPLES
-# (examples per operation, default 100).
+# (examples per operation, default 50).
 # Installs what it needs when missing: Debian's chromium, and schemathesis,
 # requests and pytest into .venv/.
 set -euo pipefail

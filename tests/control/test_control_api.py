@@ -296,34 +296,51 @@ def example_path(path, operation, **override):
 
 def test_every_answer_matches_its_documented_schema(tmp_path):
     with served(tmp_path, "--keys", "2", "--uv", "auto") as srv:
+        base = srv.url.rstrip("/")
         checked = 0
         for path, item in OPENAPI["paths"].items():
             for method, operation in item.items():
+                responses = operation["responses"]
+                if "text/event-stream" in inline(responses["200"])["content"]:
+                    url = base + example_path(path, operation)
+                    with requests.get(url, stream=True, timeout=10) as resp:
+                        assert resp.status_code == 200, url
+                        assert resp.headers["Content-Type"] == "text/event-stream"
+                    checked += 1
+                    continue
                 cases = [{}]
                 if "{n}" in path:
                     cases.append({"n": 7})  # no such authenticator
+                if "{authenticatorId}" in path:
+                    cases.append({"authenticatorId": "999"})  # no such authenticator
                 for mode in ("state", "mode"):
                     if "{" + mode + "}" in path:
                         cases.append({mode: "sideways"})  # invalid argument
+                example = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("example")
                 for override in cases:
-                    url = srv.url.rstrip("/") + example_path(path, operation, **override)
-                    resp = requests.request(method.upper(), url, timeout=10)
+                    if method == "delete" and not override:
+                        # Remove a key made for the purpose.
+                        made = requests.post(base + "/webauthn/authenticator", json={"protocol": "ctap2", "transport": "usb"}, timeout=30)
+                        override = {"authenticatorId": value(made)}
+                    url = base + example_path(path, operation, **override)
+                    resp = requests.request(method.upper(), url, json=example, timeout=30)
                     assert resp.headers["Content-Type"] == "application/json"
-                    if override:
-                        assert resp.status_code in (400, 404), (url, resp.text)
+                    expect_ok = not override or method == "delete" and override.get("authenticatorId") != "999"
+                    if expect_ok:
+                        assert resp.status_code == 200, (method, url, resp.text)
                     else:
-                        assert resp.status_code == 200, (url, resp.text)
+                        assert resp.status_code in (400, 404), (method, url, resp.text)
                     schema = response_schema(path, method, resp.status_code)
                     jsonschema_rs.validator_for(schema).validate(resp.json())
                     checked += 1
         # Unknown commands and methods answer the documented error shape too.
         error_schema = inline(OPENAPI["components"]["schemas"]["Error"])
         for method, path, status in [("GET", "/nope", 404), ("DELETE", "/usb1", 405), ("PUT", "/", 405)]:
-            resp = requests.request(method, srv.url.rstrip("/") + path, timeout=10)
+            resp = requests.request(method, base + path, timeout=10)
             assert resp.status_code == status
             jsonschema_rs.validator_for(error_schema).validate(resp.json())
             checked += 1
-        assert checked >= 20
+        assert checked >= 50, checked
 
 
 # ------------------------------------------------------------------ fuzzing
@@ -335,8 +352,10 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(tmp_path):
         cmd = [
             str(Path(sys.executable).with_name("schemathesis")), "run", srv.url + "openapi.json",
             "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
-            "--max-examples", os.environ.get("FERROKEY_SCHEMATHESIS_EXAMPLES", "100"),
+            "--max-examples", os.environ.get("FERROKEY_SCHEMATHESIS_EXAMPLES", "50"),
             "--seed", "20261201", "--no-color", "--report", "json", "--report-json-path", str(report),
+            # Event streams never end: tested above, not fuzzed.
+            "--exclude-path-regex", "/events$",
         ]
         run = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=900)
         print(run.stdout[-3000:])

@@ -128,6 +128,15 @@ async fn serve_fleet(args: &ServeArgs, options: KeyOptions, fleet: Fleet) -> Res
     let addr = server.local_addr();
     tracing::info!("listening on {addr}");
     let control_server = ControlServer::bind(&args.control)?;
+    // Subscribed before the keys start, so the transcript has their plugging.
+    let transcript_task = match &args.control.transcript {
+        Some(path) => {
+            let transcript = crate::control::transcript::Transcript::create(path)
+                .with_context(|| format!("creating {} (--transcript)", path.display()))?;
+            Some(tokio::spawn(transcript.follow(fleet.events())))
+        }
+        None => None,
+    };
     let started = std::time::Instant::now();
     let keys = start_keys(&fleet, args.keys, &options).await?;
     tracing::info!(state_dir = %fleet.root().display(), keys = keys.len(),
@@ -163,6 +172,11 @@ async fn serve_fleet(args: &ServeArgs, options: KeyOptions, fleet: Fleet) -> Res
         task.abort();
     }
     fleet.shutdown().await;
+    if let Some(task) = transcript_task {
+        // Let it write the last events (the keys' unplugging) first.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        task.abort();
+    }
     served?;
     tracing::info!("stopped");
     Ok(())
