@@ -1,8 +1,12 @@
 //! The `ferrokey` command-line program.
 //!
 //! ```text
-//! ferrokey [serve] [--listen ADDR:PORT] [--state-dir DIR] [--keys N] [--presence auto|deny|prompt|touch]
+//! ferrokey [serve] [--transport auto|usbip|attach|uhid] [--attach] [--owner USER]
+//!                  [--listen ADDR:PORT] [--state-dir DIR] [--keys N] [--presence auto|deny|prompt|touch]
 //!                  [--uv off|auto|deny] [--control ADDR:PORT|unix:PATH] ...
+//! ferrokey doctor  [--transport auto|usbip|attach|uhid]
+//! ferrokey install-udev [--rules-dir DIR] [--no-reload]
+//! ferrokey events  --control URL [--authenticator ID]
 //! ferrokey list    [--state-dir DIR]
 //! ferrokey reset   [--state-dir DIR] [--key N | --all] [--yes]
 //! ferrokey ca      [--state-dir DIR]
@@ -27,8 +31,10 @@
 //! See [`crate::storage`], [`crate::identity`] and [`crate::attestation`].
 
 mod admin;
+pub mod doctor;
 mod serve;
 pub mod state;
+pub mod udev;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +46,7 @@ use crate::identity::{
     DEFAULT_MANUFACTURER, DEFAULT_PRODUCT, DEFAULT_PRODUCT_ID, DEFAULT_VENDOR_ID,
 };
 use crate::presence::{PresenceMode, UvMode};
+use crate::transport::Transport;
 
 /// The default USB/IP listen address (3240 is the USB/IP port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3240";
@@ -86,6 +93,33 @@ pub enum Command {
     ///
     /// Creates the state directory and the certificates on first use.
     Ca(CaArgs),
+    /// Check what each transport needs on this host and print, for each
+    /// problem, the command that fixes it. Exits non-zero when the transport
+    /// asked for (--transport) cannot work here.
+    Doctor(DoctorArgs),
+    /// Install the udev rule (hidraw of 1209:000a to the logged-in user via
+    /// uaccess and the `ferrokey` group; /dev/uhid to the `ferrokey` group).
+    /// Needs root.
+    InstallUdev(InstallUdevArgs),
+}
+
+/// Options of `ferrokey doctor`.
+#[derive(Clone, Debug, Args)]
+pub struct DoctorArgs {
+    /// The transport to check for (auto: whichever `serve` would pick).
+    #[arg(long, value_enum, default_value_t = Transport::Auto)]
+    pub transport: Transport,
+}
+
+/// Options of `ferrokey install-udev`.
+#[derive(Clone, Debug, Args)]
+pub struct InstallUdevArgs {
+    /// Where to write 70-ferrokey.rules.
+    #[arg(long, value_name = "DIR", default_value = "/etc/udev/rules.d")]
+    pub rules_dir: PathBuf,
+    /// Only write the file: do not create the group or reload udev.
+    #[arg(long)]
+    pub no_reload: bool,
 }
 
 /// The state directory option, shared by all commands.
@@ -99,10 +133,24 @@ pub struct StateArgs {
 /// Options of `ferrokey serve`.
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port the USB/IP server listens on. Port 0 picks a free port
-    /// (the log then shows the one chosen).
-    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
+    /// How hosts reach the keys: uhid (a Linux uhid device, no port), attach
+    /// (attached to this machine's vhci-hcd by ferrokey itself, no port; needs
+    /// root), usbip (a USB/IP server on --listen), or auto: uhid if /dev/uhid
+    /// is usable, else attach if root, else usbip on loopback (with a
+    /// message). Giving --listen means usbip.
+    #[arg(long, value_enum, default_value_t = Transport::Auto)]
+    pub transport: Transport,
+    /// Same as --transport attach.
+    #[arg(long, conflicts_with = "transport")]
+    pub attach: bool,
+    /// With attach or uhid: give the hidraw nodes to this user (name or uid;
+    /// default: the user sudo ran ferrokey for).
+    #[arg(long, value_name = "USER")]
+    pub owner: Option<String>,
+    /// Address and port the USB/IP server listens on [default: 127.0.0.1:3240].
+    /// Port 0 picks a free port (the log then shows the one chosen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
     #[command(flatten)]
     pub state: StateArgs,
     /// Number of keys to serve; key N keeps its state in <state-dir>/key-N.
@@ -197,6 +245,24 @@ fn parse_country(text: &str) -> Result<String, String> {
     }
 }
 
+impl ServeArgs {
+    /// The USB/IP listen address (`--listen`, or [`DEFAULT_LISTEN`]).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3240)))
+    }
+
+    /// The transport asked for (`--attach` is `attach`; `auto` with
+    /// `--listen` is `usbip`).
+    pub fn requested_transport(&self) -> Transport {
+        match (self.attach, self.transport, self.listen) {
+            (true, _, _) => Transport::Attach,
+            (false, Transport::Auto, Some(_)) => Transport::Usbip,
+            (false, transport, _) => transport,
+        }
+    }
+}
+
 // Keep the documented defaults and the clap defaults in step.
 const _: () = assert!(DEFAULT_VENDOR_ID == 0x1209 && DEFAULT_PRODUCT_ID == 0x000A);
 
@@ -223,6 +289,8 @@ pub fn main() -> ExitCode {
         Some(Command::Reset(args)) => admin::reset(&args),
         Some(Command::Ca(args)) => admin::ca(&args),
         Some(Command::Events(args)) => crate::control::cli::events(&args),
+        Some(Command::Doctor(args)) => return doctor::run(&args),
+        Some(Command::InstallUdev(args)) => udev::install(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -247,7 +315,8 @@ mod tests {
     fn bare_invocation_serves_with_defaults() {
         let cli = Cli::try_parse_from(["ferrokey"]).unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.serve.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(cli.serve.listen_addr().to_string(), DEFAULT_LISTEN);
+        assert_eq!(cli.serve.requested_transport(), Transport::Auto);
         assert_eq!(cli.serve.keys, 1);
         assert_eq!(cli.serve.presence, PresenceMode::Auto);
         assert_eq!(cli.serve.uv, UvMode::Off);
@@ -286,6 +355,36 @@ mod tests {
         assert_eq!(args.vid, 0x1050);
         assert_eq!(args.pid, 0x0407);
         assert_eq!(args.state.state_dir, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn transports_parse() {
+        let t = |args: &[&str]| {
+            Cli::try_parse_from(args)
+                .unwrap()
+                .serve
+                .requested_transport()
+        };
+        assert_eq!(t(&["ferrokey", "--attach"]), Transport::Attach);
+        assert_eq!(t(&["ferrokey", "--transport", "uhid"]), Transport::Uhid);
+        assert_eq!(
+            t(&["ferrokey", "--listen", "127.0.0.1:0"]),
+            Transport::Usbip
+        );
+        assert_eq!(
+            t(&["ferrokey", "--transport", "uhid", "--listen", "127.0.0.1:0"]),
+            Transport::Uhid
+        );
+        assert!(Cli::try_parse_from(["ferrokey", "--attach", "--transport", "uhid"]).is_err());
+        assert!(Cli::try_parse_from(["ferrokey", "--transport", "bluetooth"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["ferrokey", "doctor", "--transport", "attach"])
+                .unwrap()
+                .command,
+            Some(Command::Doctor(DoctorArgs {
+                transport: Transport::Attach
+            }))
+        ));
     }
 
     #[test]

@@ -29,9 +29,12 @@ use crate::key::build::KeyBuilder;
 use crate::key::options::InvalidOptions;
 use crate::key::power::PowerCycled;
 use crate::key::runtimes::KeyRuntimes;
-use crate::key::task::{self, KeyLabel, KeyMsg, KeyShared};
+use crate::key::task::{self, KeyLabel, KeyMsg, KeyShared, KeyTransport};
 use crate::key::{self as key_mod, KeyCore, KeyOptions};
 use crate::presence::PresenceSwitch;
+use crate::transport::uhid::{CreateParams, BUS_USB, UHID_PATH};
+use crate::transport::Transport;
+use crate::usb::hid::REPORT_DESCRIPTOR;
 use crate::usbip::exports::{slot_address, Exported, Exports};
 use crate::usbip::KeySwitch;
 
@@ -85,7 +88,7 @@ pub struct KeyInfo {
     pub powered: bool,
     /// Whether a host holds it.
     pub attached: bool,
-    /// How hosts reach it (`usbip`).
+    /// How hosts reach it (`usbip`, `attach`, `uhid`).
     pub transport: &'static str,
     /// Its state directory.
     pub state_dir: PathBuf,
@@ -109,6 +112,7 @@ struct Member {
     shared: Arc<KeyShared>,
     switch: PresenceSwitch,
     done: Mutex<Option<oneshot::Receiver<()>>>,
+    transport: Transport,
 }
 
 /// A handle on one running key; cheap to clone. It does not keep a removed
@@ -150,7 +154,7 @@ impl KeyRef {
             options: m.options.clone(),
             powered: m.shared.is_powered(),
             attached: m.shared.is_attached(),
-            transport: "usbip",
+            transport: m.transport.name(),
             state_dir: m.dir.clone(),
         }
     }
@@ -159,6 +163,29 @@ impl KeyRef {
     /// built-in UV overrides. Changes wake the key.
     pub fn switch(&self) -> &PresenceSwitch {
         &self.member.switch
+    }
+
+    pub(crate) fn mailbox(&self) -> &mpsc::UnboundedSender<KeyMsg> {
+        &self.member.tx
+    }
+
+    pub(crate) fn shared(&self) -> &KeyShared {
+        &self.member.shared
+    }
+
+    /// The USB devid (`busnum << 16 | devnum`) of the key's slot.
+    pub fn devid(&self) -> u32 {
+        let (bus, dev, _) = slot_address(self.member.slot);
+        bus << 16 | dev
+    }
+
+    /// How to find the key's hidraw node.
+    pub fn hid_match(&self) -> crate::transport::hidraw::HidMatch {
+        crate::transport::hidraw::HidMatch {
+            vendor: self.member.options.vendor_id,
+            product: self.member.options.product_id,
+            serial: self.member.serial.clone(),
+        }
     }
 
     /// The key's power switch for the control API of `crate::control`.
@@ -212,6 +239,8 @@ pub struct FleetConfig {
     pub country: String,
     /// Key runtime threads.
     pub threads: usize,
+    /// How hosts reach the keys (`usbip`, `attach` or `uhid`; not `auto`).
+    pub transport: Transport,
 }
 
 #[derive(Default)]
@@ -228,6 +257,7 @@ struct Inner {
     bus: EventBus,
     state: Mutex<State>,
     next_id: AtomicU64,
+    transport: Transport,
 }
 
 /// The running keys (see the module documentation).
@@ -259,6 +289,7 @@ impl Fleet {
                 bus,
                 state: Mutex::new(State::default()),
                 next_id: AtomicU64::new(1),
+                transport: config.transport,
             }),
         })
     }
@@ -377,12 +408,29 @@ impl Fleet {
             name: busid.clone(),
             bus: self.inner.bus.clone(),
         };
+        let transport = match self.inner.transport {
+            Transport::Uhid => KeyTransport::Uhid {
+                path: PathBuf::from(UHID_PATH),
+                params: CreateParams {
+                    name: format!("{} {}", built.usb.manufacturer, built.usb.product),
+                    phys: format!("ferrokey/key-{number}"),
+                    uniq: built.usb.serial.clone(),
+                    bus: BUS_USB,
+                    vendor: u32::from(built.usb.vendor_id),
+                    product: u32::from(built.usb.product_id),
+                    version: u32::from(built.usb.device_release),
+                    descriptor: REPORT_DESCRIPTOR.to_vec(),
+                },
+            },
+            _ => KeyTransport::Usb,
+        };
         let handle = task::spawn(
             &self.inner.runtimes,
             label,
             built.usb,
             built.core,
             built.wake,
+            transport,
         )
         .map_err(|e| FleetError::Build(anyhow::anyhow!("starting key {number}: {e}")))?;
         let member = Arc::new(Member {
@@ -398,6 +446,7 @@ impl Fleet {
             shared: Arc::clone(&handle.shared),
             switch: built.switch,
             done: Mutex::new(Some(handle.done)),
+            transport: self.inner.transport,
         });
         self.inner.exports.publish(
             slot,
@@ -411,7 +460,7 @@ impl Fleet {
         self.inner.bus.publish(
             id,
             EventKind::Plugged,
-            json!({ "busid": busid, "serial": serial, "number": number, "transport": "usbip" }),
+            json!({ "busid": busid, "serial": serial, "number": number, "transport": self.inner.transport.name() }),
         );
         Ok(KeyRef { member }.info())
     }

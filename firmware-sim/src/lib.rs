@@ -5,6 +5,7 @@
 //! - [`key`]: one simulated key: its options, its core, its USB stack and its task.
 //! - [`fleet`]: the running keys of a process, added and removed at run time.
 //! - [`events`]: the event bus the keys publish on.
+//! - [`transport`]: how keys reach a host: USB/IP, in-process vhci attach, uhid.
 //! - [`storage`]: file-backed, crash-safe records (the core's `Storage`).
 //! - [`attestation`]: the CA root and batch attestation certificate.
 //! - [`presence`]: user presence policies (auto, deny, prompt).
@@ -22,5 +23,6 @@ pub mod identity;
 pub mod key;
 pub mod presence;
 pub mod storage;
+pub mod transport;
 pub mod usb;
 pub mod usbip;

@@ -36,6 +36,7 @@ impl Rig {
             root: tmp.path().join("state"),
             country: "US".into(),
             threads: 1,
+            transport: firmware_sim::transport::Transport::Usbip,
         })
         .unwrap();
         for number in 1..=keys {

@@ -106,6 +106,7 @@ async fn test_router(tmp: &std::path::Path) -> (axum::Router, Fleet) {
         root: tmp.join("state"),
         country: "US".into(),
         threads: 1,
+        transport: firmware_sim::transport::Transport::Usbip,
     })
     .unwrap();
     let options = KeyOptions {

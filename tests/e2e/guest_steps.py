@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -37,6 +38,9 @@ SCENARIOS = [
     "attach-local-helper",
     "reset-forgets-credentials",
     "presence-deny",
+    "uhid-transport",
+    "attach-transport-no-port",
+    "doctor-missing-module",
 ]
 
 RP_ID = "example.com"
@@ -107,6 +111,17 @@ def wait_gone(dev, timeout=15):
         if time.monotonic() > end:
             raise Fail(f"{dev} still present after {timeout}s")
         time.sleep(0.05)
+
+
+def vhci_ports_in_use():
+    """vhci ports whose state is not VDEV_ST_NULL (004), from sysfs."""
+    used = []
+    for status in Path("/sys/devices/platform/vhci_hcd.0").glob("status*"):
+        for line in status.read_text().splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] != "004":
+                used.append(parts[1])
+    return sorted(used)
 
 
 class Guest:
@@ -464,6 +479,144 @@ class Guest:
             except Exception:
                 pass
 
+    # ------------------------------------------------------------ transports in the guest
+    def serve_in_guest(self, transport, keys=1, env=None):
+        """Starts the host's ferrokey INSIDE the guest (--transport uhid|attach);
+        returns (process, hidraw nodes, seconds until the last node was announced)."""
+        binary = self.cfg.get("ferrokey")
+        if not binary:
+            raise Fail("e2e.json names no ferrokey binary")
+        # tmpfs: the work share (9p) has no flock for the state's lock.
+        state = Path(tempfile.mkdtemp(prefix=f"ferrokey-{transport}-", dir="/tmp"))
+        log_path = self.tmp / f"serve-{transport}.log"
+        full_env = dict(os.environ, RUST_LOG="info", **(env or {}))
+        t0 = time.monotonic()
+        with open(log_path, "w") as log_file:
+            proc = subprocess.Popen(
+                [binary, "serve", "--transport", transport, "--keys", str(keys),
+                 "--state-dir", str(state)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file, env=full_env)
+        pattern = re.compile(r"key-(\d+) (?:is a uhid device|attached on vhci port \d+): (/dev/hidraw\d+)")
+        end = time.monotonic() + 90
+        while True:
+            found = dict(pattern.findall(log_path.read_text()))
+            if len(found) == keys and all(os.path.exists(n) for n in found.values()):
+                break
+            if proc.poll() is not None or time.monotonic() > end:
+                proc.kill()
+                raise Fail(f"ferrokey --transport {transport} announced {found}: "
+                           f"{log_path.read_text()[-600:]!r}")
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        self.timings[f"{transport}: start to hidraw"] = round(took, 3)
+        return proc, [found[str(n)] for n in range(1, keys + 1)], took
+
+    def ceremonies(self, dev):
+        """libfido2 getInfo, a credential made and verified, an assertion verified."""
+        out = self.timed("fido2-token -I", run, ["fido2-token", "-I", dev]).stdout
+        if "FIDO_2_1" not in out:
+            raise Fail(f"fido2-token -I {dev}: no FIDO_2_1 in {out[:200]!r}")
+        cred_id, pem, fmt, count = self.make_cred(dev)
+        first = self.assertion(dev, pem, cred_id)
+        second = self.assertion(dev, pem, cred_id)
+        if not second > first:
+            raise Fail(f"counter did not increase: {first} -> {second}")
+        return fmt
+
+    def python_fido2_verified(self, dev):
+        """python-fido2's client registers and authenticates; its Fido2Server verifies both."""
+        from fido2.client import DefaultClientDataCollector, Fido2Client
+        from fido2.hid import open_device
+        from fido2.server import Fido2Server
+        from fido2.webauthn import PublicKeyCredentialRpEntity, UserVerificationRequirement
+        server = Fido2Server(PublicKeyCredentialRpEntity(id=RP_ID, name="ferrokey e2e"))
+        client = Fido2Client(open_device(dev), DefaultClientDataCollector(ORIGIN))
+        user = {"id": os.urandom(16), "name": "transport", "displayName": "transport"}
+        options, state = server.register_begin(
+            user, user_verification=UserVerificationRequirement.DISCOURAGED)
+        made = client.make_credential(options.public_key)
+        auth = server.register_complete(state, made)
+        options, state = server.authenticate_begin(
+            [auth.credential_data], user_verification=UserVerificationRequirement.DISCOURAGED)
+        got = client.get_assertion(options.public_key).get_response(0)
+        server.authenticate_complete(state, [auth.credential_data], got)
+
+    def stop_serving(self, proc, nodes):
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise Fail("ferrokey did not stop on SIGTERM")
+        if proc.returncode != 0:
+            raise Fail(f"ferrokey exited {proc.returncode} on SIGTERM")
+        for node in nodes:
+            self.wait_gone(node)
+
+    def s_uhid(self):
+        """Two keys as uhid devices in the guest: libfido2 and python-fido2 on
+        each; stopping ferrokey removes the nodes."""
+        proc, nodes, took = self.serve_in_guest("uhid", keys=2)
+        try:
+            listed = run(["fido2-token", "-L"]).stdout
+            for node in nodes:
+                if node + ":" not in listed:
+                    raise Fail(f"{node} not in fido2-token -L: {listed!r}")
+            fmt = self.ceremonies(nodes[0])
+            self.ceremonies(nodes[1])
+            self.timed("python-fido2", self.python_fido2_verified, nodes[1])
+        except BaseException:
+            proc.kill()
+            raise
+        self.stop_serving(proc, nodes)
+        return f"{len(nodes)} keys {nodes}, start to hidraw {took:.2f}s, fmt={fmt}, python-fido2 verified"
+
+    def s_attach(self):
+        """--transport attach with no usbip on PATH: no TCP port open, libfido2
+        works, and kill -9 leaves no vhci port behind."""
+        if any(os.path.exists(os.path.join(d, "usbip")) for d in ["/var/empty"]):
+            raise Fail("usbip found in the test PATH")
+        before = vhci_ports_in_use()
+        proc, nodes, took = self.serve_in_guest("attach", env={"PATH": "/var/empty"})
+        try:
+            listening = run(["ss", "-Hltnp"]).stdout
+            if f"pid={proc.pid}," in listening:
+                raise Fail(f"ferrokey listens on a TCP port: {listening!r}")
+            if len(vhci_ports_in_use()) != len(before) + 1:
+                raise Fail(f"vhci ports in use: {vhci_ports_in_use()} (before: {before})")
+            fmt = self.ceremonies(nodes[0])
+            self.timed("python-fido2", self.python_fido2_verified, nodes[0])
+        except BaseException:
+            proc.kill()
+            raise
+        proc.kill()  # SIGKILL: no chance to detach
+        proc.wait()
+        self.wait_gone(nodes[0])
+        end = time.monotonic() + 15
+        while vhci_ports_in_use() != before:
+            if time.monotonic() > end:
+                raise Fail(f"vhci ports still in use after kill -9: {vhci_ports_in_use()}")
+            time.sleep(0.1)
+        return (f"start to hidraw {took:.2f}s, no TCP listener, fmt={fmt}, python-fido2 verified; "
+                f"kill -9 freed the vhci port")
+
+    def s_doctor(self):
+        """With uhid unloaded, `ferrokey doctor --transport uhid` fails and prints the fix."""
+        binary = self.cfg.get("ferrokey")
+        ok_run = run([binary, "doctor", "--transport", "uhid"], check=False)
+        if ok_run.returncode != 0:
+            raise Fail(f"doctor with uhid loaded exited {ok_run.returncode}: {ok_run.stdout[-400:]!r}")
+        run(["rmmod", "uhid"])
+        out = run([binary, "doctor", "--transport", "uhid"], check=False)
+        if out.returncode == 0:
+            raise Fail(f"doctor said uhid works without the module: {out.stdout!r}")
+        lines = [line.strip() for line in out.stdout.splitlines()]
+        at = next((i for i, line in enumerate(lines) if "kernel module uhid" in line), None)
+        fix = lines[at + 1] if at is not None and at + 1 < len(lines) else ""
+        if not fix.startswith("fix:"):
+            raise Fail(f"doctor output names no fix for uhid: {out.stdout!r}")
+        return f"exit {out.returncode}; {fix}"
+
     def main(self):
         if not self.dev:
             for name in SCENARIOS:
@@ -472,7 +625,8 @@ class Guest:
         steps = dict(zip(SCENARIOS, [
             self.s_list, self.s_info, self.s_cred_nonresident, self.s_cred_resident,
             self.s_assert_counter, self.s_python_fido2, self.s_reattach, self.s_kill9,
-            self.s_pin_lockout, self.s_attach_local, self.s_reset, self.s_deny]))
+            self.s_pin_lockout, self.s_attach_local, self.s_reset, self.s_deny,
+            self.s_uhid, self.s_attach, self.s_doctor]))
         only = os.environ.get("E2E_ONLY", "")
         for name in SCENARIOS:
             if only and name not in only.split(","):

@@ -121,6 +121,8 @@ def main():
             "ca_pem": str(work / "ca.pem"),
             "product_match": os.environ.get("E2E_PRODUCT_MATCH", "ferrokey"),
             "aaguid": os.environ.get("E2E_AAGUID", ""),
+            # For the transports that run ferrokey inside the guest (uhid, attach).
+            "ferrokey": str(Path(args.ferrokey).resolve()),
         }
         (work / "e2e.json").write_text(json.dumps(cfg, indent=2))
 

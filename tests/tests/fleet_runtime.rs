@@ -33,6 +33,7 @@ impl Rig {
             root: root.clone(),
             country: "US".into(),
             threads: 2,
+            transport: firmware_sim::transport::Transport::Usbip,
         })
         .unwrap();
         let server = Server::bind_with("127.0.0.1:0".parse().unwrap(), fleet.exports())

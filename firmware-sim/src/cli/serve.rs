@@ -7,6 +7,8 @@
 //! first start of many keys is bound by fsyncs, which overlap).
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -17,7 +19,15 @@ use crate::control::ControlServer;
 use crate::fleet::{Fleet, FleetConfig, KeyInfo};
 use crate::key::runtimes::default_threads;
 use crate::key::KeyOptions;
+use crate::transport::attach::{announce_uhid, Attacher};
+use crate::transport::hidraw::Owner;
+use crate::transport::uhid::UHID_PATH;
+use crate::transport::vhci::Vhci;
+use crate::transport::Transport;
 use crate::usbip::Server;
+
+/// Threads building keys at start (see [`run`]).
+const BUILD_THREADS: usize = 16;
 
 /// The key options the command line asks for.
 pub fn key_options(args: &ServeArgs) -> KeyOptions {
@@ -77,16 +87,47 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let options = key_options(&args);
     options.validate()?;
     let root = state_dir(&args.state)?;
+    let transport = match args.requested_transport() {
+        Transport::Auto => {
+            let (chosen, why) = crate::transport::choose_auto(Path::new(UHID_PATH));
+            if let Some(why) = why {
+                tracing::warn!("{why}");
+            }
+            chosen
+        }
+        chosen => chosen,
+    };
+    if transport == Transport::Attach && !crate::transport::is_root() {
+        anyhow::bail!(
+            "--transport attach needs root (it writes to vhci-hcd's sysfs files): run it with sudo, or use --transport uhid (see `ferrokey doctor`)"
+        );
+    }
+    let owner = match &args.owner {
+        Some(user) => Some(
+            Owner::parse(
+                user,
+                &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
+        None => Owner::from_sudo(),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Keys are built on blocking threads (file I/O, fsync): enough of
+        // them to overlap the fsyncs of a first start, few enough to keep
+        // thread stacks out of the memory figure.
+        .max_blocking_threads(BUILD_THREADS)
         .build()
         .context("starting the async runtime")?;
     let fleet = Fleet::open(&FleetConfig {
         root: root.clone(),
         country: args.country.clone(),
         threads: default_threads(),
+        transport,
     })?;
-    runtime.block_on(serve_fleet(&args, options, fleet))
+    tracing::info!(transport = transport.name(), "transport");
+    runtime.block_on(serve_fleet(&args, options, fleet, transport, owner))
 }
 
 /// Starts `--keys` keys concurrently; on a failure the keys started so far are stopped.
@@ -121,12 +162,34 @@ async fn start_keys(fleet: &Fleet, count: u32, options: &KeyOptions) -> Result<V
     Ok(started)
 }
 
-async fn serve_fleet(args: &ServeArgs, options: KeyOptions, fleet: Fleet) -> Result<()> {
+async fn serve_fleet(
+    args: &ServeArgs,
+    options: KeyOptions,
+    fleet: Fleet,
+    transport: Transport,
+    owner: Option<Owner>,
+) -> Result<()> {
     let signals = Signals::install()?;
-    let server = Server::bind_with(args.listen, fleet.exports())
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = server.local_addr();
-    tracing::info!("listening on {addr}");
+    let server = match transport {
+        Transport::Usbip | Transport::Auto => {
+            let listen = args.listen_addr();
+            let server = Server::bind_with(listen, fleet.exports())
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!("listening on {}", server.local_addr());
+            Some(server)
+        }
+        Transport::Attach | Transport::Uhid => None,
+    };
+    let attacher = match transport {
+        Transport::Attach => {
+            let vhci = tokio::task::spawn_blocking(Vhci::find_or_load)
+                .await
+                .context("loading vhci-hcd")?
+                .map_err(anyhow::Error::msg)?;
+            Some(Attacher::new(vhci, owner))
+        }
+        _ => None,
+    };
     let control_server = ControlServer::bind(&args.control)?;
     // Subscribed before the keys start, so the transcript has their plugging.
     let transcript_task = match &args.control.transcript {
@@ -142,14 +205,32 @@ async fn serve_fleet(args: &ServeArgs, options: KeyOptions, fleet: Fleet) -> Res
     tracing::info!(state_dir = %fleet.root().display(), keys = keys.len(),
         elapsed_ms = started.elapsed().as_millis() as u64, "state loaded");
     for key in &keys {
+        let how = match &server {
+            Some(server) => format!(
+                "attach with: {}",
+                attach_command(server.local_addr(), &key.busid)
+            ),
+            None => format!("transport {}", transport.name()),
+        };
         tracing::info!(
-            "key-{} ready: busid {}, serial {}, state {}; attach with: {}",
+            "key-{} ready: busid {}, serial {}, state {}; {how}",
             key.number,
             key.busid,
             key.serial,
             key.state_dir.display(),
-            attach_command(addr, &key.busid)
         );
+    }
+    let mut helpers = tokio::task::JoinSet::new();
+    for key in fleet.refs() {
+        match (&attacher, transport) {
+            (Some(attacher), _) => {
+                helpers.spawn(Arc::clone(attacher).keep_attached(key, fleet.events().clone()));
+            }
+            (None, Transport::Uhid) => {
+                helpers.spawn(announce_uhid(key, owner, fleet.events().clone()));
+            }
+            _ => {}
+        }
     }
     // The control API only holds weak handles to the keys: aborting it after
     // the server stops is enough.
@@ -161,13 +242,21 @@ async fn serve_fleet(args: &ServeArgs, options: KeyOptions, fleet: Fleet) -> Res
         }
         None => None,
     };
-    let served = server
-        .run(async {
-            let signal = signals.recv().await;
-            tracing::info!("{signal} received, shutting down");
-        })
-        .await
-        .context("the USB/IP server failed");
+    let stop = async {
+        let signal = signals.recv().await;
+        tracing::info!("{signal} received, shutting down");
+    };
+    let served = match server {
+        Some(server) => server.run(stop).await.context("the USB/IP server failed"),
+        None => {
+            stop.await;
+            Ok(())
+        }
+    };
+    helpers.shutdown().await;
+    if let Some(attacher) = &attacher {
+        attacher.detach_all();
+    }
     if let Some(task) = control_task {
         task.abort();
     }

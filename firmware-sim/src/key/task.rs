@@ -47,13 +47,34 @@ use usb_device::device::{
 use super::runtimes::KeyRuntimes;
 use super::{ReportCore, UsbIdentity, ECONNRESET, ESHUTDOWN, MAX_PENDING_URBS, POLL_INTERVAL_MS};
 use crate::events::{EventBus, EventKind, KeyId};
+use crate::transport::uhid::{CreateParams, UhidDevice, UhidEvent};
 use crate::usb::bus::SimBus;
+use crate::usb::hid::REPORT_SIZE;
 use crate::usb::hid::{FidoHidClass, Report};
 use crate::usb::host::{is_port_reset, Completion, HostController};
 use crate::usbip::link::{HostCommand, HostSocket, LinkError, UrbLink};
 
 /// How long an importing host may take to configure the key.
 pub const CONFIGURE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Input reports written to uhid per wakeup at most; the rest follow 1 ms
+/// later, so a reader's hidraw buffer (64 reports) never overflows.
+const UHID_BURST: usize = 32;
+
+/// How hosts reach a key.
+#[derive(Clone, Debug)]
+pub enum KeyTransport {
+    /// A USB device (USB/IP import or in-process vhci attach): hosts are
+    /// handed to the key with [`KeyMsg::Attach`].
+    Usb,
+    /// A Linux uhid device the key creates itself (and again at each power-up).
+    Uhid {
+        /// The uhid character device (normally `/dev/uhid`).
+        path: std::path::PathBuf,
+        /// What the device is created with.
+        params: CreateParams,
+    },
+}
 
 /// A closure run on the key's task with its core (see [`KeyMsg::Call`]).
 pub type CallFn = Box<dyn FnOnce(&mut dyn Any) + Send>;
@@ -187,6 +208,7 @@ pub fn spawn<C: ReportCore + Send + 'static>(
     identity: UsbIdentity,
     core: C,
     wake: Arc<Notify>,
+    transport: KeyTransport,
 ) -> io::Result<KeyHandle> {
     identity.validate()?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -196,9 +218,22 @@ pub fn spawn<C: ReportCore + Send + 'static>(
         released: Notify::new(),
     });
     let task_shared = Arc::clone(&shared);
+    // The core is tens of KB: kept on the heap once, not copied through the
+    // task's future at each await point.
+    let core = Box::new(core);
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
-    let done =
-        runtimes.spawn(move || run(label, identity, core, wake, task_shared, rx, ready_tx))?;
+    let done = runtimes.spawn(move || {
+        run(
+            label,
+            identity,
+            core,
+            wake,
+            transport,
+            task_shared,
+            rx,
+            ready_tx,
+        )
+    })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(KeyHandle { tx, shared, done }),
         Ok(Err(error)) => Err(error),
@@ -208,11 +243,13 @@ pub fn spawn<C: ReportCore + Send + 'static>(
 
 /// The key's whole life: builds the USB stack (borrowing the allocator this
 /// future owns) and runs the event loop.
+#[allow(clippy::too_many_arguments)]
 async fn run<C: ReportCore + 'static>(
     label: KeyLabel,
     identity: UsbIdentity,
-    core: C,
+    core: Box<C>,
     wake: Arc<Notify>,
+    transport: KeyTransport,
     shared: Arc<KeyShared>,
     rx: mpsc::UnboundedReceiver<KeyMsg>,
     ready: std::sync::mpsc::SyncSender<io::Result<()>>,
@@ -240,8 +277,7 @@ async fn run<C: ReportCore + 'static>(
         Ok(builder) => builder.build(),
         Err(error) => return fail(format!("USB device: {error:?}")),
     };
-    let _ = ready.send(Ok(()));
-    let key = Key {
+    let mut key = Key {
         label,
         usb,
         hid,
@@ -253,8 +289,20 @@ async fn run<C: ReportCore + 'static>(
         shared,
         has_power: true,
         done: Vec::new(),
+        uhid_setup: match transport {
+            KeyTransport::Usb => None,
+            KeyTransport::Uhid { path, params } => Some((path, params)),
+        },
+        uhid: None,
+        uhid_backlog: false,
     };
-    key.run(rx, wake).await;
+    if let Err(error) = key.plug_uhid() {
+        return fail(error.to_string());
+    }
+    let _ = ready.send(Ok(()));
+    // Boxed: the key's state lives on the heap once, not in this future's
+    // frame and again in `run`'s.
+    Box::pin(key.run(rx, wake)).await;
 }
 
 /// The host holding the key.
@@ -269,7 +317,7 @@ struct Key<'a, C> {
     label: KeyLabel,
     usb: UsbDevice<'a, SimBus>,
     hid: FidoHidClass<'a, SimBus>,
-    core: C,
+    core: Box<C>,
     host: HostController,
     host_link: Option<HostLink>,
     clock: Instant,
@@ -279,6 +327,12 @@ struct Key<'a, C> {
     has_power: bool,
     /// Completions to send (reused buffer).
     done: Vec<Completion>,
+    /// With the uhid transport: how to create the device.
+    uhid_setup: Option<(std::path::PathBuf, CreateParams)>,
+    /// The uhid device while the key has power.
+    uhid: Option<UhidDevice>,
+    /// Input reports are left for the next uhid burst.
+    uhid_backlog: bool,
 }
 
 /// What woke the key.
@@ -286,6 +340,7 @@ enum Wakeup {
     Message(Option<KeyMsg>),
     Readable(io::Result<()>),
     Writable(io::Result<()>),
+    Uhid(io::Result<()>),
     NotConfigured,
     Timer,
 }
@@ -304,6 +359,13 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 async fn readable(link: Option<&HostLink>) -> io::Result<()> {
     match link {
         Some(host) => host.link.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn uhid_readable(device: Option<&UhidDevice>) -> io::Result<()> {
+    match device {
+        Some(device) => device.readable().await,
         None => std::future::pending().await,
     }
 }
@@ -334,13 +396,19 @@ impl<C: ReportCore + 'static> Key<'_, C> {
                 tokio::time::Instant::from(self.clock + Duration::from_millis(ms))
             });
             let configure_by = self.host_link.as_ref().and_then(|h| h.configure_by);
+            let backlog = self
+                .uhid_backlog
+                .then(|| tokio::time::Instant::now() + Duration::from_millis(1));
             let wakeup = {
                 let link = self.host_link.as_ref();
+                let uhid = self.uhid.as_ref();
                 tokio::select! {
                     biased;
                     message = rx.recv() => Wakeup::Message(message),
                     result = writable(link) => Wakeup::Writable(result),
                     result = readable(link) => Wakeup::Readable(result),
+                    result = uhid_readable(uhid) => Wakeup::Uhid(result),
+                    () = sleep_until(backlog) => Wakeup::Timer,
                     () = wake.notified() => Wakeup::Timer,
                     () = sleep_until(deadline) => Wakeup::Timer,
                     () = sleep_until(configure_by) => Wakeup::NotConfigured,
@@ -354,6 +422,11 @@ impl<C: ReportCore + 'static> Key<'_, C> {
                     self.host_gone(&LinkError::Io(error).to_string(), true);
                 }
                 Wakeup::Writable(Ok(())) => {}
+                Wakeup::Uhid(Ok(())) => self.serve_uhid(),
+                Wakeup::Uhid(Err(error)) => {
+                    tracing::error!(key = %self.label.name, %error, "uhid failed; the device is gone");
+                    self.unplug_uhid("uhid failed");
+                }
                 Wakeup::NotConfigured => {
                     tracing::warn!(key = %self.label.name, timeout = ?CONFIGURE_TIMEOUT,
                         "the importing host never configured the key; dropping it");
@@ -367,6 +440,7 @@ impl<C: ReportCore + 'static> Key<'_, C> {
             self.flush();
         }
         self.unplug_host("stopped");
+        self.unplug_uhid("stopped");
         self.reset_all();
         if self.has_power {
             self.core.power_off();
@@ -419,7 +493,7 @@ impl<C: ReportCore + 'static> Key<'_, C> {
                 // The switch may have stopped waiting; the change stands anyway.
                 let _ = done.send(self.has_power);
             }
-            KeyMsg::Call(call) => call(&mut self.core),
+            KeyMsg::Call(call) => call(&mut *self.core),
             KeyMsg::Stop => {}
         }
     }
@@ -562,6 +636,9 @@ impl<C: ReportCore + 'static> Key<'_, C> {
         self.shared.powered.store(self.has_power, Ordering::Release);
         if self.has_power {
             self.publish(EventKind::PowerOn, serde_json::Value::Null);
+            if let Err(error) = self.plug_uhid() {
+                tracing::error!(key = %self.label.name, %error, "cannot create the uhid device");
+            }
         }
     }
 
@@ -582,12 +659,115 @@ impl<C: ReportCore + 'static> Key<'_, C> {
         } else {
             self.shared.powered.store(false, Ordering::Release);
             self.unplug_host("powered off");
+            self.unplug_uhid("powered off");
             self.reset_all();
             self.core.power_off();
             self.has_power = false;
             self.publish(EventKind::PowerOff, json!({ "reason": "switch" }));
             tracing::info!(key = %self.label.name, "powered off (unplugged)");
         }
+    }
+
+    /// With the uhid transport: creates the uhid device (the host sees a
+    /// plug). A no-op otherwise or when it exists.
+    fn plug_uhid(&mut self) -> io::Result<()> {
+        let Some((path, params)) = &self.uhid_setup else {
+            return Ok(());
+        };
+        if self.uhid.is_some() {
+            return Ok(());
+        }
+        let device = UhidDevice::create(path, params, REPORT_SIZE).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!(
+                    "cannot create a uhid device through {}: {error}",
+                    path.display()
+                ),
+            )
+        })?;
+        tracing::info!(key = %self.label.name, "uhid device created");
+        self.uhid = Some(device);
+        self.uhid_backlog = false;
+        Ok(())
+    }
+
+    /// Destroys the uhid device (the host sees an unplug).
+    fn unplug_uhid(&mut self, reason: &str) {
+        if self.uhid.take().is_some() {
+            self.uhid_backlog = false;
+            if self.shared.is_attached() {
+                self.shared.release();
+                self.publish(EventKind::Released, json!({ "reason": reason }));
+            }
+            tracing::info!(key = %self.label.name, reason, "uhid device destroyed");
+        }
+    }
+
+    /// Handles what the kernel queued on the uhid device.
+    fn serve_uhid(&mut self) {
+        loop {
+            let Some(device) = self.uhid.as_mut() else {
+                return;
+            };
+            let event = match device.try_read() {
+                Ok(Some(event)) => event,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::error!(key = %self.label.name, %error, "reading uhid failed");
+                    return self.unplug_uhid("uhid failed");
+                }
+            };
+            match event {
+                UhidEvent::Output(report) => {
+                    if report.len() <= REPORT_SIZE {
+                        let now = self.now_ms();
+                        self.core.handle_report(&report, now);
+                        self.last_tick_ms = self.now_ms();
+                        self.core.tick(self.last_tick_ms);
+                        self.send_uhid_reports();
+                    } else {
+                        tracing::warn!(key = %self.label.name, len = report.len(),
+                            "output report longer than 64 bytes ignored");
+                    }
+                }
+                UhidEvent::Open => {
+                    // A reader opened the hidraw node: as a USB host attaching.
+                    self.shared.attached.store(true, Ordering::Release);
+                    self.publish(
+                        EventKind::Imported,
+                        json!({ "peer": "hidraw", "transport": "uhid" }),
+                    );
+                }
+                UhidEvent::Close => {
+                    self.shared.release();
+                    self.publish(EventKind::Released, json!({ "reason": "hidraw closed" }));
+                }
+                UhidEvent::GetReport(_) | UhidEvent::SetReport(_) => {
+                    if let Err(error) = device.refuse(&event) {
+                        tracing::warn!(key = %self.label.name, %error, "answering a report request failed");
+                    }
+                }
+                UhidEvent::Start | UhidEvent::Stop | UhidEvent::Other(_) => {}
+            }
+        }
+    }
+
+    /// Writes the core's input reports to uhid, at most a burst per call.
+    fn send_uhid_reports(&mut self) {
+        let Some(device) = self.uhid.as_mut() else {
+            return;
+        };
+        for _ in 0..UHID_BURST {
+            let Some(report) = self.core.next_report() else {
+                self.uhid_backlog = false;
+                return;
+            };
+            if let Err(error) = device.send_report(&report) {
+                tracing::warn!(key = %self.label.name, %error, "input report to uhid dropped");
+            }
+        }
+        self.uhid_backlog = true;
     }
 
     /// Full reset: pending URBs dropped, core reset, USB stack back to Default,
@@ -599,8 +779,12 @@ impl<C: ReportCore + 'static> Key<'_, C> {
         self.run_firmware();
     }
 
-    /// Runs firmware and host controller alternately until nothing moves.
+    /// Runs firmware and host controller alternately until nothing moves
+    /// (with uhid: hands the core's reports to the kernel).
     fn pump(&mut self) {
+        if self.uhid.is_some() {
+            return self.send_uhid_reports();
+        }
         let mut done = std::mem::take(&mut self.done);
         for _ in 0..MAX_PUMP_ROUNDS {
             self.run_firmware();

@@ -260,7 +260,14 @@ impl Server {
             name: busid.clone(),
             bus: self.bus.clone(),
         };
-        let handle = match task::spawn(&runtimes, label, identity, core, wake) {
+        let handle = match task::spawn(
+            &runtimes,
+            label,
+            identity,
+            core,
+            wake,
+            task::KeyTransport::Usb,
+        ) {
             Ok(handle) => handle,
             Err(error) => {
                 self.exports.withdraw(index);
