@@ -277,3 +277,78 @@ pub fn fleet_error(error: FleetError) -> ApiError {
         other => ApiError::new(ErrorCode::UnknownError, other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn options(config: Value) -> Result<KeyOptions, (ErrorCode, String)> {
+        let config = AuthenticatorConfig::from_json(&config).map_err(|e| (e.code, e.message))?;
+        key_options(&config).map_err(|e| (e.code, e.message))
+    }
+
+    #[test]
+    fn webdriver_options_become_key_options() {
+        let base = json!({"protocol": "ctap2_1", "transport": "usb"});
+        let plain = options(base.clone()).unwrap();
+        assert_eq!(
+            (plain.uv, plain.presence),
+            (UvMode::Off, Some(PresenceMode::Auto))
+        );
+        let mut verified = base.clone();
+        verified["hasUserVerification"] = json!(true);
+        verified["isUserVerified"] = json!(true);
+        assert_eq!(options(verified.clone()).unwrap().uv, UvMode::Auto);
+        verified["isUserVerified"] = json!(false);
+        assert_eq!(options(verified.clone()).unwrap().uv, UvMode::Deny);
+        verified["ferrokey:uv"] = json!("auto");
+        assert_eq!(options(verified).unwrap().uv, UvMode::Auto);
+        let mut refusing = base.clone();
+        refusing["isUserConsenting"] = json!(false);
+        assert_eq!(
+            options(refusing).unwrap().presence,
+            Some(PresenceMode::Deny)
+        );
+        let mut manual = base.clone();
+        manual["automaticPresenceSimulation"] = json!(false);
+        assert_eq!(options(manual).unwrap().presence, Some(PresenceMode::Touch));
+        let mut vendor = base.clone();
+        vendor["ferrokey:product"] = json!("Test Key");
+        vendor["ferrokey:attestation"] = json!("self");
+        let vendor = options(vendor).unwrap();
+        assert_eq!(vendor.product, "Test Key");
+        assert_eq!(
+            vendor.attestation,
+            crate::key::options::AttestationMode::SelfSigned
+        );
+    }
+
+    #[test]
+    fn what_the_key_cannot_be_is_refused() {
+        let with = |key: &str, value: Value| {
+            let mut config = json!({"protocol": "ctap2_1", "transport": "usb"});
+            config[key] = value;
+            options(config).unwrap_err()
+        };
+        assert_eq!(
+            with("protocol", json!("ctap1/u2f")).0,
+            ErrorCode::UnsupportedOperation
+        );
+        assert_eq!(
+            with("defaultBackupEligibility", json!(true)).0,
+            ErrorCode::UnsupportedOperation
+        );
+        let (code, message) = with("ferrokey:colour", json!("red"));
+        assert_eq!(code, ErrorCode::InvalidArgument);
+        assert!(message.contains("colour"), "{message}");
+        assert_eq!(
+            with("ferrokey:product", json!("")).0,
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            with("ferrokey:vendorId", json!(70000)).0,
+            ErrorCode::InvalidArgument
+        );
+    }
+}
