@@ -1,29 +1,32 @@
 //! The [`Authenticator`]: device state plus the CTAP2 and U2F command handlers,
 //! behind the [`App`] trait.
 //!
-//! # Signature counters
-//!
-//! Each discoverable (resident) credential keeps its own counter in its record.
-//! All non-discoverable credentials (wrapped credential IDs, including U2F key
-//! handles) share one device-wide counter in the device record, because nothing
-//! is stored for them. Counters go up by one per signature, and the new value is
-//! written to storage *before* the signature is made: a storage failure gives an
-//! error response, never a signature with an unpersisted counter. A reset keeps
-//! the global counter (it never goes backwards).
+//! Signature counters are described in [`counters`]; the instrument API (seed,
+//! list, delete and tune credentials, as a test rig does) in [`instrument`].
 
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroize;
 
 use crate::app::{App, CallContext, Message, Outcome, Protocol};
 use crate::credential::{
-    self, CredentialFlags, CredentialKey, ResidentCredential, ResidentCredentialInfo,
-    MAX_CRED_BLOB_LENGTH,
+    self, CredentialFlags, CredentialKey, ResidentCredentialInfo, MAX_CRED_BLOB_LENGTH,
 };
 use crate::crypto::{SecretKey, WrapKey};
 use crate::ctap2::credential_management::CredMgmtState;
+use crate::ctap2::extensions::ExtensionSecrets;
 use crate::pin::{Features, PinUv};
 use crate::platform::{Platform, PresenceStatus, Storage, StorageError, UserPresence};
-use crate::store::{self, DeviceState, SlotMap, StoreError, MAX_RESIDENT_CREDENTIALS};
+use crate::store::{
+    self, CredentialTable, DeviceState, SlotUse, StoreError, MAX_CREDENTIAL_RECORDS,
+    MAX_RESIDENT_CREDENTIALS,
+};
+
+pub mod counters;
+pub mod instrument;
+mod lookup;
+
+pub use counters::{CounterMode, COUNTER_BLOCK};
+pub use instrument::ResponseOverrides;
 
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -76,6 +79,16 @@ pub struct Config {
     /// the `uv` option of makeCredential / getAssertion. Defaults to `false`:
     /// PIN-only, as without it.
     pub builtin_uv: bool,
+    /// Backup eligibility (authData BE) of new credentials. Defaults to
+    /// `false`: a device-bound key.
+    pub default_backup_eligible: bool,
+    /// Backup state (authData BS) of new credentials. Defaults to `false`.
+    pub default_backup_state: bool,
+    /// Whether the instrument API hands out private keys
+    /// ([`instrument::CredentialView::private_key`]). Defaults to `false`.
+    pub exportable: bool,
+    /// How signature counters advance. Defaults to one counter per credential.
+    pub counter_mode: CounterMode,
 }
 
 /// Why [`Authenticator::new`] failed.
@@ -119,16 +132,34 @@ pub(crate) struct PendingAssertions {
     pub(crate) extensions: crate::ctap2::extensions::AssertionExtensions,
 }
 
+/// The credential a getAssertion found before asking for presence, kept for
+/// the same request's run after presence (the transport runs a handler twice
+/// per ceremony), so the ID is not opened twice.
+pub(crate) struct LookupCache {
+    /// The RP it was found for.
+    pub(crate) rp_id_hash: [u8; 32],
+    /// Its position in the allowList.
+    pub(crate) index: usize,
+    /// The credential.
+    pub(crate) found: FoundCredential,
+}
+
 /// A credential of ours, found by ID.
 pub(crate) struct FoundCredential {
     pub(crate) key: CredentialKey,
     pub(crate) id: heapless::Vec<u8, 255>,
+    /// The slot of its record, if it has one (its counter lives there).
+    pub(crate) slot: Option<u16>,
     /// For a discoverable credential: its slot and user handle.
     pub(crate) resident: Option<(u16, heapless::Vec<u8, 64>)>,
-    /// Policy bits from the credential ID (credProtect, hmac-secret).
+    /// Policy bits (credProtect, hmac-secret).
     pub(crate) flags: CredentialFlags,
     /// A discoverable credential's credBlob (empty otherwise).
     pub(crate) cred_blob: heapless::Vec<u8, MAX_CRED_BLOB_LENGTH>,
+    /// The credential's authData BE flag.
+    pub(crate) backup_eligible: bool,
+    /// The credential's authData BS flag.
+    pub(crate) backup_state: bool,
 }
 
 /// A FIDO2/U2F authenticator over a [`Platform`].
@@ -136,8 +167,23 @@ pub struct Authenticator<S: Storage, U: UserPresence, R: RngCore + CryptoRng> {
     pub(crate) platform: Platform<S, U, R>,
     pub(crate) config: Config,
     pub(crate) state: DeviceState,
+    /// Seals credential private keys into credential IDs.
     pub(crate) wrap_key: WrapKey,
-    pub(crate) slots: SlotMap,
+    /// Seals imported private keys into their records.
+    pub(crate) import_key: WrapKey,
+    /// The per-credential extension secrets' key (derived once per device secret).
+    pub(crate) secrets: ExtensionSecrets,
+    /// The tag of the device secret that current records carry.
+    pub(crate) epoch: [u8; 4],
+    /// The index of the credential records.
+    pub(crate) table: CredentialTable,
+    /// The largest counter value issued so far, by any credential (at least
+    /// every value ever issued: the device record's mark after a restart).
+    pub(crate) global_count: u32,
+    /// Response overrides of the instrument API (volatile).
+    pub(crate) overrides: ResponseOverrides,
+    /// getAssertion's lookup, kept between its runs before and after presence.
+    pub(crate) lookup_cache: Option<LookupCache>,
     pub(crate) pending: Option<PendingAssertions>,
     /// A U2F presence request is outstanding (U2F never blocks; see [`crate::ctap1`]).
     pub(crate) u2f_presence_requested: bool,
@@ -152,26 +198,32 @@ pub struct Authenticator<S: Storage, U: UserPresence, R: RngCore + CryptoRng> {
 
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
     /// Loads (or on first start creates and persists) device state: the device
-    /// secret (32 random bytes) and the global counter; scans the credential slots.
+    /// secret (32 random bytes) and the counter mark; indexes the credential
+    /// records (headers only: no key is unwrapped, no point computed).
     pub fn new(mut platform: Platform<S, U, R>, config: Config) -> Result<Self, InitError> {
         if let Some(att) = &config.attestation {
             SecretKey::from_bytes(&att.private_key)
                 .map_err(|_| InitError::InvalidAttestationKey)?;
         }
-        let state = match store::load_device(&mut platform.storage) {
-            Ok(Some(state)) => state,
+        // A new key reserves its first block of counter values with its record.
+        let (state, global_count) = match store::load_device(&mut platform.storage) {
+            Ok(Some(state)) => {
+                let count = state.counter_mark;
+                (state, count)
+            }
             Ok(None) => {
                 let mut state = DeviceState {
                     secret: [0; 32],
-                    global_counter: 0,
+                    counter_mark: COUNTER_BLOCK - 1,
+                    version: 2,
                 };
                 platform.rng.fill_bytes(&mut state.secret);
                 store::save_device(&mut platform.storage, &state).map_err(init_error)?;
-                state
+                (state, 0)
             }
             Err(e) => return Err(init_error(e)),
         };
-        let wrap_key = WrapKey::derive(&state.secret).map_err(|_| InitError::Corrupt)?;
+        let keys = DeviceKeys::derive(&state.secret).ok_or(InitError::Corrupt)?;
         // Power-up of PIN/UV auth: fresh key agreement keys and tokens.
         let features = Features {
             builtin_uv: config.builtin_uv,
@@ -183,37 +235,72 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             platform,
             config,
             state,
-            wrap_key,
-            slots: SlotMap::default(),
+            wrap_key: keys.wrap,
+            import_key: keys.import,
+            secrets: keys.secrets,
+            epoch: keys.epoch,
+            table: CredentialTable::default(),
+            global_count,
+            overrides: ResponseOverrides::default(),
+            lookup_cache: None,
             pending: None,
             u2f_presence_requested: false,
             pin,
             cred_mgmt: None,
             large_blob_writer: Default::default(),
         };
-        this.scan_slots().map_err(init_error)?;
+        this.scan_records().map_err(init_error)?;
+        this.upgrade_device_record().map_err(init_error)?;
         Ok(this)
     }
 
-    /// Builds the slot map. A record that does not parse is kept (and never
-    /// overwritten); a record whose credential no longer opens (left over from an
-    /// interrupted reset) is treated as free.
-    fn scan_slots(&mut self) -> Result<(), StoreError> {
-        for slot in 0..MAX_RESIDENT_CREDENTIALS {
-            let used = match store::load_credential(&mut self.platform.storage, slot) {
-                Ok(None) => false,
-                Ok(Some(rec)) => self.opens(&rec, slot),
-                Err(StoreError::Corrupt) => true,
+    /// Builds the record index. A record that does not parse is kept (and
+    /// never overwritten); a record of an old device secret (left over from an
+    /// interrupted reset) is treated as free. Records of version 3 carry the
+    /// secret's tag; older (discoverable) ones are checked by opening their ID,
+    /// which computes no public key.
+    fn scan_records(&mut self) -> Result<(), StoreError> {
+        for slot in 0..MAX_CREDENTIAL_RECORDS {
+            match store::load_credential(&mut self.platform.storage, slot) {
+                Ok(None) => {}
+                Ok(Some(rec)) => {
+                    let current = match rec.epoch {
+                        Some(epoch) => epoch == self.epoch,
+                        None => {
+                            credential::unwrap(&self.wrap_key, &rec.rp_id_hash, &rec.credential_id)
+                                .is_ok_and(|c| c.slot == Some(slot))
+                        }
+                    };
+                    if current {
+                        self.table.set(slot, store::use_of_record(&rec), &rec);
+                    }
+                }
+                Err(StoreError::Corrupt) => self.table.clear(slot, SlotUse::Unreadable),
                 Err(e) => return Err(e),
-            };
-            self.slots.set(slot, used);
+            }
         }
         Ok(())
     }
 
-    fn opens(&self, rec: &ResidentCredential, slot: u16) -> bool {
-        credential::unwrap(&self.wrap_key, &rec.rp_id_hash, &rec.credential_id)
-            .is_ok_and(|c| c.slot == Some(slot))
+    /// A version 1 device record held the last counter of the non-discoverable
+    /// credentials only; the mark must cover the discoverable ones' too.
+    fn upgrade_device_record(&mut self) -> Result<(), StoreError> {
+        if self.state.version == 2 {
+            return Ok(());
+        }
+        let mut highest = self.state.counter_mark;
+        for slot in 0..MAX_CREDENTIAL_RECORDS {
+            if self.table.use_of(slot) != SlotUse::Free {
+                highest = highest.max(self.table.mark(slot));
+            }
+        }
+        let mut upgraded = self.state.clone();
+        upgraded.counter_mark = highest;
+        upgraded.version = 2;
+        store::save_device(&mut self.platform.storage, &upgraded)?;
+        self.state = upgraded;
+        self.global_count = highest;
+        Ok(())
     }
 
     /// The platform (storage, presence, RNG).
@@ -226,11 +313,6 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         &mut self.platform
     }
 
-    /// Consumes the authenticator and returns its platform.
-    pub fn into_platform(self) -> Platform<S, U, R> {
-        self.platform
-    }
-
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -238,151 +320,63 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
 
     /// How many more discoverable credentials fit.
     pub fn remaining_discoverable_credentials(&self) -> u16 {
-        MAX_RESIDENT_CREDENTIALS - self.slots.used()
+        MAX_RESIDENT_CREDENTIALS.saturating_sub(self.table.discoverable())
     }
 
-    /// Visits each resident credential (for `ferrokey list`), in slot order.
-    /// Records that do not parse are skipped.
+    /// Visits each resident credential (for `ferrokey list`), in slot order,
+    /// with its current counter. Records that do not parse are skipped.
     pub fn for_each_resident_credential(
         &mut self,
         mut f: impl FnMut(&ResidentCredentialInfo<'_>),
     ) -> Result<(), StoreError> {
-        for slot in 0..MAX_RESIDENT_CREDENTIALS {
-            if !self.slots.is_used(slot) {
-                continue;
-            }
+        for slot in self
+            .table
+            .slots_of(SlotUse::Discoverable)
+            .collect::<heapless::Vec<u16, { MAX_CREDENTIAL_RECORDS as usize }>>()
+        {
             match store::load_credential(&mut self.platform.storage, slot) {
-                Ok(Some(rec)) if self.opens(&rec, slot) => f(&rec.info(slot)),
-                Ok(_) | Err(StoreError::Corrupt) => {}
+                Ok(Some(mut rec)) => {
+                    rec.sign_count = self.table.count(slot);
+                    f(&rec.info(slot))
+                }
+                Ok(None) | Err(StoreError::Corrupt) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(())
     }
 
-    /// Finds a credential of ours by ID for `rp_id_hash`. `Ok(None)` for IDs
-    /// that are not ours (foreign, forged, other RP, deleted or overwritten).
-    pub(crate) fn find_credential(
-        &mut self,
-        rp_id_hash: &[u8; 32],
-        id: &[u8],
-    ) -> Result<Option<FoundCredential>, StoreError> {
-        let Ok(unwrapped) = credential::unwrap(&self.wrap_key, rp_id_hash, id) else {
-            return Ok(None);
-        };
-        let Ok(id_vec) = heapless::Vec::from_slice(id) else {
-            return Ok(None);
-        };
-        let mut cred_blob = heapless::Vec::new();
-        let resident = match unwrapped.slot {
-            None => None,
-            Some(slot) => {
-                if !self.slots.is_used(slot) {
-                    return Ok(None);
-                }
-                match store::load_credential(&mut self.platform.storage, slot) {
-                    Ok(Some(rec))
-                        if rec.credential_id.as_slice() == id && rec.rp_id_hash == *rp_id_hash =>
-                    {
-                        cred_blob = rec.cred_blob;
-                        Some((slot, rec.user_id))
-                    }
-                    Ok(_) | Err(StoreError::Corrupt) => return Ok(None),
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-        Ok(Some(FoundCredential {
-            key: unwrapped.key,
-            id: id_vec,
-            resident,
-            flags: unwrapped.flags,
-            cred_blob,
-        }))
-    }
-
-    /// Loads the resident credential in `slot` if it belongs to `rp_id_hash`.
-    pub(crate) fn load_resident(
-        &mut self,
-        slot: u16,
-        rp_id_hash: &[u8; 32],
-    ) -> Result<Option<FoundCredential>, StoreError> {
-        let rec = match store::load_credential(&mut self.platform.storage, slot) {
-            Ok(Some(rec)) if rec.rp_id_hash == *rp_id_hash => rec,
-            Ok(_) | Err(StoreError::Corrupt) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let Ok(unwrapped) = credential::unwrap(&self.wrap_key, rp_id_hash, &rec.credential_id)
-        else {
-            return Ok(None);
-        };
-        if unwrapped.slot != Some(slot) {
-            return Ok(None);
-        }
-        Ok(Some(FoundCredential {
-            key: unwrapped.key,
-            id: rec.credential_id,
-            resident: Some((slot, rec.user_id)),
-            flags: unwrapped.flags,
-            cred_blob: rec.cred_blob,
-        }))
-    }
-
-    /// Increments and persists the counter of a credential (its own for a
-    /// resident one, else the global one); returns the new value. Nothing may be
-    /// signed with the value unless this returned `Ok`.
-    pub(crate) fn next_sign_count(
-        &mut self,
-        resident_slot: Option<u16>,
-    ) -> Result<u32, StoreError> {
-        match resident_slot {
-            None => {
-                let old = self.state.global_counter;
-                let new = old.checked_add(1).ok_or(StoreError::CounterExhausted)?;
-                self.state.global_counter = new;
-                if let Err(e) = store::save_device(&mut self.platform.storage, &self.state) {
-                    self.state.global_counter = old;
-                    return Err(e);
-                }
-                Ok(new)
-            }
-            Some(slot) => {
-                let mut rec = store::load_credential(&mut self.platform.storage, slot)?
-                    .ok_or(StoreError::Corrupt)?;
-                rec.sign_count = rec
-                    .sign_count
-                    .checked_add(1)
-                    .ok_or(StoreError::CounterExhausted)?;
-                store::save_credential(&mut self.platform.storage, slot, &rec)?;
-                Ok(rec.sign_count)
-            }
-        }
-    }
-
     /// Replaces the device secret (invalidating every credential ID issued so
-    /// far) and deletes all resident credentials. The global counter is kept.
+    /// far and every imported key), deletes all credential records and the
+    /// large-blob array. The counter mark is kept: counters never go backwards.
     pub(crate) fn wipe(&mut self) -> Result<(), StoreError> {
         let mut new_state = DeviceState {
             secret: [0; 32],
-            global_counter: self.state.global_counter,
+            counter_mark: self.state.counter_mark.max(self.global_count),
+            version: 2,
         };
         self.platform.rng.fill_bytes(&mut new_state.secret);
-        let wrap_key = WrapKey::derive(&new_state.secret).map_err(|_| StoreError::Corrupt)?;
+        let keys = DeviceKeys::derive(&new_state.secret).ok_or(StoreError::Corrupt)?;
         store::save_device(&mut self.platform.storage, &new_state)?;
         self.state = new_state;
-        self.wrap_key = wrap_key;
+        self.wrap_key = keys.wrap;
+        self.import_key = keys.import;
+        self.secrets = keys.secrets;
+        self.epoch = keys.epoch;
         self.pending = None;
+        self.cred_mgmt = None;
+        self.lookup_cache = None;
         // The large-blob array goes back to its initial value.
         self.large_blob_writer.clear();
         let mut result =
             crate::ctap2::large_blobs::remove(&mut self.platform.storage).map_err(StoreError::from);
-        // Old records can no longer be opened; remove them all. A record that
-        // fails to go is harmless (it is never ours again) and its slot is reused.
-        for slot in 0..MAX_RESIDENT_CREDENTIALS {
+        // Old records belong to the old secret now (free at the next start);
+        // remove them all. A record that fails to go is harmless.
+        for slot in 0..MAX_CREDENTIAL_RECORDS {
             if let Err(e) = store::remove_credential(&mut self.platform.storage, slot) {
                 result = Err(e);
             }
-            self.slots.set(slot, false);
+            self.table.clear(slot, SlotUse::Free);
         }
         result
     }
@@ -412,6 +406,36 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     }
 }
 
+/// The keys derived from one device secret.
+struct DeviceKeys {
+    wrap: WrapKey,
+    import: WrapKey,
+    secrets: ExtensionSecrets,
+    epoch: [u8; 4],
+}
+
+impl DeviceKeys {
+    fn derive(secret: &[u8; 32]) -> Option<Self> {
+        let secrets = ExtensionSecrets::derive(secret);
+        Some(DeviceKeys {
+            wrap: WrapKey::derive(secret).ok()?,
+            import: WrapKey::derive_import(secret).ok()?,
+            epoch: secrets.epoch(),
+            secrets,
+        })
+    }
+}
+
+/// A clean stop (the key unplugged, the process shutting down) writes the
+/// exact counters over their reservations, so the next start continues
+/// without a jump. A crash skips this and costs only the jump.
+impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Drop for Authenticator<S, U, R> {
+    fn drop(&mut self) {
+        // Best effort: on failure the reservations still hold every guarantee.
+        let _ = self.persist_counters();
+    }
+}
+
 fn init_error(e: StoreError) -> InitError {
     match e {
         StoreError::Storage(e) => InitError::Storage(e),
@@ -428,6 +452,10 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
         response: &mut Message,
     ) -> Outcome {
         response.clear();
+        if !context.up_granted {
+            // Only the run after presence of the same request may use it.
+            self.lookup_cache = None;
+        }
         match protocol {
             Protocol::Cbor => {
                 self.u2f_presence_requested = false;

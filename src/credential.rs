@@ -1,13 +1,18 @@
 //! The credential model: wrapped credential IDs and discoverable (resident)
 //! credentials.
 //!
-//! # Credential ID format (version 1, 77 bytes)
+//! # Credential ID format (77 bytes)
 //!
 //! ```text
-//! version (1) = 0x01 | nonce (24) | ciphertext (36) | tag (16)
+//! version (1) | nonce (24) | ciphertext (36) | tag (16)
 //! plaintext  = alg (1) | flags (1) | slot (2, big-endian; 0xFFFF = not resident) | private key (32)
 //! AAD        = version (1) | rpIdHash (32)
 //! ```
+//!
+//! | version | flags defined | written |
+//! |---|---|---|
+//! | 1 | bits 0–3 (credProtect level, UV required, hmac-secret) | until this format change; still opens and works |
+//! | 2 | bits 0–3 as v1, bit 4 backup eligible (BE), bit 5 backed up (BS) at creation | by this build |
 //!
 //! The private key is sealed with XChaCha20-Poly1305 under a key derived from the
 //! device secret ([`crate::crypto::WrapKey`]). The rpIdHash (for U2F: the
@@ -17,20 +22,24 @@
 //! simply "not ours". A reset regenerates the device secret, which invalidates
 //! every ID issued before.
 //!
-//! Discoverable credentials use the same format with their storage slot in the
-//! plaintext: a presented ID then leads straight to its record, and it only counts
-//! as ours while that slot still holds exactly this ID (deleted or overwritten
-//! credentials stop working). Their records store the ID, not the private key, so
-//! the key at rest is protected by the device secret as well.
+//! A discoverable credential carries its storage slot in the plaintext: a
+//! presented ID then leads straight to its record, and it only counts as ours
+//! while that slot still holds exactly this ID (deleted or overwritten
+//! credentials stop working). A non-discoverable one (slot 0xFFFF) works from
+//! the ID alone; the key also keeps a record of it while room lasts (see
+//! [`crate::store`]) for its counter and for listing.
 //!
 //! `alg` is 1 for ES256 and 2 for EdDSA (Ed25519; the key is then the 32-byte
-//! seed). `flags` holds the credential's policy ([`CredentialFlags`]): the
-//! credProtect level (bits 0–1, 0 = not requested), "UV required" (bit 2, set
-//! with credProtect level 3) and "hmac-secret enabled" (bit 3). IDs with
-//! undefined bits set are refused. Both the EdDSA code and bit 3 were added
-//! without a version change: IDs issued before never use them.
+//! seed). IDs with undefined flag bits for their version are refused.
+//!
+//! Credentials imported through the instrument API
+//! ([`crate::authenticator::instrument`]) have IDs chosen by the caller; their
+//! private key is sealed in their record instead ([`sealed`]).
 
 mod key;
+pub mod large_blob;
+mod record;
+pub mod sealed;
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -38,16 +47,21 @@ use crate::crypto::wrap::{NONCE_LEN, TAG_LEN};
 use crate::crypto::{CryptoError, WrapKey};
 
 pub use key::{cose_alg, CoseKey, CredentialKey, Signature, MAX_COSE_KEY_LEN, MAX_SIGNATURE_LEN};
+pub use record::{CredentialRecord, RecordKind, ResidentCredentialInfo};
 
-/// The version byte of the credential ID format.
-pub const CREDENTIAL_ID_VERSION: u8 = 1;
+/// The version byte of the credential IDs this build issues.
+pub const CREDENTIAL_ID_VERSION: u8 = 2;
+/// The first credential ID version (no backup flags); still opened.
+pub const CREDENTIAL_ID_VERSION_1: u8 = 1;
 const PLAINTEXT_LEN: usize = 1 + 1 + 2 + 32;
 /// The length of every credential ID this key issues.
 pub const CREDENTIAL_ID_LEN: usize = 1 + NONCE_LEN + PLAINTEXT_LEN + TAG_LEN;
 /// The slot value meaning "not a discoverable credential".
 const NO_SLOT: u16 = 0xFFFF;
-/// Flag bits defined by version 1 (see [`CredentialFlags`]).
-const KNOWN_FLAGS: u8 = 0b0000_1111;
+/// Flag bits defined by ID version 1 (see [`CredentialFlags`]).
+const KNOWN_FLAGS_V1: u8 = 0b0000_1111;
+/// Flag bits defined by ID version 2: v1's and the backup flags.
+const KNOWN_FLAGS_V2: u8 = 0b0011_1111;
 /// The largest credBlob a discoverable credential stores (getInfo maxCredBlobLength).
 pub const MAX_CRED_BLOB_LENGTH: usize = 32;
 
@@ -104,7 +118,9 @@ impl Algorithm {
 
 /// Per-credential policy bits carried inside the credential ID: the credProtect
 /// level (bits 0–1; 0 when the RP did not ask, which behaves as level 1), "UV
-/// required" (bit 2, set together with level 3) and "hmac-secret enabled" (bit 3).
+/// required" (bit 2, set together with level 3), "hmac-secret enabled" (bit
+/// 3), and from ID version 2 the backup flags the credential was created with
+/// (BE bit 4, BS bit 5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CredentialFlags(u8);
 
@@ -112,6 +128,35 @@ impl CredentialFlags {
     const CRED_PROTECT_MASK: u8 = 0b0000_0011;
     const UV_REQUIRED: u8 = 0b0000_0100;
     const HMAC_SECRET: u8 = 0b0000_1000;
+    const BACKUP_ELIGIBLE: u8 = 0b0001_0000;
+    const BACKED_UP: u8 = 0b0010_0000;
+
+    /// The flags from their raw bits, if every bit is defined.
+    pub fn from_bits(bits: u8) -> Option<Self> {
+        (bits & !KNOWN_FLAGS_V2 == 0).then_some(CredentialFlags(bits))
+    }
+
+    /// These flags with the backup flags set to `eligible` and `backed_up`.
+    pub fn with_backup(self, eligible: bool, backed_up: bool) -> Self {
+        let mut bits = self.0 & !(Self::BACKUP_ELIGIBLE | Self::BACKED_UP);
+        if eligible {
+            bits |= Self::BACKUP_ELIGIBLE;
+        }
+        if backed_up {
+            bits |= Self::BACKED_UP;
+        }
+        CredentialFlags(bits)
+    }
+
+    /// Backup eligibility (BE) at creation.
+    pub fn backup_eligible(self) -> bool {
+        self.0 & Self::BACKUP_ELIGIBLE != 0
+    }
+
+    /// Backup state (BS) at creation.
+    pub fn backed_up(self) -> bool {
+        self.0 & Self::BACKED_UP != 0
+    }
 
     /// Flags for a new credential: `cred_protect` is the requested level (0 = none,
     /// 1–3; other values are treated as none) and whether hmac-secret was enabled.
@@ -162,9 +207,9 @@ pub struct UnwrappedCredential {
     pub key: CredentialKey,
 }
 
-fn aad(rp_id_hash: &[u8; 32]) -> [u8; 33] {
+fn aad(version: u8, rp_id_hash: &[u8; 32]) -> [u8; 33] {
     let mut aad = [0u8; 33];
-    aad[0] = CREDENTIAL_ID_VERSION;
+    aad[0] = version;
     aad[1..].copy_from_slice(rp_id_hash);
     aad
 }
@@ -178,8 +223,29 @@ pub fn wrap<R: RngCore + CryptoRng>(
     slot: Option<u16>,
     key: &CredentialKey,
 ) -> Result<CredentialId, CredentialError> {
+    wrap_version(
+        CREDENTIAL_ID_VERSION,
+        wrap_key,
+        rng,
+        rp_id_hash,
+        flags,
+        slot,
+        key,
+    )
+}
+
+/// [`wrap`] in ID format `version` (tests make version 1 IDs with it).
+pub(crate) fn wrap_version<R: RngCore + CryptoRng>(
+    version: u8,
+    wrap_key: &WrapKey,
+    rng: &mut R,
+    rp_id_hash: &[u8; 32],
+    flags: CredentialFlags,
+    slot: Option<u16>,
+    key: &CredentialKey,
+) -> Result<CredentialId, CredentialError> {
     let mut id = [0u8; CREDENTIAL_ID_LEN];
-    id[0] = CREDENTIAL_ID_VERSION;
+    id[0] = version;
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
     id[1..1 + NONCE_LEN].copy_from_slice(&nonce);
@@ -189,10 +255,16 @@ pub fn wrap<R: RngCore + CryptoRng>(
     plaintext[1] = flags.0;
     plaintext[2..4].copy_from_slice(&slot.unwrap_or(NO_SLOT).to_be_bytes());
     plaintext[4..].copy_from_slice(key.as_bytes());
-    let tag = wrap_key.seal(&nonce, &aad(rp_id_hash), &mut plaintext)?;
+    let tag = wrap_key.seal(&nonce, &aad(version, rp_id_hash), &mut plaintext)?;
     id[1 + NONCE_LEN..1 + NONCE_LEN + PLAINTEXT_LEN].copy_from_slice(&plaintext);
     id[1 + NONCE_LEN + PLAINTEXT_LEN..].copy_from_slice(&tag);
     Ok(id)
+}
+
+#[cfg(test)]
+std::thread_local! {
+    /// How many IDs this thread opened (tests count the work of a ceremony).
+    pub(crate) static UNWRAPS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
 }
 
 /// Opens a credential ID presented for `rp_id_hash`. Anything that is not a
@@ -202,7 +274,13 @@ pub fn unwrap(
     rp_id_hash: &[u8; 32],
     id: &[u8],
 ) -> Result<UnwrappedCredential, CredentialError> {
-    if id.len() != CREDENTIAL_ID_LEN || id.first() != Some(&CREDENTIAL_ID_VERSION) {
+    #[cfg(test)]
+    UNWRAPS.with(|n| n.set(n.get() + 1));
+    let version = match id.first() {
+        Some(&v @ (CREDENTIAL_ID_VERSION_1 | CREDENTIAL_ID_VERSION)) => v,
+        _ => return Err(CredentialError::NotOurs),
+    };
+    if id.len() != CREDENTIAL_ID_LEN {
         return Err(CredentialError::NotOurs);
     }
     let mut nonce = [0u8; NONCE_LEN];
@@ -219,16 +297,24 @@ pub fn unwrap(
     plaintext.copy_from_slice(c);
     tag.copy_from_slice(t);
     wrap_key
-        .open(&nonce, &aad(rp_id_hash), &mut plaintext, &tag)
+        .open(&nonce, &aad(version, rp_id_hash), &mut plaintext, &tag)
         .map_err(|_| CredentialError::NotOurs)?;
-    let result = parse_plaintext(&plaintext);
+    let known_flags = if version == CREDENTIAL_ID_VERSION_1 {
+        KNOWN_FLAGS_V1
+    } else {
+        KNOWN_FLAGS_V2
+    };
+    let result = parse_plaintext(&plaintext, known_flags);
     zeroize::Zeroize::zeroize(&mut plaintext);
     result
 }
 
-fn parse_plaintext(p: &[u8; PLAINTEXT_LEN]) -> Result<UnwrappedCredential, CredentialError> {
+fn parse_plaintext(
+    p: &[u8; PLAINTEXT_LEN],
+    known_flags: u8,
+) -> Result<UnwrappedCredential, CredentialError> {
     let algorithm = Algorithm::from_code(p[0]).ok_or(CredentialError::NotOurs)?;
-    if p[1] & !KNOWN_FLAGS != 0 {
+    if p[1] & !known_flags != 0 {
         return Err(CredentialError::NotOurs);
     }
     let slot = u16::from_be_bytes([p[2], p[3]]);
@@ -242,70 +328,6 @@ fn parse_plaintext(p: &[u8; PLAINTEXT_LEN]) -> Result<UnwrappedCredential, Crede
         slot: (slot != NO_SLOT).then_some(slot),
         key: key?,
     })
-}
-
-/// A discoverable credential as stored in its record (see [`crate::store`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResidentCredential {
-    /// SHA-256 of the RP ID.
-    pub rp_id_hash: [u8; 32],
-    /// The RP ID.
-    pub rp_id: heapless::String<256>,
-    /// The user handle.
-    pub user_id: heapless::Vec<u8, 64>,
-    /// The user name, if the RP gave one.
-    pub user_name: Option<heapless::String<64>>,
-    /// The user display name, if the RP gave one.
-    pub display_name: Option<heapless::String<64>>,
-    /// The credential ID (which carries the sealed private key).
-    pub credential_id: heapless::Vec<u8, 255>,
-    /// This credential's own signature counter.
-    pub sign_count: u32,
-    /// Creation order among the resident credentials (larger is newer).
-    pub created: u32,
-    /// The credential's algorithm.
-    pub algorithm: Algorithm,
-    /// The credProtect level (0 = not requested, else 1–3; also in the ID's flags).
-    pub cred_protect: u8,
-    /// The credBlob (at most [`MAX_CRED_BLOB_LENGTH`] bytes; empty when none).
-    pub cred_blob: heapless::Vec<u8, MAX_CRED_BLOB_LENGTH>,
-}
-
-/// A borrowed view of a resident credential, for listing (`ferrokey list`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResidentCredentialInfo<'a> {
-    /// The storage slot.
-    pub slot: u16,
-    /// The RP ID.
-    pub rp_id: &'a str,
-    /// The user handle.
-    pub user_id: &'a [u8],
-    /// The user name, if any.
-    pub user_name: Option<&'a str>,
-    /// The user display name, if any.
-    pub display_name: Option<&'a str>,
-    /// The credential ID.
-    pub credential_id: &'a [u8],
-    /// The credential's signature counter.
-    pub sign_count: u32,
-    /// The COSE algorithm identifier.
-    pub algorithm: i32,
-}
-
-impl ResidentCredential {
-    /// The listing view of this credential.
-    pub fn info(&self, slot: u16) -> ResidentCredentialInfo<'_> {
-        ResidentCredentialInfo {
-            slot,
-            rp_id: &self.rp_id,
-            user_id: &self.user_id,
-            user_name: self.user_name.as_deref(),
-            display_name: self.display_name.as_deref(),
-            credential_id: &self.credential_id,
-            sign_count: self.sign_count,
-            algorithm: self.algorithm.cose(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -412,7 +434,7 @@ mod tests {
         let (wk, mut rng, key) = setup();
         let rp = [5u8; 32];
         // Seal plaintexts by hand, as a future (or forged-by-us) version might.
-        let seal = |alg: u8, flags: u8, rng: &mut rand_chacha::ChaCha20Rng| {
+        let seal = |version: u8, alg: u8, flags: u8, rng: &mut rand_chacha::ChaCha20Rng| {
             let mut nonce = [0u8; NONCE_LEN];
             rng.fill_bytes(&mut nonce);
             let mut p = [0u8; PLAINTEXT_LEN];
@@ -420,22 +442,34 @@ mod tests {
             p[1] = flags;
             p[2..4].copy_from_slice(&NO_SLOT.to_be_bytes());
             p[4..].copy_from_slice(key.as_bytes());
-            let tag = wk.seal(&nonce, &aad(&rp), &mut p).unwrap();
-            let mut id = std::vec![CREDENTIAL_ID_VERSION];
+            let tag = wk.seal(&nonce, &aad(version, &rp), &mut p).unwrap();
+            let mut id = std::vec![version];
             id.extend_from_slice(&nonce);
             id.extend_from_slice(&p);
             id.extend_from_slice(&tag);
             id
         };
-        assert!(unwrap(&wk, &rp, &seal(1, 0b1111, &mut rng)).is_ok());
-        assert!(unwrap(&wk, &rp, &seal(2, 0, &mut rng)).is_ok());
+        assert!(unwrap(&wk, &rp, &seal(1, 1, 0b1111, &mut rng)).is_ok());
+        assert!(unwrap(&wk, &rp, &seal(1, 2, 0, &mut rng)).is_ok());
+        // Version 1 never had the backup flags; version 2 has them.
         assert_eq!(
-            unwrap(&wk, &rp, &seal(1, 0b1_0000, &mut rng)).unwrap_err(),
+            unwrap(&wk, &rp, &seal(1, 1, 0b1_0000, &mut rng)).unwrap_err(),
             CredentialError::NotOurs
         );
+        let v2 = unwrap(&wk, &rp, &seal(2, 1, 0b11_1111, &mut rng)).unwrap();
+        assert!(v2.flags.backup_eligible() && v2.flags.backed_up());
+        for (version, flags) in [(2, 0b100_0000), (2, 0b1000_0000)] {
+            assert_eq!(
+                unwrap(&wk, &rp, &seal(version, 1, flags, &mut rng)).unwrap_err(),
+                CredentialError::NotOurs
+            );
+        }
         assert_eq!(
-            unwrap(&wk, &rp, &seal(3, 0, &mut rng)).unwrap_err(),
+            unwrap(&wk, &rp, &seal(1, 3, 0, &mut rng)).unwrap_err(),
             CredentialError::NotOurs
         );
+        // Unknown versions are not ours, even when they would open.
+        assert!(unwrap(&wk, &rp, &seal(3, 1, 0, &mut rng)).is_err());
+        assert!(unwrap(&wk, &rp, &seal(0, 1, 0, &mut rng)).is_err());
     }
 }

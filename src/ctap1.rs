@@ -213,8 +213,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         if !self.u2f_user_present(context) {
             return Err(sw::CONDITIONS_NOT_SATISFIED);
         }
-        let key = SecretKey::generate(&mut self.platform.rng);
-        let public = key.public_key().map_err(|_| sw::UNKNOWN)?.to_uncompressed();
+        let (key, public) = SecretKey::generate_with_public(&mut self.platform.rng);
+        let public = public.to_uncompressed();
         let key_handle = credential::wrap(
             &self.wrap_key,
             &mut self.platform.rng,
@@ -224,6 +224,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             &CredentialKey::Es256(key.clone()),
         )
         .map_err(|_| sw::UNKNOWN)?;
+        self.track_u2f_registration(&application, &key_handle)
+            .map_err(|_| sw::UNKNOWN)?;
         let kh_len = u8::try_from(key_handle.len()).map_err(|_| sw::UNKNOWN)?;
         let signed: [&[u8]; 5] = [&[0x00], &application, &challenge, &key_handle, &public];
 
@@ -280,9 +282,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         if presence && !self.u2f_user_present(context) {
             return Err(sw::CONDITIONS_NOT_SATISFIED);
         }
-        let resident_slot = credential.resident.as_ref().map(|(slot, _)| *slot);
         let counter = self
-            .next_sign_count(resident_slot)
+            .next_sign_count(credential.slot)
             .map_err(|_| sw::UNKNOWN)?
             .to_be_bytes();
         let user_presence = [u8::from(presence)];

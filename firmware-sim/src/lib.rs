@@ -17,6 +17,7 @@
 pub mod attestation;
 pub mod cli;
 pub mod control;
+pub mod credentials;
 pub mod events;
 pub mod fleet;
 pub mod identity;

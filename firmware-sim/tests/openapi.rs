@@ -154,10 +154,44 @@ async fn every_documented_operation_is_served_with_the_documented_shape() {
     for (method, path) in documented(&doc) {
         let operation = &doc["paths"][&path][method.to_ascii_lowercase()];
         let mut uri = example_uri(&doc, &path, operation);
+        let mut key = "1".to_string();
         if method == "DELETE" {
             // Remove a key made for the purpose, not key 1.
-            let added = fleet.add(KeyOptions::default()).await.unwrap();
-            uri = uri.replace("/authenticator/1", &format!("/authenticator/{}", added.id));
+            key = fleet
+                .add(KeyOptions::default())
+                .await
+                .unwrap()
+                .id
+                .to_string();
+            uri = uri.replace("/authenticator/1", &format!("/authenticator/{key}"));
+        }
+        // The documented example credential exists exactly when the operation needs it.
+        let credential_op = path.contains("/credential");
+        if credential_op {
+            let seed = &doc["paths"]["/webauthn/authenticator/{authenticatorId}/credential"]
+                ["post"]["requestBody"]["content"]["application/json"]["example"];
+            let id = seed["credentialId"].as_str().unwrap();
+            let adds = method == "POST" && path.ends_with("/credential");
+            let (verb, target, body) = if adds {
+                (
+                    "DELETE",
+                    format!("/webauthn/authenticator/{key}/credentials/{id}"),
+                    Body::empty(),
+                )
+            } else {
+                (
+                    "POST",
+                    format!("/webauthn/authenticator/{key}/credential"),
+                    Body::from(seed.to_string()),
+                )
+            };
+            let setup = Request::builder()
+                .method(verb)
+                .uri(target)
+                .header("content-type", "application/json")
+                .body(body)
+                .unwrap();
+            let _ = app.clone().oneshot(setup).await.unwrap();
         }
         let example = &operation["requestBody"]["content"]["application/json"]["example"];
         let mut request = Request::builder()

@@ -78,10 +78,28 @@ impl Harness {
         }
     }
 
-    /// Simulates a power cycle: a new authenticator on the same storage.
-    pub fn reopen(self) -> Self {
+    /// Simulates a crash (`kill -9`, power loss): the authenticator vanishes
+    /// without its clean-stop work, and a new one starts on the same storage.
+    pub fn crash(self) -> Self {
         let seed = self.seed + 1;
-        Self::on_storage(self.storage, self.config, seed)
+        let (storage, config) = (self.storage.clone(), self.config.clone());
+        // Nothing of the old authenticator runs any more (no Drop).
+        std::mem::forget(self.auth);
+        Self::on_storage(storage, config, seed)
+    }
+
+    /// Simulates a power cycle: the authenticator stops cleanly (it is
+    /// dropped first), then a new one starts on the same storage.
+    pub fn reopen(self) -> Self {
+        let Harness {
+            auth,
+            storage,
+            config,
+            seed,
+            ..
+        } = self;
+        drop(auth);
+        Self::on_storage(storage, config, seed + 1)
     }
 
     pub fn context(&self, up_granted: bool) -> CallContext {

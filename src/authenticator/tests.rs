@@ -116,7 +116,121 @@ fn debug_output_hides_secrets() {
     let h = Harness::new();
     let text = std::format!("{:?}", h.auth.state);
     assert!(
-        text.contains("global_counter") && !text.contains('['),
+        text.contains("counter_mark") && !text.contains('['),
         "{text}"
     );
+}
+
+/// State as the previous formats left it (device record v1, credential
+/// record v2, credential IDs v1) keeps loading and working.
+#[test]
+fn state_of_the_previous_formats_keeps_working() {
+    use crate::credential::{self, Algorithm, CredentialFlags, CredentialKey, CredentialRecord};
+    use crate::crypto::WrapKey;
+    let secret = [0x5Eu8; 32];
+    let rp = "legacy.example";
+    let rp_hash = sha256(rp.as_bytes());
+    let wrap_key = WrapKey::derive(&secret).unwrap();
+    let mut rng = seeded_rng(4);
+    let resident_key = p256::ecdsa::SigningKey::from_slice(&[0x61; 32]).unwrap();
+    let plain_key = p256::ecdsa::SigningKey::from_slice(&[0x62; 32]).unwrap();
+    let as_key = |k: &p256::ecdsa::SigningKey| {
+        CredentialKey::from_bytes(Algorithm::Es256, &k.to_bytes().into()).unwrap()
+    };
+    let flags = CredentialFlags::new(0, true);
+    let resident_id = credential::wrap_version(
+        1,
+        &wrap_key,
+        &mut rng,
+        &rp_hash,
+        flags,
+        Some(3),
+        &as_key(&resident_key),
+    )
+    .unwrap();
+    let plain_id = credential::wrap_version(
+        1,
+        &wrap_key,
+        &mut rng,
+        &rp_hash,
+        flags,
+        None,
+        &as_key(&plain_key),
+    )
+    .unwrap();
+    assert_eq!((resident_id[0], plain_id[0]), (1, 1));
+    let storage = MemoryStorage::new();
+    let mut device = b"FD\x01".to_vec();
+    device.extend_from_slice(&secret);
+    device.extend_from_slice(&7u32.to_be_bytes());
+    storage.put_raw(RecordKey::Device, &device);
+    let record = CredentialRecord {
+        kind: crate::credential::RecordKind::Discoverable,
+        rp_id_hash: rp_hash,
+        rp_id: heapless::String::try_from(rp).unwrap(),
+        user_id: heapless::Vec::from_slice(b"old-user").unwrap(),
+        user_name: Some(heapless::String::try_from("old").unwrap()),
+        display_name: None,
+        credential_id: heapless::Vec::from_slice(&resident_id).unwrap(),
+        sign_count: 20,
+        created: 0,
+        algorithm: Algorithm::Es256,
+        cred_protect: 0,
+        flags: CredentialFlags::new(0, false),
+        backup_eligible: false,
+        backup_state: false,
+        cred_blob: heapless::Vec::from_slice(b"blob").unwrap(),
+        sealed_key: None,
+        epoch: None,
+    };
+    storage.put_raw(
+        RecordKey::Credential(3),
+        &crate::store::legacy::encode_legacy(&record, 2),
+    );
+
+    let mut h = Harness::on_storage(storage, Config::default(), 3);
+    assert_eq!(h.auth.state.version, 2, "the device record was upgraded");
+    assert!(
+        h.auth.state.counter_mark >= 20,
+        "its mark covers the resident counter"
+    );
+    assert_eq!(h.auth.remaining_discoverable_credentials(), 99);
+    // Start-up reads the old record as it is; it is rewritten (in version 3)
+    // only when it changes.
+    assert_eq!(h.storage.get(RecordKey::Credential(3)).unwrap()[2], 2);
+    let cdh = client_data_hash("legacy");
+    // The v1 resident ID, by allowList and discoverable.
+    let (status, value, _) = h.get_assertion(ga(rp, &cdh, &[&resident_id], None));
+    assert_eq!(status, 0);
+    let a = check_assertion(&value.unwrap(), &cdh, |_| *resident_key.verifying_key());
+    assert_eq!(a.auth_data.sign_count, 21);
+    let (status, value, _) = h.get_assertion(ga(rp, &cdh, &[], None));
+    assert_eq!(status, 0);
+    let a = check_assertion(&value.unwrap(), &cdh, |_| *resident_key.verifying_key());
+    assert_eq!(a.credential_id, resident_id);
+    assert_eq!(a.auth_data.sign_count, 22);
+    // The v1 non-resident ID: above everything the old key signed.
+    let (status, value, _) = h.get_assertion(ga(rp, &cdh, &[&plain_id], None));
+    assert_eq!(status, 0);
+    let a = check_assertion(&value.unwrap(), &cdh, |_| *plain_key.verifying_key());
+    assert!(a.auth_data.sign_count > 20);
+    assert_eq!(h.storage.get(RecordKey::Credential(3)).unwrap()[2], 3);
+    h.auth.persist_counters().unwrap();
+    let mut h = h.reopen();
+    let (status, value, _) = h.get_assertion(ga(rp, &cdh, &[&resident_id], None));
+    assert_eq!(status, 0);
+    let a = check_assertion(&value.unwrap(), &cdh, |_| *resident_key.verifying_key());
+    assert_eq!(a.auth_data.sign_count, 23);
+}
+
+#[test]
+fn start_up_reads_records_without_opening_them() {
+    // A record of an earlier device secret (an interrupted reset) is free.
+    let mut h = Harness::new();
+    h.make_credential(Mc::new("a.example", b"1").rk().build());
+    let stale = h.storage.get(RecordKey::Credential(0)).unwrap();
+    h.auth.wipe().unwrap();
+    h.storage.put_raw(RecordKey::Credential(0), &stale);
+    let h = h.reopen();
+    assert_eq!(h.auth.remaining_discoverable_credentials(), 100);
 }

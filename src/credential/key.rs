@@ -42,6 +42,29 @@ impl CredentialKey {
         }
     }
 
+    /// Generates a fresh key and its COSE public key, computing the public
+    /// point once.
+    pub fn generate_with_cose<R: RngCore + CryptoRng>(
+        algorithm: Algorithm,
+        rng: &mut R,
+    ) -> Result<(Self, CoseKey), CryptoError> {
+        let (key, cose) = match algorithm {
+            Algorithm::Es256 => {
+                let (key, public) = SecretKey::generate_with_public(rng);
+                (
+                    CredentialKey::Es256(key),
+                    CoseKey::from_slice(&public.to_cose()),
+                )
+            }
+            Algorithm::EdDsa => {
+                let key = Ed25519SecretKey::generate(rng);
+                let cose = CoseKey::from_slice(&key.public_key().to_cose());
+                (CredentialKey::Ed25519(key), cose)
+            }
+        };
+        Ok((key, cose.map_err(|_| CryptoError::BufferTooSmall)?))
+    }
+
     /// A key from its 32 secret bytes (the P-256 scalar or the Ed25519 seed).
     pub fn from_bytes(algorithm: Algorithm, bytes: &[u8; 32]) -> Result<Self, CryptoError> {
         Ok(match algorithm {

@@ -1,8 +1,10 @@
 //! ES256: ECDSA over P-256 with SHA-256, DER-encoded signatures.
 
-use p256::ecdsa::signature::DigestSigner;
-use p256::ecdsa::{Signature, SigningKey};
-use p256::FieldBytes;
+use ecdsa::hazmat::SignPrimitive;
+use p256::ecdsa::Signature;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::elliptic_curve::PrimeField;
+use p256::{FieldBytes, NonZeroScalar, ProjectivePoint, Scalar};
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
@@ -72,17 +74,29 @@ impl PublicKey {
 impl SecretKey {
     /// Generates a fresh random key.
     pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
-        let key = SigningKey::random(rng);
-        let mut bytes: [u8; 32] = key.to_bytes().into();
+        Self::from_scalar(&NonZeroScalar::random(rng))
+    }
+
+    /// Generates a fresh random key together with its public key, computing
+    /// the point once (a key generation is one scalar multiplication).
+    pub fn generate_with_public<R: RngCore + CryptoRng>(rng: &mut R) -> (Self, PublicKey) {
+        let scalar = NonZeroScalar::random(rng);
+        let public = public_of(&scalar);
+        (Self::from_scalar(&scalar), public)
+    }
+
+    fn from_scalar(scalar: &NonZeroScalar) -> Self {
+        let mut bytes: [u8; 32] = scalar.to_repr().into();
         let out = SecretKey(bytes);
         bytes.zeroize();
         out
     }
 
     /// A key from its 32-byte scalar; fails for zero or out-of-range scalars.
+    /// Checks the scalar only: no point is computed.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, CryptoError> {
         let key = SecretKey(*bytes);
-        key.signing_key()?;
+        key.scalar()?;
         Ok(key)
     }
 
@@ -91,41 +105,51 @@ impl SecretKey {
         &self.0
     }
 
-    fn signing_key(&self) -> Result<SigningKey, CryptoError> {
-        SigningKey::from_bytes(FieldBytes::from_slice(&self.0)).map_err(|_| CryptoError::InvalidKey)
+    fn scalar(&self) -> Result<NonZeroScalar, CryptoError> {
+        Option::from(NonZeroScalar::from_repr(*FieldBytes::from_slice(&self.0)))
+            .ok_or(CryptoError::InvalidKey)
     }
 
-    /// The matching public key.
+    /// The matching public key (one scalar multiplication).
     pub fn public_key(&self) -> Result<PublicKey, CryptoError> {
-        let key = self.signing_key()?;
-        let point = key.verifying_key().to_encoded_point(false);
-        let (Some(x), Some(y)) = (point.x(), point.y()) else {
-            return Err(CryptoError::InvalidKey);
-        };
-        let mut public = PublicKey {
-            x: [0; 32],
-            y: [0; 32],
-        };
-        public.x.copy_from_slice(x);
-        public.y.copy_from_slice(y);
-        Ok(public)
+        Ok(public_of(&self.scalar()?))
     }
 
     /// Signs the concatenation of `parts` (hashed with SHA-256, RFC 6979 nonce)
-    /// and returns the DER-encoded signature.
+    /// and returns the DER-encoded signature. Signs from the scalar: the
+    /// public key is never computed. The signature is the one
+    /// `p256::ecdsa::SigningKey::sign` makes for the same key and message.
     pub fn sign(&self, parts: &[&[u8]]) -> Result<DerSignature, CryptoError> {
-        let key = self.signing_key()?;
+        let scalar = self.scalar()?;
         let mut digest = Sha256::new();
         for part in parts {
             digest.update(part);
         }
-        let signature: Signature = key
-            .try_sign_digest(digest)
+        let z: FieldBytes = digest.finalize();
+        let secret: &Scalar = scalar.as_ref();
+        let (signature, _) = secret
+            .try_sign_prehashed_rfc6979::<Sha256>(&z, &[])
             .map_err(|_| CryptoError::Signing)?;
-        let signature = signature.normalize_s().unwrap_or(signature);
+        let signature: Signature = signature.normalize_s().unwrap_or(signature);
         let (r, s) = signature.split_bytes();
         der::ecdsa_signature(&r.into(), &s.into())
     }
+}
+
+/// The public point of `scalar`, as affine coordinates.
+fn public_of(scalar: &NonZeroScalar) -> PublicKey {
+    let point = (ProjectivePoint::GENERATOR * scalar.as_ref())
+        .to_affine()
+        .to_encoded_point(false);
+    let mut public = PublicKey {
+        x: [0; 32],
+        y: [0; 32],
+    };
+    if let (Some(x), Some(y)) = (point.x(), point.y()) {
+        public.x.copy_from_slice(x);
+        public.y.copy_from_slice(y);
+    }
+    public
 }
 
 #[cfg(test)]
@@ -144,6 +168,22 @@ mod tests {
         let parsed = p256::ecdsa::Signature::from_der(&sig).unwrap();
         vk.verify(b"hello world", &parsed).unwrap();
         assert!(vk.verify(b"hello worle", &parsed).is_err());
+    }
+
+    #[test]
+    fn signature_equals_p256_signing_key_and_public_key_matches() {
+        use p256::ecdsa::signature::Signer;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+        let (key, public) = SecretKey::generate_with_public(&mut rng);
+        assert_eq!(key.public_key().unwrap(), public);
+        let reference = p256::ecdsa::SigningKey::from_slice(key.as_bytes()).unwrap();
+        let point = reference.verifying_key().to_encoded_point(false);
+        assert_eq!(point.x().unwrap().as_slice(), &public.x);
+        assert_eq!(point.y().unwrap().as_slice(), &public.y);
+        let expected: p256::ecdsa::Signature = reference.sign(b"message");
+        let expected = expected.normalize_s().unwrap_or(expected);
+        let ours = key.sign(&[b"mess", b"age"]).unwrap();
+        assert_eq!(ours.as_slice(), expected.to_der().as_bytes());
     }
 
     #[test]

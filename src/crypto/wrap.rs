@@ -18,6 +18,7 @@ pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 
 const WRAP_INFO: &[u8] = b"ferrokey credential wrapping key v1";
+const IMPORT_INFO: &[u8] = b"ferrokey imported key sealing v1";
 
 /// A key that seals and opens credential private keys. Zeroized on drop.
 #[derive(Clone)]
@@ -38,9 +39,18 @@ impl core::fmt::Debug for WrapKey {
 impl WrapKey {
     /// Derives the wrapping key from the device secret.
     pub fn derive(device_secret: &[u8; 32]) -> Result<Self, CryptoError> {
+        Self::derive_with(device_secret, WRAP_INFO)
+    }
+
+    /// Derives the key that seals imported private keys in their records.
+    pub fn derive_import(device_secret: &[u8; 32]) -> Result<Self, CryptoError> {
+        Self::derive_with(device_secret, IMPORT_INFO)
+    }
+
+    fn derive_with(device_secret: &[u8; 32], info: &[u8]) -> Result<Self, CryptoError> {
         let mut key = [0u8; 32];
         Hkdf::<Sha256>::new(None, device_secret)
-            .expand(WRAP_INFO, &mut key)
+            .expand(info, &mut key)
             .map_err(|_| CryptoError::InvalidKey)?;
         let out = WrapKey(key);
         key.zeroize();

@@ -25,10 +25,10 @@ use rand_core::{CryptoRng, RngCore};
 use super::{deserialize, store_error, validate, write_cbor, write_ok, HandlerResult};
 use crate::app::{CallContext, Message};
 use crate::authenticator::Authenticator;
-use crate::credential::{self, ResidentCredential};
+use crate::credential::CredentialRecord;
 use crate::pin::{permission, RpCheck};
 use crate::platform::{Storage, UserPresence};
-use crate::store::{self, StoreError, MAX_RESIDENT_CREDENTIALS};
+use crate::store::{self, SlotUse, StoreError, MAX_RESIDENT_CREDENTIALS};
 
 #[cfg(test)]
 mod tests;
@@ -94,7 +94,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         match request.sub_command {
             Subcommand::GetCredsMetadata => {
                 auth.check(self, RpCheck::NoneAllowed)?;
-                let used = self.slots.used();
+                let used = self.table.discoverable();
                 let mut out = Response::default();
                 out.existing_resident_credentials_count = Some(u32::from(used));
                 out.max_possible_remaining_residential_credentials_count =
@@ -138,8 +138,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                     .and_then(|p| p.credential_id.as_ref())
                     .ok_or(Error::MissingParameter)?;
                 let (slot, _) = auth.locate(self, id.id)?;
-                store::remove_credential(&mut self.platform.storage, slot).map_err(store_error)?;
-                self.slots.set(slot, false);
+                self.remove_record(slot).map_err(store_error)?;
                 write_ok(response)
             }
             Subcommand::UpdateUserInformation => {
@@ -158,8 +157,11 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                 // Absent or empty fields are removed.
                 record.user_name = user.name.clone().filter(|s| !s.is_empty());
                 record.display_name = user.display_name.clone().filter(|s| !s.is_empty());
-                store::save_credential(&mut self.platform.storage, slot, &record)
-                    .map_err(store_error)?;
+                // Keep the counter's reservation, and the live counter.
+                record.sign_count = self.table.mark(slot);
+                record.epoch = Some(self.epoch);
+                let live = self.table.count(slot);
+                self.put_record(slot, &record, live).map_err(store_error)?;
                 write_ok(response)
             }
             _ => Err(Error::InvalidSubcommand),
@@ -170,8 +172,14 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     fn find_resident_by_id(
         &mut self,
         id: &[u8],
-    ) -> Result<Option<(u16, ResidentCredential)>, StoreError> {
-        for slot in self.slots.iter_used().collect::<SlotList>() {
+    ) -> Result<Option<(u16, CredentialRecord)>, StoreError> {
+        let candidates: SlotList = self
+            .table
+            .slots_of(SlotUse::Discoverable)
+            .filter(|&s| self.table.id_tag(s) == store::tag(id))
+            .take(MAX_RESIDENT_CREDENTIALS as usize)
+            .collect();
+        for slot in candidates {
             match store::load_credential(&mut self.platform.storage, slot) {
                 Ok(Some(rec)) if rec.credential_id.as_slice() == id => {
                     return Ok(Some((slot, rec)));
@@ -183,16 +191,18 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         Ok(None)
     }
 
-    /// The record in a used slot, if it parses and its credential still opens.
-    fn listable(&mut self, slot: u16) -> Result<Option<ResidentCredential>, StoreError> {
+    /// The discoverable credential in `slot`, if it parses (its counter as
+    /// it is now).
+    fn listable(&mut self, slot: u16) -> Result<Option<CredentialRecord>, StoreError> {
+        if self.table.use_of(slot) != SlotUse::Discoverable {
+            return Ok(None);
+        }
         match store::load_credential(&mut self.platform.storage, slot) {
-            Ok(Some(rec))
-                if credential::unwrap(&self.wrap_key, &rec.rp_id_hash, &rec.credential_id)
-                    .is_ok_and(|c| c.slot == Some(slot)) =>
-            {
+            Ok(Some(mut rec)) => {
+                rec.sign_count = self.table.count(slot);
                 Ok(Some(rec))
             }
-            Ok(_) | Err(StoreError::Corrupt) => Ok(None),
+            Ok(None) | Err(StoreError::Corrupt) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -206,7 +216,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         let mut hashes: heapless::Vec<[u8; 32], { MAX_RESIDENT_CREDENTIALS as usize }> =
             heapless::Vec::new();
         let mut firsts = SlotList::new();
-        for slot in self.slots.iter_used().collect::<SlotList>() {
+        for slot in self.discoverable_slot_list() {
             let Some(rec) = self.listable(slot).map_err(store_error)? else {
                 continue;
             };
@@ -223,8 +233,16 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         self.next_rp(context.channel, firsts, Some(total), response)
     }
 
+    /// The slots of the discoverable credentials, in slot order.
+    fn discoverable_slot_list(&self) -> SlotList {
+        self.table
+            .slots_of(SlotUse::Discoverable)
+            .take(MAX_RESIDENT_CREDENTIALS as usize)
+            .collect()
+    }
+
     /// Takes the last slot of an enumeration and loads its credential.
-    fn pop_listable(&mut self, slots: &mut SlotList) -> Result<ResidentCredential, Error> {
+    fn pop_listable(&mut self, slots: &mut SlotList) -> Result<CredentialRecord, Error> {
         let slot = slots.pop().ok_or(Error::NotAllowed)?;
         self.listable(slot)
             .map_err(store_error)?
@@ -259,7 +277,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     ) -> HandlerResult {
         let mut found: heapless::Vec<(u32, u16), { MAX_RESIDENT_CREDENTIALS as usize }> =
             heapless::Vec::new();
-        for slot in self.slots.iter_used().collect::<SlotList>() {
+        for slot in self.discoverable_slot_list() {
             if let Some(rec) = self.listable(slot).map_err(store_error)? {
                 if rec.rp_id_hash == *rp_id_hash {
                     found.push((rec.created, slot)).map_err(|_| Error::Other)?;
@@ -285,10 +303,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         total: Option<u32>,
         response: &mut Message,
     ) -> HandlerResult {
+        let slot = slots.last().copied().ok_or(Error::NotAllowed)?;
         let rec = self.pop_listable(&mut slots)?;
-        let key = credential::unwrap(&self.wrap_key, &rec.rp_id_hash, &rec.credential_id)
-            .map_err(|_| Error::Other)?
-            .key;
+        let (key, _) = self.key_of(slot, &rec).ok_or(Error::Other)?;
         let cose = key.cose_public_key().map_err(super::crypto_error)?;
         let public_key: cosey::PublicKey =
             cbor_smol::cbor_deserialize(&cose).map_err(|_| Error::Other)?;
@@ -361,7 +378,7 @@ impl Auth<'_> {
         &self,
         auth: &mut Authenticator<S, U, R>,
         id: &[u8],
-    ) -> Result<(u16, ResidentCredential), Error> {
+    ) -> Result<(u16, CredentialRecord), Error> {
         self.check(auth, RpCheck::Ignore)?;
         let (slot, record) = auth
             .find_resident_by_id(id)

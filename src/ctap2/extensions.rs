@@ -39,10 +39,9 @@ use ctap_types::ByteArray;
 use rand_core::{CryptoRng, RngCore};
 use serde::Serialize;
 
-use crate::authenticator::{Authenticator, FoundCredential};
+use crate::authenticator::FoundCredential;
 use crate::credential::{CredentialFlags, MAX_CRED_BLOB_LENGTH};
 use crate::pin::PinUv;
-use crate::platform::{Storage, UserPresence};
 
 pub(crate) use hmac_secret::HmacSecretRequest;
 pub(crate) use secrets::ExtensionSecrets;
@@ -86,13 +85,6 @@ fn append_outputs<T: Serialize>(
     let flags = auth_data.get_mut(32).ok_or(Error::Other)?;
     *flags |= super::flags::ED;
     Ok(())
-}
-
-impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
-    /// The per-credential secret deriver for the current device secret.
-    pub(crate) fn extension_secrets(&self) -> ExtensionSecrets {
-        ExtensionSecrets::derive(&self.state.secret)
-    }
 }
 
 /// The extensions of one makeCredential request, checked before user presence.

@@ -13,11 +13,11 @@ use super::{
     write_cbor, HandlerResult, NEXT_ASSERTION_TIMEOUT_MS,
 };
 use crate::app::{CallContext, Message, Outcome};
-use crate::authenticator::{Authenticator, FoundCredential, PendingAssertions};
+use crate::authenticator::{Authenticator, FoundCredential, LookupCache, PendingAssertions};
 use crate::crypto::sha256;
 use crate::pin::permission;
 use crate::platform::{Storage, UserPresence};
-use crate::store::{self, StoreError, MAX_RESIDENT_CREDENTIALS};
+use crate::store::{self, SlotUse, StoreError, MAX_RESIDENT_CREDENTIALS};
 
 type SlotList = heapless::Vec<u16, { MAX_RESIDENT_CREDENTIALS as usize }>;
 
@@ -69,10 +69,28 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         // hides some without UV.
         let allow_list = request.allow_list.as_ref().filter(|l| !l.is_empty());
         let mut found = None;
+        let mut found_at = 0;
         let mut slots = SlotList::new();
         match allow_list {
             Some(list) => {
-                for descriptor in list {
+                // The run after presence takes what the run before found (the
+                // same request; nothing changed in between, or the cache
+                // would be gone).
+                let cached = self.lookup_cache.take().filter(|c| {
+                    c.rp_id_hash == rp_id_hash
+                        && list.get(c.index).is_some_and(|d| {
+                            d.key_type == "public-key" && d.id == c.found.id.as_slice()
+                        })
+                        && cred_protect_allows(c.found.flags.cred_protect(), uv, true)
+                });
+                if let Some(c) = cached {
+                    found_at = c.index;
+                    found = Some(c.found);
+                }
+                for (index, descriptor) in list.iter().enumerate() {
+                    if found.is_some() {
+                        break;
+                    }
                     if descriptor.key_type != "public-key" {
                         continue;
                     }
@@ -82,7 +100,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                         .filter(|c| cred_protect_allows(c.flags.cred_protect(), uv, true))
                     {
                         found = Some(c);
-                        break;
+                        found_at = index;
                     }
                 }
             }
@@ -99,6 +117,11 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         // Step 9: user presence unless up=false (a silent pre-flight); it uses
         // up the token's mc/ga permissions and flags.
         if up && !context.up_granted && !verification.up {
+            self.lookup_cache = found.map(|found| LookupCache {
+                rp_id_hash,
+                index: found_at,
+                found,
+            });
             return Ok(Outcome::NeedsPresence);
         }
         if up {
@@ -189,10 +212,12 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     ) -> Result<SlotList, StoreError> {
         let mut found: heapless::Vec<(u32, u16), { MAX_RESIDENT_CREDENTIALS as usize }> =
             heapless::Vec::new();
-        for slot in 0..MAX_RESIDENT_CREDENTIALS {
-            if !self.slots.is_used(slot) {
-                continue;
-            }
+        let candidates: SlotList = self
+            .table
+            .rp_candidates(rp_id_hash, &[SlotUse::Discoverable])
+            .take(MAX_RESIDENT_CREDENTIALS as usize)
+            .collect();
+        for slot in candidates {
             match store::load_credential(&mut self.platform.storage, slot) {
                 Ok(Some(rec))
                     if rec.rp_id_hash == *rp_id_hash
@@ -248,21 +273,32 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         extensions: &AssertionExtensions,
         response: &mut Message,
     ) -> HandlerResult {
-        let resident_slot = credential.resident.as_ref().map(|(slot, _)| *slot);
-        let sign_count = self.next_sign_count(resident_slot).map_err(store_error)?;
-        let mut auth_data = auth_data(rp_id_hash, flags, sign_count, None)?;
-        let secrets = self.extension_secrets();
+        let sign_count = self.next_sign_count(credential.slot).map_err(store_error)?;
+        let mut all_flags = flags;
+        if credential.backup_eligible {
+            all_flags |= flags::BE;
+        }
+        if credential.backup_state {
+            all_flags |= flags::BS;
+        }
+        let mut auth_data = auth_data(
+            rp_id_hash,
+            self.overrides.flags(all_flags),
+            sign_count,
+            None,
+        )?;
         extensions.append_outputs(
             &mut auth_data,
             credential,
-            &secrets,
+            &self.secrets,
             flags & flags::UV != 0,
             &mut self.platform.rng,
         )?;
-        let signature = credential
+        let mut signature = credential
             .key
             .sign(&[&auth_data, cdh])
             .map_err(crypto_error)?;
+        self.overrides.signature(&mut signature);
 
         let mut out = Response::empty();
         out.credential = PublicKeyCredentialDescriptor {
@@ -278,7 +314,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             None => None,
         };
         out.number_of_credentials = number_of_credentials;
-        out.large_blob_key = extensions.large_blob_key(credential, &secrets);
+        out.large_blob_key = extensions.large_blob_key(credential, &self.secrets);
         write_cbor(response, &out)
     }
 }

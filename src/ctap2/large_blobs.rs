@@ -80,7 +80,8 @@ pub fn load<S: Storage>(storage: &mut S) -> Result<SerializedArray, StorageError
     }
 }
 
-fn save<S: Storage>(storage: &mut S, array: &[u8]) -> Result<(), StorageError> {
+/// Stores a serialized array (already checked by the caller).
+pub(crate) fn save<S: Storage>(storage: &mut S, array: &[u8]) -> Result<(), StorageError> {
     let mut buf = heapless::Vec::<u8, RECORD_LEN>::new();
     let fits = buf.extend_from_slice(&MAGIC).is_ok()
         && buf.push(VERSION).is_ok()

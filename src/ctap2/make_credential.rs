@@ -16,17 +16,12 @@ use super::{
 };
 use crate::app::{CallContext, Message, Outcome};
 use crate::authenticator::Authenticator;
-use crate::credential::{self, Algorithm, CredentialKey, ResidentCredential};
+use crate::authenticator::COUNTER_BLOCK;
+use crate::credential::{self, Algorithm, CredentialKey, CredentialRecord, RecordKind};
 use crate::crypto::{es256::COSE_ALG_ES256, sha256, SecretKey};
 use crate::pin::permission;
 use crate::platform::{Storage, UserPresence};
-use crate::store::{self, StoreError, MAX_RESIDENT_CREDENTIALS};
-
-/// Where a new discoverable credential goes.
-struct SlotChoice {
-    slot: u16,
-    created: u32,
-}
+use crate::store::{self, SlotUse, StoreError, MAX_RESIDENT_CREDENTIALS};
 
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
     pub(crate) fn make_credential(
@@ -105,7 +100,10 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             }
         }
 
-        // Check room before bothering the user.
+        // Check room before bothering the user. A non-discoverable credential
+        // takes a record too (for its counter and the instrument's listing),
+        // forgetting the oldest such record when none is free; without any
+        // room it works untracked.
         let slot = if rk {
             Some(
                 self.choose_slot(&rp_id_hash, &request.user.id)
@@ -113,7 +111,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                     .ok_or(Error::KeyStoreFull)?,
             )
         } else {
-            None
+            self.table.slot_for_new()
         };
 
         // Step 14: user presence (a PIN-issued token never carries it), which
@@ -124,19 +122,32 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         self.pin.consume_after_user_presence();
 
         let format = attestation_format(&request);
-        let key = CredentialKey::generate(algorithm, &mut self.platform.rng);
+        let (key, cose) = CredentialKey::generate_with_cose(algorithm, &mut self.platform.rng)
+            .map_err(crypto_error)?;
+        let (backup_eligible, backup_state) = (
+            self.config.default_backup_eligible,
+            self.config.default_backup_state,
+        );
+        let policy = extensions
+            .flags()
+            .with_backup(backup_eligible, backup_state);
         let credential_id = credential::wrap(
             &self.wrap_key,
             &mut self.platform.rng,
             &rp_id_hash,
-            extensions.flags(),
-            slot.as_ref().map(|s| s.slot),
+            policy,
+            slot.filter(|_| rk),
             &key,
         )
         .map_err(|_| Error::Other)?;
 
-        if let Some(choice) = &slot {
-            let record = ResidentCredential {
+        if let Some(slot) = slot {
+            let record = CredentialRecord {
+                kind: if rk {
+                    RecordKind::Discoverable
+                } else {
+                    RecordKind::NonDiscoverable
+                },
                 rp_id_hash,
                 rp_id: request.rp.id.clone(),
                 user_id: request
@@ -149,32 +160,44 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                 display_name: request.user.display_name.clone(),
                 credential_id: heapless::Vec::from_slice(&credential_id)
                     .map_err(|_| Error::Other)?,
-                sign_count: 0,
-                created: choice.created,
+                // A first block of counter values is reserved with the record.
+                sign_count: COUNTER_BLOCK - 1,
+                created: self.table.next_created(),
                 algorithm,
                 cred_protect: extensions.cred_protect(),
-                cred_blob: extensions.cred_blob(),
-            };
-            store::save_credential(&mut self.platform.storage, choice.slot, &record).map_err(
-                |e| match e {
-                    StoreError::Storage(crate::platform::StorageError::Full) => Error::KeyStoreFull,
-                    other => store_error(other),
+                flags: policy,
+                backup_eligible,
+                backup_state,
+                cred_blob: if rk {
+                    extensions.cred_blob()
+                } else {
+                    heapless::Vec::new()
                 },
-            )?;
-            self.slots.set(choice.slot, true);
+                sealed_key: None,
+                epoch: Some(self.epoch),
+            };
+            self.put_record(slot, &record, 0).map_err(|e| match e {
+                StoreError::Storage(crate::platform::StorageError::Full) => Error::KeyStoreFull,
+                other => store_error(other),
+            })?;
         }
 
-        let cose = key.cose_public_key().map_err(crypto_error)?;
+        let mut flags = flags::UP | flags::AT | if uv { flags::UV } else { 0 };
+        if backup_eligible {
+            flags |= flags::BE;
+        }
+        if backup_state {
+            flags |= flags::BS;
+        }
         let mut auth_data = auth_data(
             &rp_id_hash,
-            flags::UP | flags::AT | if uv { flags::UV } else { 0 },
+            self.overrides.flags(flags),
             0,
             Some((&self.config.aaguid, &credential_id, &cose)),
         )?;
-        let secrets = self.extension_secrets();
         extensions.append_outputs(
             &mut auth_data,
-            &secrets,
+            &self.secrets,
             &credential_id,
             uv,
             &mut self.platform.rng,
@@ -189,38 +212,39 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             _ => AttestationStatement::Packed(self.packed_statement(&key, &auth_data, &cdh)?),
         });
         out.auth_data = auth_data;
-        out.large_blob_key = extensions.large_blob_key(&secrets, &credential_id);
+        out.large_blob_key = extensions.large_blob_key(&self.secrets, &credential_id);
         write_cbor(response, &out)
     }
 
     /// The slot for a new discoverable credential: the one holding the same RP
-    /// and user handle (overwritten), else the first free one; `None` when full.
+    /// and user handle (overwritten), else a free one (or one a forgettable
+    /// record holds); `None` when the key holds its maximum of discoverable
+    /// credentials.
     fn choose_slot(
         &mut self,
         rp_id_hash: &[u8; 32],
         user_id: &[u8],
-    ) -> Result<Option<SlotChoice>, StoreError> {
-        let mut newest: Option<u32> = None;
-        let mut same_user = None;
-        for slot in 0..MAX_RESIDENT_CREDENTIALS {
-            if !self.slots.is_used(slot) {
-                continue;
-            }
+    ) -> Result<Option<u16>, StoreError> {
+        let candidates: heapless::Vec<u16, { MAX_RESIDENT_CREDENTIALS as usize }> = self
+            .table
+            .rp_candidates(rp_id_hash, &[SlotUse::Discoverable])
+            .take(MAX_RESIDENT_CREDENTIALS as usize)
+            .collect();
+        for slot in candidates {
             match store::load_credential(&mut self.platform.storage, slot) {
-                Ok(Some(rec)) => {
-                    newest = Some(newest.map_or(rec.created, |n| n.max(rec.created)));
-                    if rec.rp_id_hash == *rp_id_hash && rec.user_id.as_slice() == user_id {
-                        same_user = Some(slot);
-                    }
+                Ok(Some(rec))
+                    if rec.rp_id_hash == *rp_id_hash && rec.user_id.as_slice() == user_id =>
+                {
+                    return Ok(Some(slot));
                 }
-                Ok(None) | Err(StoreError::Corrupt) => {}
+                Ok(_) | Err(StoreError::Corrupt) => {}
                 Err(e) => return Err(e),
             }
         }
-        let created = newest.map_or(0, |n| n.saturating_add(1));
-        Ok(same_user
-            .or_else(|| self.slots.first_free())
-            .map(|slot| SlotChoice { slot, created }))
+        if self.table.discoverable() >= MAX_RESIDENT_CREDENTIALS {
+            return Ok(None);
+        }
+        Ok(self.table.slot_for_new())
     }
 
     /// A "packed" statement: batch attestation when configured, else self attestation.
@@ -233,19 +257,20 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         let (alg, signature, x5c) = match &self.config.attestation {
             Some(att) => {
                 let batch = SecretKey::from_bytes(&att.private_key).map_err(crypto_error)?;
-                let sig = batch.sign(&[auth_data, cdh]).map_err(crypto_error)?;
+                let mut sig = batch.sign(&[auth_data, cdh]).map_err(crypto_error)?;
+                self.overrides.signature(&mut sig);
                 let cert = Bytes::try_from(att.certificate.as_slice()).map_err(|_| Error::Other)?;
                 let mut chain = heapless::Vec::new();
                 chain.push(cert).map_err(|_| Error::Other)?;
                 (COSE_ALG_ES256, sig, Some(chain))
             }
-            None => (
-                credential_key.algorithm().cose(),
-                credential_key
+            None => {
+                let mut sig = credential_key
                     .sign(&[auth_data, cdh])
-                    .map_err(crypto_error)?,
-                None,
-            ),
+                    .map_err(crypto_error)?;
+                self.overrides.signature(&mut sig);
+                (credential_key.algorithm().cose(), sig, None)
+            }
         };
         Ok(PackedAttestationStatement {
             alg,

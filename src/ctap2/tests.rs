@@ -96,8 +96,11 @@ fn make_credential_self_attestation() {
     assert_eq!(ad.aaguid, Some(AAGUID));
     assert_eq!(cred.id.len(), crate::credential::CREDENTIAL_ID_LEN);
     assert!(ad.rest.is_empty());
-    // Non-resident: nothing stored but the device record.
-    assert_eq!(h.storage.keys(), [RecordKey::Device]);
+    // Non-resident: the device record and the credential's tracking record.
+    assert_eq!(
+        h.storage.keys(),
+        [RecordKey::Device, RecordKey::Credential(0)]
+    );
 }
 
 #[test]
@@ -286,7 +289,15 @@ fn assertion_with_allow_list_and_counter() {
         assert!(a.user.is_none(), "no user for a non-resident credential");
         assert!(a.number_of_credentials.is_none());
     }
-    // The counter is persisted: a power cycle continues from it.
+    // The counter is durable: after a crash the key continues above it (from
+    // its reservation, so possibly with a jump of up to one block).
+    let mut h = h.crash();
+    let value = ok_assertion(&mut h, RP, &[&cred.id], &cdh);
+    let a = check_assertion(&value, &cdh, |_| cred.public_key);
+    assert!(a.auth_data.sign_count > last);
+    assert!(a.auth_data.sign_count <= last + crate::authenticator::COUNTER_BLOCK);
+    // After a clean stop a restart jumps nothing.
+    last = a.auth_data.sign_count;
     let mut h = h.reopen();
     let value = ok_assertion(&mut h, RP, &[&cred.id], &cdh);
     let a = check_assertion(&value, &cdh, |_| cred.public_key);
@@ -415,7 +426,8 @@ fn discoverable_credentials_and_get_next_assertion() {
     let a = check_assertion(&value, &cdh, |_| creds[1].public_key);
     assert_eq!(user_id(&a), b"user-b");
     assert_eq!(a.auth_data.sign_count, 3);
-    // And their counters survive a power cycle.
+    // And their counters survive a restart (exactly, after persist_counters).
+    h.auth.persist_counters().unwrap();
     let mut h = h.reopen();
     let got = users_of(&mut h, RP, &creds, &cdh);
     assert_eq!(got[1], (b"user-b".to_vec(), None, 4));
@@ -543,7 +555,11 @@ fn reset_wipes_credentials_after_presence() {
     assert_eq!(h.get_assertion(ga(RP, &cdh, &[], None)).0, 0x2E);
     assert_eq!(h.storage.keys(), [RecordKey::Device]);
     assert_eq!(h.auth.remaining_discoverable_credentials(), 100);
-    // The global counter never goes backwards.
+    // The device-wide counter never goes backwards: in global mode a fresh
+    // credential signs above everything signed before the reset.
+    assert!(h.auth.state.counter_mark >= before);
+    h.auth
+        .set_counter_mode(crate::authenticator::CounterMode::Global);
     let fresh = h.make_credential(Mc::new(RP, b"u").build());
     let value = ok_assertion(&mut h, RP, &[&fresh.id], &cdh);
     assert!(
@@ -580,25 +596,33 @@ fn selection_waits_for_presence() {
 
 #[test]
 fn storage_failure_gives_error_and_no_signature() {
+    use crate::authenticator::COUNTER_BLOCK;
     let mut h = Harness::new();
     let wrapped = h.make_credential(Mc::new(RP, b"u").build());
     let resident = h.make_credential(Mc::new(RP, b"r").rk().build());
     let cdh = client_data_hash("s");
     for id in [&wrapped.id, &resident.id] {
-        h.storage.set_fail_writes(Some(StorageError::Io));
-        let (status, value, _) = h.get_assertion(ga(RP, &cdh, &[id], None));
-        assert_eq!(status, 0x7F);
-        assert!(value.is_none(), "no signature without a persisted counter");
-        h.storage.set_fail_writes(None);
-        let value = ok_assertion(&mut h, RP, &[id], &cdh);
         let key = if *id == wrapped.id {
             wrapped.public_key
         } else {
             resident.public_key
         };
+        // Values inside the reservation need no write at all.
+        h.storage.set_fail_writes(Some(StorageError::Io));
+        for expected in 1..COUNTER_BLOCK {
+            let value = ok_assertion(&mut h, RP, &[id], &cdh);
+            let count = check_assertion(&value, &cdh, |_| key).auth_data.sign_count;
+            assert_eq!(count, expected);
+        }
+        // The next value needs a new reservation: no signature without it.
+        let (status, value, _) = h.get_assertion(ga(RP, &cdh, &[id], None));
+        assert_eq!(status, 0x7F);
+        assert!(value.is_none(), "no signature without a durable counter");
+        h.storage.set_fail_writes(None);
+        let value = ok_assertion(&mut h, RP, &[id], &cdh);
         assert_eq!(
             check_assertion(&value, &cdh, |_| key).auth_data.sign_count,
-            1,
+            COUNTER_BLOCK,
             "the failed attempt used no count"
         );
     }

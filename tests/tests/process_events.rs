@@ -234,3 +234,187 @@ fn added_keys_are_usable_and_their_ceremonies_are_events() {
         0o600
     );
 }
+
+/// getAssertion for `rp` with an empty allowList: (authData, signature, credential id).
+fn discoverable_assertion(
+    client: &mut ferrokey_tests::ctaphid_client::CtapHidClient<Usb>,
+    rp: &str,
+    cdh: &[u8; 32],
+) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    use ciborium::value::Value as Cbor;
+    let request = Cbor::Map(vec![
+        (Cbor::Integer(1.into()), Cbor::Text(rp.into())),
+        (Cbor::Integer(2.into()), Cbor::Bytes(cdh.to_vec())),
+    ]);
+    let (status, body) = client.cbor(GET_ASSERTION, &encode(&request)).unwrap();
+    assert_eq!(status, 0, "getAssertion status {status:#04x}");
+    let response: Cbor = ciborium::from_reader(body.as_slice()).unwrap();
+    let auth_data = map_get(&response, 2).unwrap().as_bytes().unwrap().clone();
+    let signature = map_get(&response, 3).unwrap().as_bytes().unwrap().clone();
+    let credential = map_get(&response, 1).unwrap();
+    let id = map_get_text(credential, "id")
+        .unwrap()
+        .as_bytes()
+        .unwrap()
+        .clone();
+    (auth_data, signature, id)
+}
+
+#[test]
+fn a_seeded_credential_signs_for_real_and_overrides_break_what_they_say() {
+    use p256::ecdsa::signature::Verifier;
+    use p256::pkcs8::EncodePrivateKey;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (served, control) = Served::start_with_control(&tmp.path().join("state"), &[]);
+    let mut events = EventsCli::start(control);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The test's own key pair; only the private key goes to the key.
+    let secret = p256::SecretKey::random(&mut rand::thread_rng());
+    let public = p256::ecdsa::VerifyingKey::from(secret.public_key());
+    let pkcs8 = secret.to_pkcs8_der().unwrap();
+    let credential_id = b"seeded-by-the-test-0001".to_vec();
+    let seed = json!({
+        "credentialId": URL_SAFE_NO_PAD.encode(&credential_id),
+        "isResidentCredential": true,
+        "rpId": "localhost",
+        "privateKey": URL_SAFE_NO_PAD.encode(pkcs8.as_bytes()),
+        "userHandle": URL_SAFE_NO_PAD.encode(b"user-7"),
+        "signCount": 10,
+        "userName": "alice",
+    });
+    let (status, answer) = call(
+        control,
+        "POST",
+        "/webauthn/authenticator/1/credential",
+        Some(&seed),
+    );
+    assert_eq!(status, 200, "{answer}");
+    events.wait("credentialAdded", |v| v["event"] == "credentialAdded");
+    let (status, again) = call(
+        control,
+        "POST",
+        "/webauthn/authenticator/1/credential",
+        Some(&seed),
+    );
+    assert_eq!(
+        (status, again["value"]["error"].as_str()),
+        (400, Some("invalid argument")),
+        "a duplicate id was accepted"
+    );
+
+    // Signed in through CTAP with an empty allowList: the seeded credential
+    // answers, and the test's public key verifies its signature.
+    let mut client = connect(served.addr, "1-1");
+    let cdh: [u8; 32] = rand::random();
+    let (auth_data, signature, id) = discoverable_assertion(&mut client, "localhost", &cdh);
+    assert_eq!(id, credential_id);
+    assert_eq!(auth_data[32] & 0x01, 0x01, "UP");
+    let count = u32::from_be_bytes(auth_data[33..37].try_into().unwrap());
+    assert!(
+        count > 10,
+        "counter {count} did not move past the seeded 10"
+    );
+    let signed = [auth_data.as_slice(), cdh.as_slice()].concat();
+    let sig = p256::ecdsa::Signature::from_der(&signature).unwrap();
+    assert!(
+        public.verify(&signed, &sig).is_ok(),
+        "the seeded key's signature does not verify"
+    );
+    let asserted = events.wait("credentialAsserted", |v| v["event"] == "credentialAsserted");
+    assert_eq!(
+        asserted["data"]["credential"]["credentialId"],
+        URL_SAFE_NO_PAD.encode(&credential_id)
+    );
+    assert_eq!(asserted["data"]["credential"]["signCount"], count);
+
+    // Get Credentials: the counter moved, and the private key is the test's.
+    let (_, listed) = call(
+        control,
+        "GET",
+        "/webauthn/authenticator/1/credentials",
+        None,
+    );
+    let listed = listed["value"].as_array().unwrap();
+    let seeded = listed
+        .iter()
+        .find(|c| c["credentialId"] == URL_SAFE_NO_PAD.encode(&credential_id))
+        .unwrap();
+    assert_eq!(seeded["signCount"], count);
+    assert_eq!(seeded["rpId"], "localhost");
+    assert_eq!(seeded["isResidentCredential"], true);
+    let exported = URL_SAFE_NO_PAD
+        .decode(seeded["privateKey"].as_str().unwrap())
+        .unwrap();
+    use p256::pkcs8::DecodePrivateKey;
+    assert_eq!(p256::SecretKey::from_pkcs8_der(&exported).unwrap(), secret);
+
+    // isBogusSignature: a well-formed signature that does not verify.
+    let (status, _) = call(
+        control,
+        "POST",
+        "/webauthn/authenticator/1/response-override",
+        Some(&json!({"isBogusSignature": true})),
+    );
+    assert_eq!(status, 200);
+    let cdh: [u8; 32] = rand::random();
+    let (auth_data, signature, _) = discoverable_assertion(&mut client, "localhost", &cdh);
+    let signed = [auth_data.as_slice(), cdh.as_slice()].concat();
+    let bogus = p256::ecdsa::Signature::from_der(&signature);
+    assert!(
+        bogus.map_or(true, |sig| public.verify(&signed, &sig).is_err()),
+        "a bogus signature verified"
+    );
+    // isBadUP: UP=0 (and the bogus bit is reset, as CDP does).
+    call(
+        control,
+        "POST",
+        "/webauthn/authenticator/1/response-override",
+        Some(&json!({"isBadUP": true})),
+    );
+    let cdh: [u8; 32] = rand::random();
+    let (auth_data, signature, _) = discoverable_assertion(&mut client, "localhost", &cdh);
+    assert_eq!(auth_data[32] & 0x01, 0, "UP still set");
+    let signed = [auth_data.as_slice(), cdh.as_slice()].concat();
+    assert!(public
+        .verify(
+            &signed,
+            &p256::ecdsa::Signature::from_der(&signature).unwrap()
+        )
+        .is_ok());
+
+    // Properties, then deletion.
+    let path = format!(
+        "/webauthn/authenticator/1/credentials/{}",
+        URL_SAFE_NO_PAD.encode(&credential_id)
+    );
+    let (status, _) = call(
+        control,
+        "POST",
+        &format!("{path}/props"),
+        Some(&json!({"signCount": 500})),
+    );
+    assert_eq!(status, 200);
+    let (_, listed) = call(
+        control,
+        "GET",
+        "/webauthn/authenticator/1/credentials",
+        None,
+    );
+    assert!(listed["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["signCount"] == 500));
+    let (status, _) = call(control, "DELETE", &path, None);
+    assert_eq!(status, 200);
+    events.wait("credentialDeleted", |v| v["event"] == "credentialDeleted");
+    let (status, gone) = call(control, "DELETE", &path, None);
+    assert_eq!(
+        (status, gone["value"]["error"].as_str()),
+        (404, Some("no such credential"))
+    );
+    drop(client);
+    served.stop();
+}

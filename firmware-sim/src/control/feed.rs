@@ -85,7 +85,17 @@ impl Feed {
                 self.decoders.remove(&event.key);
                 vec![line(event.kind.name(), event.payload.clone())]
             }
-            kind => vec![line(kind.name(), event.payload.clone())],
+            kind => {
+                let mut data = event.payload.clone();
+                // DevTools events published by the control API itself carry
+                // the authenticator id, as CDP's do.
+                if kind.name().starts_with("credential") {
+                    if let Value::Object(map) = &mut data {
+                        map.insert("authenticatorId".into(), json!(id));
+                    }
+                }
+                vec![line(kind.name(), data)]
+            }
         }
     }
 

@@ -73,6 +73,7 @@ impl Route {
 /// Every route of the API.
 pub fn routes() -> Vec<Route> {
     use webauthn::authenticators as a;
+    use webauthn::credentials as c;
     use Method as M;
     let mut routes = vec![
         Route::new(M::GET, "/openapi.json", "/openapi.json", openapi),
@@ -122,6 +123,24 @@ pub fn routes() -> Vec<Route> {
         Route::webdriver(M::POST, &format!("{ONE}/power"), a::set_power_of),
         Route::webdriver(M::POST, &format!("{ONE}/touch"), a::set_touch),
         Route::webdriver(M::GET, &format!("{ONE}/events"), sse::one),
+        Route::webdriver(M::POST, &format!("{ONE}/credential"), c::add),
+        Route::webdriver(M::GET, &format!("{ONE}/credentials"), c::list),
+        Route::webdriver(M::DELETE, &format!("{ONE}/credentials"), c::remove_all),
+        Route::webdriver(
+            M::DELETE,
+            &format!("{ONE}/credentials/{{credentialId}}"),
+            c::remove,
+        ),
+        Route::webdriver(
+            M::POST,
+            &format!("{ONE}/credentials/{{credentialId}}/props"),
+            c::set_props,
+        ),
+        Route::webdriver(
+            M::POST,
+            &format!("{ONE}/response-override"),
+            c::set_overrides,
+        ),
     ];
     routes.extend(webdriver.into_iter().flatten());
     routes

@@ -2,6 +2,7 @@
 //! and Chrome DevTools' additions, for real ferrokey keys.
 //!
 //! - [`authenticators`]: add, remove, list, describe; UV, presence, power, button.
+//! - [`credentials`]: seed, list, delete credentials; properties; response overrides.
 //! - [`config`]: Add Virtual Authenticator's Authenticator Configuration.
 //! - [`credential`]: Credential Parameters (PKCS#8 private keys) in and out.
 //! - [`binary`]: base64url fields.
@@ -10,6 +11,7 @@ pub mod authenticators;
 pub mod binary;
 pub mod config;
 pub mod credential;
+pub mod credentials;
 
 use std::collections::HashMap;
 

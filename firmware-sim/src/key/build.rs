@@ -17,7 +17,7 @@ use super::options::{AttestationMode, KeyOptions};
 use super::power::PowerCycled;
 use super::UsbIdentity;
 use crate::attestation::{Ca, CaOptions};
-use crate::cli::state::{core_attestation, key_dir, start_authenticator};
+use crate::cli::state::{core_attestation, key_dir, start_authenticator, CoreFlags};
 use crate::events::{EventBus, KeyId};
 use crate::identity::{Aaguid, Identity, FERROKEY_AAGUID, IDENTITY_FILE};
 use crate::presence::{Label, Presence, PresenceMode, PresenceSwitch, PromptHub};
@@ -110,7 +110,12 @@ impl Recipe {
             presence,
             &self.identity,
             self.attestation.clone(),
-            self.options.uv.is_builtin(),
+            CoreFlags {
+                builtin_uv: self.options.uv.is_builtin(),
+                exportable: self.options.exportable,
+                default_backup_eligible: self.options.default_backup_eligibility,
+                default_backup_state: self.options.default_backup_state,
+            },
         )?;
         Ok(KeyCore::new(
             app,

@@ -469,3 +469,55 @@ fn rp_bound_tokens_manage_only_their_rp() {
     let token = p.must_token(&mut h, perm::CM, None);
     assert_eq!(metadata(&mut h, &token), (1, 99));
 }
+
+#[test]
+fn imported_resident_credentials_are_managed_like_the_others() {
+    use crate::authenticator::instrument::{NewCredential, PrivateKey};
+    let (mut h, mut p) = with_pin(2);
+    let sk = p256::ecdsa::SigningKey::from_slice(&[0x17; 32]).unwrap();
+    let key = PrivateKey::Es256(sk.to_bytes().into());
+    h.auth
+        .import_credential(&NewCredential {
+            id: b"seeded",
+            rp_id: RP_A,
+            resident: true,
+            private_key: &key,
+            user_handle: b"seeded-user",
+            sign_count: 0,
+            large_blob: None,
+            backup_eligible: None,
+            backup_state: None,
+            user_name: Some("seeded name"),
+            user_display_name: None,
+        })
+        .unwrap();
+    let token = p.must_token(&mut h, perm::CM, None);
+    assert_eq!(metadata(&mut h, &token), (1, 99));
+    let creds = all_creds(&mut h, &token, RP_A);
+    assert_eq!(creds.len(), 1);
+    let (user, id, public_key, _) = &creds[0];
+    assert_eq!(id, b"seeded");
+    assert_eq!(
+        map_text(user, "id").unwrap().as_bytes().unwrap(),
+        b"seeded-user"
+    );
+    // The public key it reports is the imported key's (derived here with p256).
+    let point = sk.verifying_key().to_encoded_point(false);
+    assert_eq!(
+        map_int(public_key, -2).unwrap().as_bytes().unwrap(),
+        point.x().unwrap().as_slice()
+    );
+    assert_eq!(
+        map_int(public_key, -3).unwrap().as_bytes().unwrap(),
+        point.y().unwrap().as_slice()
+    );
+    // Deleting it through credentialManagement works too.
+    let (status, _) = cm(
+        &mut h,
+        request(6, Some(cred_param(b"seeded")), Some(&token)),
+    );
+    assert_eq!(status, 0);
+    let mut left = 0;
+    h.auth.visit_credentials(|_| left += 1).unwrap();
+    assert_eq!(left, 0);
+}

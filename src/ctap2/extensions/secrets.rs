@@ -22,6 +22,7 @@ const INFO: &[u8] = b"ferrokey extension secrets v1";
 const LABEL_CRED_RANDOM_UV: &[u8] = b"hmac-secret CredRandomWithUV";
 const LABEL_CRED_RANDOM: &[u8] = b"hmac-secret CredRandomWithoutUV";
 const LABEL_LARGE_BLOB_KEY: &[u8] = b"largeBlobKey";
+const LABEL_EPOCH: &[u8] = b"record epoch";
 
 /// The key the per-credential secrets come from. Zeroized on drop; no `Debug`.
 pub(crate) struct ExtensionSecrets([u8; 32]);
@@ -62,6 +63,13 @@ impl ExtensionSecrets {
             LABEL_CRED_RANDOM
         };
         self.derive_for(label, credential_id)
+    }
+
+    /// A 4-byte tag of the device secret, stored in credential records so
+    /// that records of an earlier secret are recognised without opening them.
+    pub(crate) fn epoch(&self) -> [u8; 4] {
+        let full = self.derive_for(LABEL_EPOCH, &[]);
+        [full[0], full[1], full[2], full[3]]
     }
 
     /// The credential's largeBlobKey.

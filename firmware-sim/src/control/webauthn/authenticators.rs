@@ -66,14 +66,10 @@ pub fn key_options(config: &AuthenticatorConfig) -> Result<KeyOptions, ApiError>
              is not simulated (use \"ctap2_1\")",
         ));
     }
-    if config.default_backup_eligibility || config.default_backup_state {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedOperation,
-            "defaultBackupEligibility/defaultBackupState: this key cannot set BE/BS yet",
-        ));
-    }
     let mut options: KeyOptions = serde_json::from_value(Value::Object(config.vendor.clone()))
         .map_err(|e| ApiError::invalid_argument(format!("ferrokey: options: {e}")))?;
+    options.default_backup_eligibility = config.default_backup_eligibility;
+    options.default_backup_state = config.default_backup_state;
     if !config.vendor.contains_key("uv") {
         options.uv = match (config.has_user_verification, config.is_user_verified) {
             (false, _) => UvMode::Off,
@@ -304,6 +300,11 @@ mod tests {
         assert_eq!(options(verified.clone()).unwrap().uv, UvMode::Deny);
         verified["ferrokey:uv"] = json!("auto");
         assert_eq!(options(verified).unwrap().uv, UvMode::Auto);
+        let mut backed = base.clone();
+        backed["defaultBackupEligibility"] = json!(true);
+        backed["defaultBackupState"] = json!(true);
+        let backed = options(backed).unwrap();
+        assert!(backed.default_backup_eligibility && backed.default_backup_state);
         let mut refusing = base.clone();
         refusing["isUserConsenting"] = json!(false);
         assert_eq!(
@@ -336,8 +337,8 @@ mod tests {
             ErrorCode::UnsupportedOperation
         );
         assert_eq!(
-            with("defaultBackupEligibility", json!(true)).0,
-            ErrorCode::UnsupportedOperation
+            with("defaultBackupState", json!(true)).0,
+            ErrorCode::InvalidArgument
         );
         let (code, message) = with("ferrokey:colour", json!("red"));
         assert_eq!(code, ErrorCode::InvalidArgument);
