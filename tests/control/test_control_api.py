@@ -317,11 +317,20 @@ def test_every_answer_matches_its_documented_schema(tmp_path):
                     if "{" + mode + "}" in path:
                         cases.append({mode: "sideways"})  # invalid argument
                 example = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("example")
+                seed = OPENAPI["paths"]["/webauthn/authenticator/{authenticatorId}/credential"]["post"]["requestBody"]["content"]["application/json"]["example"]
                 for override in cases:
+                    key = "1"
                     if method == "delete" and not override:
                         # Remove a key made for the purpose.
                         made = requests.post(base + "/webauthn/authenticator", json={"protocol": "ctap2", "transport": "usb"}, timeout=30)
-                        override = {"authenticatorId": value(made)}
+                        key = value(made)
+                        override = {"authenticatorId": key}
+                    if "/credential" in path:
+                        # The example credential exists exactly when the operation needs it.
+                        if method == "post" and path.endswith("/credential"):
+                            requests.delete(f"{base}/webauthn/authenticator/{key}/credentials/{seed['credentialId']}", timeout=30)
+                        else:
+                            requests.post(f"{base}/webauthn/authenticator/{key}/credential", json=seed, timeout=30)
                     url = base + example_path(path, operation, **override)
                     resp = requests.request(method.upper(), url, json=example, timeout=30)
                     assert resp.headers["Content-Type"] == "application/json"
