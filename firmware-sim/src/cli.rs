@@ -4,9 +4,10 @@
 //! ferrokey [serve] [--transport auto|usbip|attach|uhid] [--attach] [--owner USER]
 //!                  [--listen ADDR:PORT] [--state-dir DIR] [--keys N] [--presence auto|deny|prompt|touch]
 //!                  [--uv off|auto|deny] [--attestation none|self|batch|chain]
-//!                  [--control ADDR:PORT] ...
+//!                  [--control ADDR:PORT|unix:PATH] ...
 //! ferrokey doctor  [--transport auto|usbip|attach|uhid]
 //! ferrokey install-udev [--rules-dir DIR] [--no-reload]
+//! ferrokey events  --control URL [--authenticator ID]
 //! ferrokey list    [--state-dir DIR]
 //! ferrokey reset   [--state-dir DIR] [--key N | --all] [--yes]
 //! ferrokey ca      [--state-dir DIR]
@@ -75,7 +76,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the keys over USB/IP until SIGINT or SIGTERM (the default command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print each key's serial number and its discoverable (resident) credentials.
     ///
     /// Works while a server is running: the records are read as a snapshot
@@ -87,6 +88,10 @@ pub enum Command {
     /// server holds the key. Asks for confirmation on a terminal; elsewhere `--yes`
     /// is required.
     Reset(ResetArgs),
+    /// Print a running server's events live, one JSON object a line: CTAP
+    /// requests (decoded; PIN material, keys and MACs as lengths), DevTools
+    /// credential events, plug/power/presence events.
+    Events(crate::control::cli::EventsArgs),
     /// Print the attestation root certificate (PEM) for relying parties to trust.
     ///
     /// Creates the state directory and the certificates on first use.
@@ -164,12 +169,9 @@ pub struct ServeArgs {
     /// the simulated button is held (see --control).
     #[arg(long, value_enum, default_value_t = PresenceMode::Auto)]
     pub presence: PresenceMode,
-    /// Serve the control API on this address: a small HTTP interface to
-    /// unplug and replug keys and to press their button
-    /// (GET /usbN/power/on|off, /usbN/touch/on|off, /usbN/presence/MODE;
-    /// GET / for the status). Port 0 picks a free port (logged).
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub control: Option<SocketAddr>,
+    /// The control API (--control and its options).
+    #[command(flatten)]
+    pub control: crate::control::ControlArgs,
     /// Answer presence from a file read at every poll instead: "approve",
     /// "deny", or anything else (or no file) to keep waiting. Lets tests script
     /// touches while the key runs.
@@ -295,10 +297,11 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         None => serve::run(cli.serve),
-        Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Serve(args)) => serve::run(*args),
         Some(Command::List(args)) => admin::list(&args),
         Some(Command::Reset(args)) => admin::reset(&args),
         Some(Command::Ca(args)) => admin::ca(&args),
+        Some(Command::Events(args)) => crate::control::cli::events(&args),
         Some(Command::Doctor(args)) => return doctor::run(&args),
         Some(Command::InstallUdev(args)) => udev::install(&args),
         Some(Command::Mds(args)) => admin::mds(&args),

@@ -1,326 +1,221 @@
-//! The control API (`ferrokey serve --control ADDR:PORT`): a tiny HTTP/1.1
-//! server that plugs, unplugs and "touches" the keys while they run, so tests
-//! and CI can script what a person would do with a real key.
+//! The control API (`ferrokey serve --control ADDR:PORT|unix:PATH`): HTTP
+//! on axum and hyper that plugs, unplugs and "touches" the keys while they
+//! run, so tests and CI can script what a person would do with a real key.
 //!
-//! The paths follow the HTTP interface of the hardware test rig that
-//! python-fido2's device tests drive (`--controller URL --pico-port N`), so
-//! that suite runs against ferrokey unchanged. `N` is the key number (1-based;
-//! key N has busid `1-N`). `GET` and `POST` are both accepted.
+//! - [`router`]: every route (one table, checked against `openapi.json`) and
+//!   the layers each request passes.
+//! - [`guard`]: the checks that keep web pages out (Host, Origin,
+//!   Sec-Fetch-Site) and the optional bearer token.
+//! - [`listen`]: TCP or Unix-socket listener, connection limits, timeouts.
+//! - [`reply`]: WebDriver's `{"value": ...}` convention and error codes.
+//! - [`rig`]: the paths python-fido2's device-suite rig drives (`/usbN/...`).
+//! - [`power`]: a core that really loses power at power-off.
+//! - [`webauthn`]: the WebDriver/CDP authenticator and credential parameters.
 //!
-//! | path | effect |
-//! | --- | --- |
-//! | `/` | status of every key (JSON) |
-//! | `/usbN` | status of key N |
-//! | `/usbN/power/off` | unplug: the USB/IP connection is closed (the host sees a disconnect), imports are refused, the key loses its volatile state (PIN retries of this power-up, key agreement keys, tokens) |
-//! | `/usbN/power/on` | replug: the key powers up from its persistent state; imports are accepted |
-//! | `/usbN/touch/on`, `/usbN/touch/off` | hold or release the simulated button: while held, every presence request is approved |
-//! | `/usbN/presence/approve` (or `auto`), `deny`, `touch` | override the `--presence` mode: approve or refuse every request at once, or approve only while the button is held |
-//! | `/usbN/presence/default` | back to the `--presence` mode of the command line |
-//! | `/usbN/uv/approve` (or `auto`), `deny` | override `--uv`: built-in user verification succeeds, or fails (spending a uvRetry), every time; 409 when the key was started with `--uv off` |
-//! | `/usbN/uv/default` | back to the `--uv` mode of the command line |
-//!
-//! With `--presence auto` (the default) every request is approved anyway, so
-//! `touch/on|off` changes nothing; `--presence touch` approves only while the
-//! button is held. Every answer is JSON: the key's (or every key's) status, or
-//! `{"error": ...}` with status 400/404/405/408/409/503.
-//!
-//! The listener binds to loopback unless told otherwise and warns when it is
-//! not: whoever reaches it can approve requests and unplug keys.
+//! Every answer is JSON: `{"value": ...}` on success, `{"value": {"error",
+//! "message"}}` with a 4xx/5xx status on failure. The whole API is described
+//! by `/openapi.json` (the same document as `firmware-sim/openapi.json`).
 
-mod http;
+pub mod cli;
+pub mod client;
+pub mod feed;
+pub mod guard;
+pub mod listen;
 pub mod power;
+pub mod reply;
+pub mod rig;
+pub mod router;
+pub mod sse;
+pub mod transcript;
+pub mod webauthn;
 
 use std::io;
-use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use anyhow::{bail, Context};
+use clap::Args;
 
-use ferrokey::platform::UvStatus;
+use crate::fleet::Fleet;
 
-use crate::presence::{Policy, PresenceSwitch, UvMode};
-use crate::usbip::KeySwitch;
+pub use guard::Guard;
+pub use listen::{Bound, ControlListen};
 
-/// The most control connections served at once; more are closed at once.
-const MAX_CONNECTIONS: usize = 16;
+/// The control API's command-line options (flattened into `ferrokey serve`).
+#[derive(Clone, Debug, Default, Args)]
+pub struct ControlArgs {
+    /// Serve the control API on ADDR:PORT (loopback, e.g. 127.0.0.1:8765;
+    /// port 0 picks a free one, logged) or on a Unix socket, unix:PATH
+    /// (created 0600, only this user may connect). The API plugs and unplugs
+    /// keys, presses their button, and describes itself at /openapi.json.
+    #[arg(long, value_name = "ADDR:PORT|unix:PATH")]
+    pub control: Option<ControlListen>,
+    /// Require `Authorization: Bearer TOKEN` on every control request, TOKEN
+    /// being this file's content (at least 16 characters; the file must not
+    /// be readable by group or others).
+    #[arg(long, value_name = "PATH", requires = "control")]
+    pub control_token_file: Option<PathBuf>,
+    /// Let pages of this origin (scheme://host[:port], e.g.
+    /// http://localhost:3000) use the control API from a browser (CORS).
+    /// Without it every request that carries an Origin is refused.
+    /// Repeatable.
+    #[arg(long, value_name = "ORIGIN", requires = "control")]
+    pub control_allow_origin: Vec<String>,
+    /// Accept this Host name besides loopback names and the listen address,
+    /// e.g. 10.0.2.2 for a QEMU guest reaching the host. Repeatable.
+    #[arg(long, value_name = "HOST", requires = "control")]
+    pub control_allow_host: Vec<String>,
+    /// Write every event (CTAP requests decoded with secrets as lengths,
+    /// DevTools credential events, plug/power/presence events) to FILE, one
+    /// JSON object a line (created 0600).
+    #[arg(long, value_name = "FILE")]
+    pub transcript: Option<PathBuf>,
+}
 
-/// How long a client may take to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One key as the control API sees it.
+/// What every handler shares: the fleet of running keys.
 #[derive(Clone, Debug)]
-pub struct ControlTarget {
-    /// Key number (1-based), the `N` of `/usbN/...`.
-    pub number: u32,
-    /// Plugs and unplugs the key.
-    pub power: KeySwitch,
-    /// Its button and presence override.
-    pub presence: PresenceSwitch,
-    /// The `--presence` mode of the command line, for the status.
-    pub mode: String,
-    /// The `--uv` mode of the command line.
-    pub uv: UvMode,
+pub struct Control {
+    /// The keys.
+    pub fleet: Fleet,
 }
 
-impl ControlTarget {
-    fn status(&self) -> Value {
-        let on_off = |b: bool| if b { "on" } else { "off" };
-        json!({
-            "port": self.number,
-            "busid": self.power.busid(),
-            "power": on_off(self.power.is_powered()),
-            "attached": self.power.is_attached(),
-            "touch": on_off(self.presence.is_touched()),
-            "presence": self.presence.policy().map_or(self.mode.clone(), |p| p.name().to_string()),
-            "uv": match self.presence.uv_policy() {
-                None => self.uv.name(),
-                Some(UvStatus::Verified) => "approve",
-                Some(UvStatus::Failed) => "deny",
-            },
-        })
-    }
+/// The handlers' shared state.
+pub type Shared = Arc<Control>;
+
+/// A bound control listener with its request checks, ready to serve.
+#[derive(Debug)]
+pub struct ControlServer {
+    bound: Bound,
+    guard: Guard,
+    limits: listen::Limits,
 }
 
-/// An HTTP answer: status code and JSON body.
-#[derive(Debug, PartialEq)]
-pub struct Answer {
-    /// HTTP status code.
-    pub status: u16,
-    /// The body.
-    pub body: Value,
-}
-
-impl Answer {
-    fn ok(body: Value) -> Self {
-        Answer { status: 200, body }
+impl ControlServer {
+    /// Reads the token file, checks the allow-lists and binds the listener.
+    /// `Ok(None)` without `--control`.
+    pub fn bind(args: &ControlArgs) -> anyhow::Result<Option<ControlServer>> {
+        let Some(at) = &args.control else {
+            return Ok(None);
+        };
+        let guard = guard_from_args(args)?;
+        let bound =
+            Bound::bind(at).with_context(|| format!("cannot listen on {at} (--control)"))?;
+        Ok(Some(ControlServer::new(bound, guard)))
     }
 
-    fn error(status: u16, message: &str) -> Self {
-        Answer {
-            status,
-            body: json!({ "error": message }),
+    /// A server with the given listener and checks.
+    pub fn new(bound: Bound, guard: Guard) -> Self {
+        ControlServer {
+            bound,
+            guard,
+            limits: listen::Limits::default(),
         }
     }
+
+    /// The same server with other connection limits (tests use short ones).
+    pub fn with_limits(mut self, limits: listen::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// What clients connect to: `http://ADDR/` or `unix:PATH`.
+    pub fn describe(&self) -> io::Result<String> {
+        self.bound.describe()
+    }
+
+    /// The TCP address, if it listens on TCP.
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.bound.tcp_addr()
+    }
+
+    /// Serves the API for the keys of `fleet` until the future is dropped.
+    pub async fn serve(self, fleet: Fleet) -> io::Result<()> {
+        let control = Arc::new(Control { fleet });
+        listen::run(self.bound, router::router(control, self.guard), self.limits).await
+    }
 }
 
-/// Binds the control listener. Warns when `addr` is not a loopback address.
-pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    if !addr.ip().is_loopback() {
-        tracing::warn!(
-            %addr,
-            "control API listening on a non-loopback address: anyone who can reach it can approve requests and unplug keys"
+/// The [`Guard`] the options describe.
+fn guard_from_args(args: &ControlArgs) -> anyhow::Result<Guard> {
+    let origins = args
+        .control_allow_origin
+        .iter()
+        .map(|o| guard::normalize_origin(o).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("--control-allow-origin")?;
+    let hosts = args
+        .control_allow_host
+        .iter()
+        .map(|h| guard::normalize_host(h).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("--control-allow-host")?;
+    let token = match &args.control_token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    if token.is_none() {
+        if let Some(ControlListen::Tcp(addr)) = &args.control {
+            if !addr.ip().is_loopback() {
+                tracing::warn!("control API on {addr} without --control-token-file: anyone who reaches it can drive the keys");
+            }
+        }
+    }
+    Ok(Guard::new(origins, hosts, token))
+}
+
+/// Reads the bearer token from a file that only its owner can read.
+fn read_token(path: &Path) -> anyhow::Result<guard::Token> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable by others (mode {mode:03o}); a shared token protects nothing: chmod 600 it",
+            path.display()
         );
     }
-    let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
-}
-
-/// Serves the control API on `listener` until the task is dropped or aborted.
-pub async fn serve(listener: std::net::TcpListener, targets: Vec<ControlTarget>) -> io::Result<()> {
-    let listener = TcpListener::from_std(listener)?;
-    let targets = Arc::new(targets);
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "control API: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, "control API: too many connections; closing one");
-            continue;
-        };
-        let targets = Arc::clone(&targets);
-        tokio::spawn(async move {
-            if let Err(error) = serve_one(stream, &targets).await {
-                tracing::debug!(%peer, %error, "control API connection failed");
-            }
-            drop(permit);
-        });
-    }
-}
-
-/// Reads one request, acts on it, answers, and closes the connection.
-async fn serve_one(mut stream: TcpStream, targets: &[ControlTarget]) -> io::Result<()> {
-    let answer = match tokio::time::timeout(REQUEST_TIMEOUT, http::read_request(&mut stream)).await
-    {
-        Err(_) => Answer::error(408, "request timeout"),
-        Ok(Err(http::BadRequest::Io(error))) => return Err(error),
-        Ok(Err(http::BadRequest::Invalid(why))) => Answer::error(400, why),
-        Ok(Ok(request)) => {
-            let answer = handle(&request.method, &request.path, targets).await;
-            tracing::info!(
-                method = %request.method,
-                path = %request.path,
-                status = answer.status,
-                "control API request"
-            );
-            answer
-        }
-    };
-    http::write_response(&mut stream, answer.status, &answer.body).await
-}
-
-/// An action on one key.
-#[derive(Debug, PartialEq)]
-enum Action {
-    Status,
-    Power(bool),
-    Touch(bool),
-    Presence(Option<Policy>),
-    Uv(Option<UvStatus>),
-}
-
-/// Parses a path into a key number and an action. `None`: the overall status.
-fn parse_path(path: &str) -> Result<Option<(u32, Action)>, &'static str> {
-    let trimmed = path.trim_matches('/');
-    if trimmed.is_empty() {
-        return Ok(None);
-    }
-    let mut parts = trimmed.split('/');
-    let number = parts
-        .next()
-        .and_then(|p| p.strip_prefix("usb"))
-        .and_then(|n| n.parse::<u32>().ok())
-        .ok_or("no such path; try /usbN/power/on|off, /usbN/touch/on|off, /usbN/presence/MODE or /usbN/uv/MODE")?;
-    let on_off = |word: Option<&str>| match word {
-        Some("on") => Ok(true),
-        Some("off") => Ok(false),
-        _ => Err("expected on or off"),
-    };
-    let action = match (parts.next(), parts.next()) {
-        (None, _) => Action::Status,
-        (Some("power"), word) => Action::Power(on_off(word)?),
-        (Some("touch"), word) => Action::Touch(on_off(word)?),
-        (Some("presence"), word) => Action::Presence(match word {
-            Some("approve" | "auto") => Some(Policy::Approve),
-            Some("deny") => Some(Policy::Deny),
-            Some("touch") => Some(Policy::Touch),
-            Some("default") => None,
-            _ => return Err("expected approve, auto, deny, touch or default"),
-        }),
-        (Some("uv"), word) => Action::Uv(match word {
-            Some("approve" | "auto") => Some(UvStatus::Verified),
-            Some("deny") => Some(UvStatus::Failed),
-            Some("default") => None,
-            _ => return Err("expected approve, auto, deny or default"),
-        }),
-        _ => return Err("no such action; try power, touch, presence or uv"),
-    };
-    if parts.next().is_some() {
-        return Err("no such path");
-    }
-    Ok(Some((number, action)))
-}
-
-/// Answers one request.
-pub async fn handle(method: &str, path: &str, targets: &[ControlTarget]) -> Answer {
-    if method != "GET" && method != "POST" {
-        return Answer::error(405, "only GET and POST are supported");
-    }
-    let (number, action) = match parse_path(path) {
-        Ok(None) => {
-            let keys: Vec<Value> = targets.iter().map(ControlTarget::status).collect();
-            return Answer::ok(json!({
-                "ferrokey": env!("CARGO_PKG_VERSION"),
-                "keys": keys,
-            }));
-        }
-        Ok(Some(parsed)) => parsed,
-        Err(why) => return Answer::error(404, why),
-    };
-    let Some(target) = targets.iter().find(|t| t.number == number) else {
-        return Answer::error(404, "no such key");
-    };
-    match action {
-        Action::Status => {}
-        Action::Power(on) => match target.power.set_power(on).await {
-            None => return Answer::error(503, "the key has stopped"),
-            Some(powered) if powered != on => {
-                return Answer::error(503, "the key failed to power up (see the server log)")
-            }
-            Some(_) => {}
-        },
-        Action::Touch(on) => target.presence.set_touch(on),
-        Action::Presence(policy) => target.presence.set_policy(policy),
-        Action::Uv(_) if !target.uv.is_builtin() => {
-            return Answer::error(
-                409,
-                "the key has no built-in user verification (started with --uv off)",
-            )
-        }
-        Action::Uv(answer) => target.presence.set_uv_policy(answer),
-    }
-    Answer::ok(target.status())
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    guard::Token::new(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn paths_parse() {
-        assert_eq!(parse_path("/"), Ok(None));
-        assert_eq!(parse_path(""), Ok(None));
-        assert_eq!(parse_path("/usb1"), Ok(Some((1, Action::Status))));
-        assert_eq!(
-            parse_path("/usb2/power/off"),
-            Ok(Some((2, Action::Power(false))))
-        );
-        assert_eq!(
-            parse_path("/usb1/touch/on/"),
-            Ok(Some((1, Action::Touch(true))))
-        );
-        assert_eq!(
-            parse_path("/usb1/presence/auto"),
-            Ok(Some((1, Action::Presence(Some(Policy::Approve)))))
-        );
-        assert_eq!(
-            parse_path("/usb1/presence/default"),
-            Ok(Some((1, Action::Presence(None))))
-        );
-        assert_eq!(
-            parse_path("/usb3/uv/deny"),
-            Ok(Some((3, Action::Uv(Some(UvStatus::Failed)))))
-        );
-        assert_eq!(
-            parse_path("/usb1/uv/auto"),
-            Ok(Some((1, Action::Uv(Some(UvStatus::Verified)))))
-        );
-        assert_eq!(
-            parse_path("/usb1/uv/default"),
-            Ok(Some((1, Action::Uv(None))))
-        );
-        for bad in [
-            "/usb",
-            "/usbx/power/on",
-            "/usb1/power",
-            "/usb1/power/maybe",
-            "/usb1/uv",
-            "/usb1/uv/touch",
-            "/usb1/fly",
-            "/usb1/power/on/now",
-            "/usb-1/power/on",
-            "/favicon.ico",
-        ] {
-            assert!(parse_path(bad).is_err(), "{bad}");
-        }
+    fn token_files_must_be_private_and_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "0123456789abcdef0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_token(&path).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(read_token(&path).is_ok());
+        std::fs::write(&path, "short\n").unwrap();
+        assert!(read_token(&path).is_err());
+        assert!(read_token(&dir.path().join("missing")).is_err());
     }
 
-    #[tokio::test]
-    async fn unknown_keys_methods_and_paths_are_errors() {
-        assert_eq!(handle("DELETE", "/", &[]).await.status, 405);
-        assert_eq!(handle("GET", "/usb1/power/on", &[]).await.status, 404);
-        assert_eq!(handle("GET", "/nope", &[]).await.status, 404);
-        let all = handle("GET", "/", &[]).await;
-        assert_eq!(all.status, 200);
-        assert_eq!(all.body["keys"], json!([]));
+    #[test]
+    fn bad_allow_lists_are_refused_at_start() {
+        let args = ControlArgs {
+            control: Some("127.0.0.1:0".parse().unwrap()),
+            control_allow_origin: vec!["*".into()],
+            ..ControlArgs::default()
+        };
+        assert!(ControlServer::bind(&args).is_err());
+        let args = ControlArgs {
+            control: Some("127.0.0.1:0".parse().unwrap()),
+            control_allow_host: vec!["a b".into()],
+            ..ControlArgs::default()
+        };
+        assert!(ControlServer::bind(&args).is_err());
+        assert!(ControlServer::bind(&ControlArgs::default())
+            .unwrap()
+            .is_none());
     }
 }

@@ -20,6 +20,8 @@
 //! deliberately not `Serialize`: whoever writes events anywhere must decode
 //! and redact them first (the control API does).
 
+pub mod ctap;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;

@@ -13,6 +13,7 @@
 //! - [`identity`]: per-key identity (serial number, AAGUID, USB strings).
 //! - [`cli`]: the `ferrokey` command-line program.
 //! - [`control`]: the control API (`serve --control`): power, touch and presence over HTTP.
+//! - [`events`]: events of the running keys (CTAP exchanges decoded, secrets redacted).
 
 pub mod attestation;
 pub mod cli;

@@ -96,8 +96,10 @@ fi
 
 run=$(mktemp -d /tmp/ferrokey-fido2-suite.XXXXXX)
 stage "ferrokey serve (state and logs in $run)"
-"$bin" serve --listen 127.0.0.1:0 --control 127.0.0.1:0 --state-dir "$run/state" \
-  --presence auto 2>"$run/ferrokey.log" &
+# The guest reaches the host's loopback as 10.0.2.2: the control API refuses
+# other Host names than loopback ones unless allowed (DNS-rebinding guard).
+"$bin" serve --listen 127.0.0.1:0 --control 127.0.0.1:0 --control-allow-host 10.0.2.2 \
+  --state-dir "$run/state" --presence auto 2>"$run/ferrokey.log" &
 ferrokey_pid=$!
 cleanup() {
   kill "$ferrokey_pid" 2>/dev/null && wait "$ferrokey_pid" 2>/dev/null || true

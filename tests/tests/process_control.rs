@@ -86,13 +86,13 @@ fn touch_mode_approves_only_while_the_button_is_held() {
 
     // An override beats the button; "default" goes back to touch mode.
     let mut client = connect(served.addr, "1-1");
-    let (_, body) = control_get(control, "/usb1/presence/deny");
+    let (_, body) = control_post(control, "/usb1/presence/deny");
     assert!(body.contains(r#""presence":"deny""#), "{body}");
     assert_eq!(
         make_credential(&mut client, "example.com", "jill").err(),
         Some(OPERATION_DENIED)
     );
-    let (_, body) = control_get(control, "/usb1/presence/default");
+    let (_, body) = control_post(control, "/usb1/presence/default");
     assert!(body.contains(r#""presence":"touch""#), "{body}");
     assert!(body.contains(r#""touch":"on""#), "{body}");
     assert!(make_credential(&mut client, "example.com", "jill").is_ok());

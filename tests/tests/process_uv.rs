@@ -74,7 +74,7 @@ fn built_in_uv_is_scriptable_and_its_retries_persist() {
     assert_eq!(flags & (UP | UV), UP | UV, "flags {flags:#04x}");
 
     // A wrong finger: UV_INVALID, one attempt spent.
-    let (code, body) = control_get(control, "/usb1/uv/deny");
+    let (code, body) = control_post(control, "/usb1/uv/deny");
     assert_eq!(code, 200, "{body}");
     assert_eq!(
         make_credential_with_uv(&mut client, "bob"),
@@ -103,7 +103,7 @@ fn built_in_uv_is_scriptable_and_its_retries_persist() {
         Err(CTAP2_ERR_UV_BLOCKED)
     );
     // Blocked: even a matching finger is no longer asked.
-    assert_eq!(control_get(control, "/usb1/uv/approve").0, 200);
+    assert_eq!(control_post(control, "/usb1/uv/approve").0, 200);
     assert_eq!(
         make_credential_with_uv(&mut client, "bob"),
         Err(CTAP2_ERR_UV_BLOCKED)

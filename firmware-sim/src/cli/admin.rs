@@ -56,7 +56,7 @@ fn list_key(out: &mut impl Write, n: u32, dir: &Path) -> Result<()> {
         NoPresence,
         &identity,
         &KeyAttestation::without_certificates(),
-        false,
+        super::state::CoreFlags::default(),
     )?;
     writeln!(
         out,

@@ -15,7 +15,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::state::state_dir;
 use super::ServeArgs;
-use crate::control::ControlTarget;
+use crate::control::ControlServer;
 use crate::fleet::{Fleet, FleetConfig, KeyInfo};
 use crate::key::runtimes::default_threads;
 use crate::key::KeyOptions;
@@ -191,11 +191,14 @@ async fn serve_fleet(
         }
         _ => None,
     };
-    let control_listener = match args.control {
-        Some(at) => Some(
-            crate::control::bind(at)
-                .with_context(|| format!("cannot listen on {at} (--control)"))?,
-        ),
+    let control_server = ControlServer::bind(&args.control)?;
+    // Subscribed before the keys start, so the transcript has their plugging.
+    let transcript_task = match &args.control.transcript {
+        Some(path) => {
+            let transcript = crate::control::transcript::Transcript::create(path)
+                .with_context(|| format!("creating {} (--transcript)", path.display()))?;
+            Some(tokio::spawn(transcript.follow(fleet.events())))
+        }
         None => None,
     };
     let started = std::time::Instant::now();
@@ -232,24 +235,11 @@ async fn serve_fleet(
     }
     // The control API only holds weak handles to the keys: aborting it after
     // the server stops is enough.
-    let control_task = match control_listener {
-        Some(listener) => {
-            let targets = fleet
-                .refs()
-                .into_iter()
-                .map(|key| ControlTarget {
-                    number: key.number(),
-                    power: key.key_switch(),
-                    presence: key.switch().clone(),
-                    mode: options.presence_name().to_string(),
-                    uv: options.uv,
-                })
-                .collect();
-            let at = listener.local_addr().context("control API address")?;
-            tracing::info!(
-                "control API on http://{at}/ (GET /usbN/power/on|off, /usbN/touch/on|off)"
-            );
-            Some(tokio::spawn(crate::control::serve(listener, targets)))
+    let control_task = match control_server {
+        Some(control) => {
+            let at = control.describe().context("control API address")?;
+            tracing::info!("control API on {at} (description at /openapi.json)");
+            Some(tokio::spawn(control.serve(fleet.clone())))
         }
         None => None,
     };
@@ -272,6 +262,11 @@ async fn serve_fleet(
         task.abort();
     }
     fleet.shutdown().await;
+    if let Some(task) = transcript_task {
+        // Let it write the last events (the keys' unplugging) first.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        task.abort();
+    }
     served?;
     tracing::info!("stopped");
     Ok(())

@@ -71,19 +71,34 @@ pub fn firmware_version() -> u32 {
         | part(env!("CARGO_PKG_VERSION_PATCH"))
 }
 
-/// Starts the core over an opened key state, with built-in user verification
-/// (answered by `presence`) when `builtin_uv`. `dir` is only for messages.
+/// What a key's core is started with besides its state and identity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreFlags {
+    /// Built-in user verification (answered by the presence).
+    pub builtin_uv: bool,
+    /// Private keys may be read through the instrument API.
+    pub exportable: bool,
+    /// BE of new credentials.
+    pub default_backup_eligible: bool,
+    /// BS of new credentials.
+    pub default_backup_state: bool,
+}
+
+/// Starts the core over an opened key state, with `flags`. `dir` is only for messages.
 pub fn start_authenticator<U: UserPresence>(
     dir: &Path,
     storage: FileStorage,
     presence: U,
     identity: &Identity,
     attestation: &KeyAttestation,
-    builtin_uv: bool,
+    flags: CoreFlags,
 ) -> Result<KeyApp<U>> {
     let mut config = Config {
         aaguid: identity.aaguid,
-        builtin_uv,
+        builtin_uv: flags.builtin_uv,
+        exportable: flags.exportable,
+        default_backup_eligible: flags.default_backup_eligible,
+        default_backup_state: flags.default_backup_state,
         firmware_version: firmware_version(),
         ..Config::default()
     };

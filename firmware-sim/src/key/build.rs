@@ -16,7 +16,7 @@ use super::options::KeyOptions;
 use super::power::PowerCycled;
 use super::UsbIdentity;
 use crate::attestation::{Ca, CaOptions, KeyAttestation};
-use crate::cli::state::{key_dir, start_authenticator};
+use crate::cli::state::{key_dir, start_authenticator, CoreFlags};
 use crate::events::{EventBus, KeyId};
 use crate::identity::{Aaguid, Identity, FERROKEY_AAGUID, IDENTITY_FILE};
 use crate::presence::{Label, Presence, PresenceMode, PresenceSwitch, PromptHub};
@@ -109,7 +109,12 @@ impl Recipe {
             presence,
             &self.identity,
             &self.attestation,
-            self.options.uv.is_builtin(),
+            CoreFlags {
+                builtin_uv: self.options.uv.is_builtin(),
+                exportable: self.options.exportable,
+                default_backup_eligible: self.options.default_backup_eligibility,
+                default_backup_state: self.options.default_backup_state,
+            },
         )?;
         Ok(KeyCore::new(
             app,

@@ -45,6 +45,13 @@ pub struct KeyOptions {
     pub manufacturer: String,
     /// USB product string.
     pub product: String,
+    /// Whether the control API's Get Credentials hands out private keys
+    /// (WebDriver does; `false` keeps them in the key, for device-bound tests).
+    pub exportable: bool,
+    /// BE of new credentials (WebDriver's defaultBackupEligibility).
+    pub default_backup_eligibility: bool,
+    /// BS of new credentials (WebDriver's defaultBackupState).
+    pub default_backup_state: bool,
 }
 
 impl Default for KeyOptions {
@@ -59,6 +66,9 @@ impl Default for KeyOptions {
             product_id: DEFAULT_PRODUCT_ID,
             manufacturer: DEFAULT_MANUFACTURER.to_string(),
             product: DEFAULT_PRODUCT.to_string(),
+            exportable: true,
+            default_backup_eligibility: false,
+            default_backup_state: false,
         }
     }
 }
@@ -105,6 +115,11 @@ impl KeyOptions {
             if value.contains('\0') {
                 problems.push(format!("{name} contains a NUL character"));
             }
+        }
+        if self.default_backup_state && !self.default_backup_eligibility {
+            problems.push(
+                "defaultBackupState needs defaultBackupEligibility (BS=1 implies BE=1)".to_string(),
+            );
         }
         if self.vendor_id == 0 {
             problems.push("vendorId 0000 is not a valid USB vendor id".to_string());

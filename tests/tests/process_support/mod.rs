@@ -228,11 +228,24 @@ pub fn encode(value: &Value) -> Vec<u8> {
 
 /// GET `path` on a control API: (status code, body).
 pub fn control_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    control_request(addr, "GET", path)
+}
+
+/// POST `path` (no body) on a control API: (status code, body).
+pub fn control_post(addr: SocketAddr, path: &str) -> (u16, String) {
+    control_request(addr, "POST", path)
+}
+
+fn control_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: ferrokey\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();

@@ -1,0 +1,420 @@
+//! The control API's authenticators and events against the real `ferrokey`
+//! binary: a key added with WebDriver's Add Virtual Authenticator is a new
+//! USB/IP device; a USB/IP client registers and signs in with it; `ferrokey
+//! events` prints the decoded CTAP requests and the DevTools events
+//! (credentialAdded, credentialAsserted) with the credential id and counter
+//! the client saw; `--transcript` has the same lines; Remove Virtual
+//! Authenticator unplugs it.
+//!
+//! Needs `target/<profile>/ferrokey`: run `cargo build -p firmware-sim` first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod process_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use process_support::*;
+use serde_json::{json, Value};
+
+/// One JSON request on the control API: (status, body).
+fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// `ferrokey events --control URL`, its stdout lines as JSON.
+struct EventsCli {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl EventsCli {
+    fn start(control: SocketAddr) -> EventsCli {
+        let mut child = Command::new(ferrokey_bin())
+            .args(["events", "--control", &format!("http://{control}/")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value: Value =
+                    serde_json::from_str(&line).expect("ferrokey events printed a non-JSON line");
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        EventsCli {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line for which `matches` holds.
+    fn wait(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        if let Some(found) = self.seen.iter().find(|v| matches(v)) {
+            return found.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no {what} event; saw {:#?}", self.seen),
+            }
+        }
+    }
+}
+
+impl Drop for EventsCli {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn added_keys_are_usable_and_their_ceremonies_are_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let transcript = tmp.path().join("transcript.jsonl");
+    let transcript_arg = transcript.to_str().unwrap().to_string();
+    let (served, control) = Served::start_with_control(
+        &tmp.path().join("state"),
+        &["--transcript", &transcript_arg],
+    );
+    let mut events = EventsCli::start(control);
+    // The subscription is live once the first key's events would show:
+    // give the CLI a moment to connect.
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Add Virtual Authenticator: a new USB device.
+    let config = json!({"protocol": "ctap2_1", "transport": "usb", "hasResidentKey": true});
+    let (status, added) = call(
+        control,
+        "POST",
+        "/session/abc/webauthn/authenticator",
+        Some(&config),
+    );
+    assert_eq!(status, 200, "{added}");
+    let id = added["value"].as_str().unwrap().to_string();
+    let (status, described) = call(
+        control,
+        "GET",
+        &format!("/webauthn/authenticator/{id}"),
+        None,
+    );
+    assert_eq!(status, 200, "{described}");
+    let busid = described["value"]["busid"].as_str().unwrap().to_string();
+    assert_ne!(busid, "1-1", "the new key reused key 1's busid");
+    let (_, listed) = call(control, "GET", "/webauthn/authenticators", None);
+    assert_eq!(listed["value"].as_array().unwrap().len(), 2);
+    events.wait("plugged", |v| {
+        v["event"] == "plugged" && v["authenticatorId"] == id.as_str()
+    });
+
+    // A client registers and signs in with it.
+    let mut client = connect(served.addr, &busid);
+    let registration = make_credential(&mut client, "example.com", "dora").unwrap();
+    let counter = get_assertion(&mut client, "example.com", &registration.credential_id).unwrap();
+    let credential_id = URL_SAFE_NO_PAD.encode(&registration.credential_id);
+
+    let ctap = events.wait("makeCredential", |v| {
+        v["event"] == "ctap" && v["data"]["command"] == "makeCredential"
+    });
+    assert_eq!(ctap["authenticatorId"], id.as_str());
+    assert_eq!(ctap["data"]["status"], "CTAP2_OK");
+    assert_eq!(ctap["data"]["params"]["rp"]["id"], "example.com");
+    assert_eq!(ctap["data"]["params"]["user"]["name"], "dora");
+    assert_eq!(
+        ctap["data"]["params"]["clientDataHash"],
+        URL_SAFE_NO_PAD.encode(registration.client_data_hash)
+    );
+    assert!(ctap["data"]["latencyMs"].as_f64().unwrap() > 0.0);
+    let added = events.wait("credentialAdded", |v| v["event"] == "credentialAdded");
+    assert_eq!(added["data"]["authenticatorId"], id.as_str());
+    assert_eq!(
+        added["data"]["credential"]["credentialId"],
+        credential_id.as_str()
+    );
+    assert_eq!(added["data"]["credential"]["isResidentCredential"], true);
+    assert_eq!(added["data"]["credential"]["rpId"], "example.com");
+    assert!(added["data"]["credential"].get("privateKey").is_none());
+    let asserted = events.wait("credentialAsserted", |v| v["event"] == "credentialAsserted");
+    assert_eq!(
+        asserted["data"]["credential"]["credentialId"],
+        credential_id.as_str()
+    );
+    assert_eq!(asserted["data"]["credential"]["signCount"], counter);
+
+    // Power off through the WebDriver path: the client's import is gone.
+    let (status, off) = call(
+        control,
+        "POST",
+        &format!("/webauthn/authenticator/{id}/power"),
+        Some(&json!({"on": false})),
+    );
+    assert_eq!(status, 200, "{off}");
+    assert_eq!(off["value"]["power"], "off");
+    events.wait("powerOff", |v| {
+        v["event"] == "powerOff" && v["authenticatorId"] == id.as_str()
+    });
+    drop(client);
+
+    // Remove Virtual Authenticator.
+    let (status, _) = call(
+        control,
+        "DELETE",
+        &format!("/webauthn/authenticator/{id}"),
+        None,
+    );
+    assert_eq!(status, 200);
+    let (status, gone) = call(
+        control,
+        "GET",
+        &format!("/webauthn/authenticator/{id}"),
+        None,
+    );
+    assert_eq!(
+        (status, gone["value"]["error"].as_str()),
+        (404, Some("no such authenticator"))
+    );
+    let (_, listed) = call(control, "GET", "/webauthn/authenticators", None);
+    assert_eq!(listed["value"].as_array().unwrap().len(), 1);
+
+    served.stop();
+    // The transcript has the same lines, and is private.
+    let text = std::fs::read_to_string(&transcript).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines.iter().any(|v| v == &added),
+        "credentialAdded missing from the transcript"
+    );
+    assert!(lines.iter().any(|v| v == &asserted));
+    assert!(lines
+        .iter()
+        .any(|v| v["event"] == "ctap" && v["data"]["command"] == "getAssertion"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&transcript).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+/// getAssertion for `rp` with an empty allowList: (authData, signature, credential id).
+fn discoverable_assertion(
+    client: &mut ferrokey_tests::ctaphid_client::CtapHidClient<Usb>,
+    rp: &str,
+    cdh: &[u8; 32],
+) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    use ciborium::value::Value as Cbor;
+    let request = Cbor::Map(vec![
+        (Cbor::Integer(1.into()), Cbor::Text(rp.into())),
+        (Cbor::Integer(2.into()), Cbor::Bytes(cdh.to_vec())),
+    ]);
+    let (status, body) = client.cbor(GET_ASSERTION, &encode(&request)).unwrap();
+    assert_eq!(status, 0, "getAssertion status {status:#04x}");
+    let response: Cbor = ciborium::from_reader(body.as_slice()).unwrap();
+    let auth_data = map_get(&response, 2).unwrap().as_bytes().unwrap().clone();
+    let signature = map_get(&response, 3).unwrap().as_bytes().unwrap().clone();
+    let credential = map_get(&response, 1).unwrap();
+    let id = map_get_text(credential, "id")
+        .unwrap()
+        .as_bytes()
+        .unwrap()
+        .clone();
+    (auth_data, signature, id)
+}
+
+#[test]
+fn a_seeded_credential_signs_for_real_and_overrides_break_what_they_say() {
+    use p256::ecdsa::signature::Verifier;
+    use p256::pkcs8::EncodePrivateKey;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (served, control) = Served::start_with_control(&tmp.path().join("state"), &[]);
+    let mut events = EventsCli::start(control);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The test's own key pair; only the private key goes to the key.
+    let secret = p256::SecretKey::random(&mut rand::thread_rng());
+    let public = p256::ecdsa::VerifyingKey::from(secret.public_key());
+    let pkcs8 = secret.to_pkcs8_der().unwrap();
+    let credential_id = b"seeded-by-the-test-0001".to_vec();
+    let seed = json!({
+        "credentialId": URL_SAFE_NO_PAD.encode(&credential_id),
+        "isResidentCredential": true,
+        "rpId": "localhost",
+        "privateKey": URL_SAFE_NO_PAD.encode(pkcs8.as_bytes()),
+        "userHandle": URL_SAFE_NO_PAD.encode(b"user-7"),
+        "signCount": 10,
+        "userName": "alice",
+    });
+    let (status, answer) = call(
+        control,
+        "POST",
+        "/webauthn/authenticator/1/credential",
+        Some(&seed),
+    );
+    assert_eq!(status, 200, "{answer}");
+    events.wait("credentialAdded", |v| v["event"] == "credentialAdded");
+    let (status, again) = call(
+        control,
+        "POST",
+        "/webauthn/authenticator/1/credential",
+        Some(&seed),
+    );
+    assert_eq!(
+        (status, again["value"]["error"].as_str()),
+        (400, Some("invalid argument")),
+        "a duplicate id was accepted"
+    );
+
+    // Signed in through CTAP with an empty allowList: the seeded credential
+    // answers, and the test's public key verifies its signature.
+    let mut client = connect(served.addr, "1-1");
+    let cdh: [u8; 32] = rand::random();
+    let (auth_data, signature, id) = discoverable_assertion(&mut client, "localhost", &cdh);
+    assert_eq!(id, credential_id);
+    assert_eq!(auth_data[32] & 0x01, 0x01, "UP");
+    let count = u32::from_be_bytes(auth_data[33..37].try_into().unwrap());
+    assert!(
+        count > 10,
+        "counter {count} did not move past the seeded 10"
+    );
+    let signed = [auth_data.as_slice(), cdh.as_slice()].concat();
+    let sig = p256::ecdsa::Signature::from_der(&signature).unwrap();
+    assert!(
+        public.verify(&signed, &sig).is_ok(),
+        "the seeded key's signature does not verify"
+    );
+    let asserted = events.wait("credentialAsserted", |v| v["event"] == "credentialAsserted");
+    assert_eq!(
+        asserted["data"]["credential"]["credentialId"],
+        URL_SAFE_NO_PAD.encode(&credential_id)
+    );
+    assert_eq!(asserted["data"]["credential"]["signCount"], count);
+
+    // Get Credentials: the counter moved, and the private key is the test's.
+    let (_, listed) = call(
+        control,
+        "GET",
+        "/webauthn/authenticator/1/credentials",
+        None,
+    );
+    let listed = listed["value"].as_array().unwrap();
+    let seeded = listed
+        .iter()
+        .find(|c| c["credentialId"] == URL_SAFE_NO_PAD.encode(&credential_id))
+        .unwrap();
+    assert_eq!(seeded["signCount"], count);
+    assert_eq!(seeded["rpId"], "localhost");
+    assert_eq!(seeded["isResidentCredential"], true);
+    let exported = URL_SAFE_NO_PAD
+        .decode(seeded["privateKey"].as_str().unwrap())
+        .unwrap();
+    use p256::pkcs8::DecodePrivateKey;
+    assert_eq!(p256::SecretKey::from_pkcs8_der(&exported).unwrap(), secret);
+
+    // isBogusSignature: a well-formed signature that does not verify.
+    let (status, _) = call(
+        control,
+        "POST",
+        "/webauthn/authenticator/1/response-override",
+        Some(&json!({"isBogusSignature": true})),
+    );
+    assert_eq!(status, 200);
+    let cdh: [u8; 32] = rand::random();
+    let (auth_data, signature, _) = discoverable_assertion(&mut client, "localhost", &cdh);
+    let signed = [auth_data.as_slice(), cdh.as_slice()].concat();
+    let bogus = p256::ecdsa::Signature::from_der(&signature);
+    assert!(
+        bogus.map_or(true, |sig| public.verify(&signed, &sig).is_err()),
+        "a bogus signature verified"
+    );
+    // isBadUP: UP=0 (and the bogus bit is reset, as CDP does).
+    call(
+        control,
+        "POST",
+        "/webauthn/authenticator/1/response-override",
+        Some(&json!({"isBadUP": true})),
+    );
+    let cdh: [u8; 32] = rand::random();
+    let (auth_data, signature, _) = discoverable_assertion(&mut client, "localhost", &cdh);
+    assert_eq!(auth_data[32] & 0x01, 0, "UP still set");
+    let signed = [auth_data.as_slice(), cdh.as_slice()].concat();
+    assert!(public
+        .verify(
+            &signed,
+            &p256::ecdsa::Signature::from_der(&signature).unwrap()
+        )
+        .is_ok());
+
+    // Properties, then deletion.
+    let path = format!(
+        "/webauthn/authenticator/1/credentials/{}",
+        URL_SAFE_NO_PAD.encode(&credential_id)
+    );
+    let (status, _) = call(
+        control,
+        "POST",
+        &format!("{path}/props"),
+        Some(&json!({"signCount": 500})),
+    );
+    assert_eq!(status, 200);
+    let (_, listed) = call(
+        control,
+        "GET",
+        "/webauthn/authenticator/1/credentials",
+        None,
+    );
+    assert!(listed["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["signCount"] == 500));
+    let (status, _) = call(control, "DELETE", &path, None);
+    assert_eq!(status, 200);
+    events.wait("credentialDeleted", |v| v["event"] == "credentialDeleted");
+    let (status, gone) = call(control, "DELETE", &path, None);
+    assert_eq!(
+        (status, gone["value"]["error"].as_str()),
+        (404, Some("no such credential"))
+    );
+    drop(client);
+    served.stop();
+}
