@@ -1,22 +1,21 @@
 //! authenticatorMakeCredential (0x01), CTAP 2.1 §6.1.2.
 
-use ctap_types::ctap2::make_credential::{Request, Response};
-use ctap_types::ctap2::{
-    AttestationStatement, AttestationStatementFormat, Error, NoneAttestationStatement,
-    PackedAttestationStatement,
-};
+use core::ops::ControlFlow;
+
+use ctap_types::ctap2::make_credential::Request;
+use ctap_types::ctap2::{AttestationStatementFormat, Error};
 use ctap_types::webauthn::KnownPublicKeyCredentialParameters;
-use ctap_types::Bytes;
 use rand_core::{CryptoRng, RngCore};
 
+use super::cbor_out::CborWriter;
 use super::extensions::MakeCredentialExtensions;
 use super::{
     auth_data, client_data_hash, crypto_error, deserialize, flags, store_error, validate,
-    write_cbor, HandlerResult,
+    HandlerResult,
 };
 use crate::app::{CallContext, Message, Outcome};
 use crate::authenticator::Authenticator;
-use crate::credential::{self, Algorithm, CredentialKey, ResidentCredential};
+use crate::credential::{self, Algorithm, CredentialId, CredentialKey, ResidentCredential};
 use crate::crypto::{es256::COSE_ALG_ES256, sha256, SecretKey};
 use crate::pin::permission;
 use crate::platform::{Storage, UserPresence};
@@ -28,7 +27,24 @@ struct SlotChoice {
     created: u32,
 }
 
+/// What makeCredential established before creating anything (steps 1–14).
+struct Prepared {
+    cdh: [u8; 32],
+    rp_id_hash: [u8; 32],
+    algorithm: Algorithm,
+    /// The UV flag of the response.
+    uv: bool,
+    extensions: MakeCredentialExtensions,
+    /// Where a discoverable credential goes (`None`: not discoverable).
+    slot: Option<SlotChoice>,
+}
+
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
+    /// authenticatorMakeCredential. The work is split into three steps, each
+    /// its own function, so that their locals never share one stack frame:
+    /// checks and user presence ([`Self::prepare_credential`]), the new key
+    /// and its record ([`Self::create_credential`]), and the response
+    /// ([`Self::write_attestation`]).
     pub(crate) fn make_credential(
         &mut self,
         body: &[u8],
@@ -37,12 +53,28 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     ) -> HandlerResult {
         validate::make_credential(body)?;
         let request: Request<'_> = deserialize(body)?;
+        let prepared = match self.prepare_credential(&request, context)? {
+            ControlFlow::Continue(prepared) => prepared,
+            ControlFlow::Break(outcome) => return Ok(outcome),
+        };
+        let (key, credential_id) = self.create_credential(&request, &prepared)?;
+        self.write_attestation(&request, &prepared, &key, &credential_id, response)
+    }
+
+    /// Steps 1–14: parameters, options, UV, extensions, excludeList, room for
+    /// a discoverable credential, and user presence (`Break` while it is still
+    /// to be collected, or with the answer to an excludeList match).
+    fn prepare_credential(
+        &mut self,
+        request: &Request<'_>,
+        context: &CallContext,
+    ) -> Result<ControlFlow<Outcome, Prepared>, Error> {
         let cdh = client_data_hash(request.client_data_hash)?;
 
         // Steps 1–2: pinUvAuthParam probes and protocol checks.
         let pin_auth = request.pin_auth.map(|b| &b[..]);
         if let Some(outcome) = self.pin_uv_auth_precheck(pin_auth, request.pin_protocol, context)? {
-            return Ok(outcome);
+            return Ok(ControlFlow::Break(outcome));
         }
         // Step 3: the platform's first supported algorithm (ctap-types already
         // dropped unknown ones).
@@ -98,7 +130,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                     .is_some_and(|c| uv || !c.flags.uv_required())
                 {
                     if !up_collected {
-                        return Ok(Outcome::NeedsPresence);
+                        return Ok(ControlFlow::Break(Outcome::NeedsPresence));
                     }
                     return Err(Error::CredentialExcluded);
                 }
@@ -119,78 +151,123 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         // Step 14: user presence (a PIN-issued token never carries it), which
         // uses up the token's mc/ga permissions and flags.
         if !up_collected {
-            return Ok(Outcome::NeedsPresence);
+            return Ok(ControlFlow::Break(Outcome::NeedsPresence));
         }
         self.pin.consume_after_user_presence();
 
-        let format = attestation_format(&request);
-        let key = CredentialKey::generate(algorithm, &mut self.platform.rng);
+        Ok(ControlFlow::Continue(Prepared {
+            cdh,
+            rp_id_hash,
+            algorithm,
+            uv,
+            extensions,
+            slot,
+        }))
+    }
+
+    /// Step 15: the key pair, its credential ID and, for a discoverable
+    /// credential, its record (persisted before anything is answered).
+    fn create_credential(
+        &mut self,
+        request: &Request<'_>,
+        p: &Prepared,
+    ) -> Result<(CredentialKey, CredentialId), Error> {
+        let key = CredentialKey::generate(p.algorithm, &mut self.platform.rng);
         let credential_id = credential::wrap(
             &self.wrap_key,
             &mut self.platform.rng,
-            &rp_id_hash,
-            extensions.flags(),
-            slot.as_ref().map(|s| s.slot),
+            &p.rp_id_hash,
+            p.extensions.flags(),
+            p.slot.as_ref().map(|s| s.slot),
             &key,
         )
         .map_err(|_| Error::Other)?;
-
-        if let Some(choice) = &slot {
-            let record = ResidentCredential {
-                rp_id_hash,
-                rp_id: request.rp.id.clone(),
-                user_id: request
-                    .user
-                    .id
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Other)?,
-                user_name: request.user.name.clone(),
-                display_name: request.user.display_name.clone(),
-                credential_id: heapless::Vec::from_slice(&credential_id)
-                    .map_err(|_| Error::Other)?,
-                sign_count: 0,
-                created: choice.created,
-                algorithm,
-                cred_protect: extensions.cred_protect(),
-                cred_blob: extensions.cred_blob(),
-            };
-            store::save_credential(&mut self.platform.storage, choice.slot, &record).map_err(
-                |e| match e {
-                    StoreError::Storage(crate::platform::StorageError::Full) => Error::KeyStoreFull,
-                    other => store_error(other),
-                },
-            )?;
-            self.slots.set(choice.slot, true);
+        if let Some(choice) = &p.slot {
+            self.save_resident(request, p, choice, &credential_id)?;
         }
+        Ok((key, credential_id))
+    }
 
+    fn save_resident(
+        &mut self,
+        request: &Request<'_>,
+        p: &Prepared,
+        choice: &SlotChoice,
+        credential_id: &[u8],
+    ) -> Result<(), Error> {
+        let record = ResidentCredential {
+            rp_id_hash: p.rp_id_hash,
+            rp_id: request.rp.id.clone(),
+            user_id: request
+                .user
+                .id
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Other)?,
+            user_name: request.user.name.clone(),
+            display_name: request.user.display_name.clone(),
+            credential_id: heapless::Vec::from_slice(credential_id).map_err(|_| Error::Other)?,
+            sign_count: 0,
+            created: choice.created,
+            algorithm: p.algorithm,
+            cred_protect: p.extensions.cred_protect(),
+            cred_blob: p.extensions.cred_blob(),
+        };
+        store::save_credential(&mut self.platform.storage, choice.slot, &record).map_err(|e| {
+            match e {
+                StoreError::Storage(crate::platform::StorageError::Full) => Error::KeyStoreFull,
+                other => store_error(other),
+            }
+        })?;
+        self.slots.set(choice.slot, true);
+        Ok(())
+    }
+
+    /// Step 16–19: authenticatorData with the attested credential data and
+    /// extension outputs, and the attestation object, written straight into
+    /// the response: `{1: fmt, 2: authData, 3: attStmt[, 5: largeBlobKey]}`.
+    fn write_attestation(
+        &mut self,
+        request: &Request<'_>,
+        p: &Prepared,
+        key: &CredentialKey,
+        credential_id: &[u8],
+        response: &mut Message,
+    ) -> HandlerResult {
         let cose = key.cose_public_key().map_err(crypto_error)?;
         let mut auth_data = auth_data(
-            &rp_id_hash,
-            flags::UP | flags::AT | if uv { flags::UV } else { 0 },
+            &p.rp_id_hash,
+            flags::UP | flags::AT | if p.uv { flags::UV } else { 0 },
             0,
-            Some((&self.config.aaguid, &credential_id, &cose)),
+            Some((&self.config.aaguid, credential_id, &cose)),
         )?;
         let secrets = self.extension_secrets();
-        extensions.append_outputs(
+        p.extensions.append_outputs(
             &mut auth_data,
             &secrets,
-            &credential_id,
-            uv,
+            credential_id,
+            p.uv,
             &mut self.platform.rng,
         )?;
+        let large_blob_key = p.extensions.large_blob_key(&secrets, credential_id);
+        let format = attestation_format(request);
 
-        let mut out = Response::empty();
-        out.fmt = format;
-        out.att_stmt = Some(match format {
-            AttestationStatementFormat::None => {
-                AttestationStatement::None(NoneAttestationStatement {})
-            }
-            _ => AttestationStatement::Packed(self.packed_statement(&key, &auth_data, &cdh)?),
-        });
-        out.auth_data = auth_data;
-        out.large_blob_key = extensions.large_blob_key(&secrets, &credential_id);
-        write_cbor(response, &out)
+        let mut w = CborWriter::response(response)?;
+        w.map(if large_blob_key.is_some() { 4 } else { 3 })?;
+        w.int(1)?;
+        w.text(format.into())?;
+        w.int(2)?;
+        w.bytes(&auth_data)?;
+        w.int(3)?;
+        match format {
+            AttestationStatementFormat::None => w.map(0)?,
+            _ => self.write_packed_statement(&mut w, key, &auth_data, &p.cdh)?,
+        }
+        if let Some(large_blob_key) = &large_blob_key {
+            w.int(5)?;
+            w.bytes(large_blob_key.as_slice())?;
+        }
+        Ok(Outcome::Response)
     }
 
     /// The slot for a new discoverable credential: the one holding the same RP
@@ -223,35 +300,40 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             .map(|slot| SlotChoice { slot, created }))
     }
 
-    /// A "packed" statement: batch attestation when configured, else self attestation.
-    fn packed_statement(
+    /// A "packed" statement, `{"alg", "sig"[, "x5c": [certificate]]}`: batch
+    /// attestation when configured (the certificate written from the
+    /// configuration, not copied), else self attestation.
+    fn write_packed_statement(
         &self,
+        w: &mut CborWriter<'_>,
         credential_key: &CredentialKey,
         auth_data: &[u8],
         cdh: &[u8; 32],
-    ) -> Result<PackedAttestationStatement, Error> {
-        let (alg, signature, x5c) = match &self.config.attestation {
+    ) -> Result<(), Error> {
+        match &self.config.attestation {
             Some(att) => {
                 let batch = SecretKey::from_bytes(&att.private_key).map_err(crypto_error)?;
                 let sig = batch.sign(&[auth_data, cdh]).map_err(crypto_error)?;
-                let cert = Bytes::try_from(att.certificate.as_slice()).map_err(|_| Error::Other)?;
-                let mut chain = heapless::Vec::new();
-                chain.push(cert).map_err(|_| Error::Other)?;
-                (COSE_ALG_ES256, sig, Some(chain))
+                w.map(3)?;
+                w.text("alg")?;
+                w.int(COSE_ALG_ES256.into())?;
+                w.text("sig")?;
+                w.bytes(&sig)?;
+                w.text("x5c")?;
+                w.array(1)?;
+                w.bytes(&att.certificate)
             }
-            None => (
-                credential_key.algorithm().cose(),
-                credential_key
+            None => {
+                let sig = credential_key
                     .sign(&[auth_data, cdh])
-                    .map_err(crypto_error)?,
-                None,
-            ),
-        };
-        Ok(PackedAttestationStatement {
-            alg,
-            sig: Bytes::try_from(signature.as_slice()).map_err(|_| Error::Other)?,
-            x5c,
-        })
+                    .map_err(crypto_error)?;
+                w.map(2)?;
+                w.text("alg")?;
+                w.int(credential_key.algorithm().cose().into())?;
+                w.text("sig")?;
+                w.bytes(&sig)
+            }
+        }
     }
 }
 
