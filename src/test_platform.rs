@@ -42,9 +42,14 @@ impl MemoryStorage {
         Self::default()
     }
 
-    /// Makes every write and remove fail with `error` (or succeed again with `None`).
+    /// Makes every write and remove fail with `error`, or with `None` lets
+    /// them succeed again (also ending a [`MemoryStorage::fail_writes_after`]).
     pub fn set_fail_writes(&self, error: Option<StorageError>) {
-        lock(&self.state).fail_writes = error;
+        let mut state = lock(&self.state);
+        state.fail_writes = error;
+        if error.is_none() {
+            state.fail_writes_after = None;
+        }
     }
 
     /// Lets `n` more writes succeed, then fails writes with `StorageError::Io`.

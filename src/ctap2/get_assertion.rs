@@ -96,12 +96,12 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         }
 
         // Step 9: user presence unless up=false (a silent pre-flight); it uses
-        // up the token's mc/ga permissions and flags.
+        // up the mc/ga permissions and flags of a token this request used.
         if up && !context.up_granted && !verification.up {
             return Ok(Outcome::NeedsPresence);
         }
         if up {
-            self.pin.consume_after_user_presence();
+            self.after_user_presence(&verification);
         }
         let flags = if up { flags::UP } else { 0 } | if uv { flags::UV } else { 0 };
 

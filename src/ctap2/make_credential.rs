@@ -149,11 +149,11 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         };
 
         // Step 14: user presence (a PIN-issued token never carries it), which
-        // uses up the token's mc/ga permissions and flags.
+        // uses up the mc/ga permissions and flags of a token this request used.
         if !up_collected {
             return Ok(ControlFlow::Break(Outcome::NeedsPresence));
         }
-        self.pin.consume_after_user_presence();
+        self.after_user_presence(&verification);
 
         Ok(ControlFlow::Continue(Prepared {
             cdh,

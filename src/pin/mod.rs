@@ -217,9 +217,13 @@ impl PinUv {
 
     /// `performBuiltInUv()` (CTAP 2.1 §6.5.5.7.3, §6.1.2 step 11): asks the
     /// platform's built-in method once. UV_BLOCKED when no attempts are left
-    /// (the method is not even asked); a failure spends one attempt (persisted)
-    /// and is UV_INVALID, or UV_BLOCKED when it was the last; a success restores
-    /// uvRetries to the maximum. Without built-in UV this is INVALID_OPTION.
+    /// (the method is not even asked). Like a PIN attempt, the attempt is
+    /// spent first: uvRetries minus one is persisted before the method is
+    /// asked, so a crash or a storage failure can never give a free attempt
+    /// (if that write fails the method is not asked: OTHER). A failure then
+    /// is UV_INVALID, or UV_BLOCKED when it was the last attempt; a success
+    /// restores uvRetries to the maximum. Without built-in UV this is
+    /// INVALID_OPTION.
     pub fn perform_builtin_uv<S: Storage, P: UserPresence>(
         &mut self,
         storage: &mut S,
@@ -233,26 +237,20 @@ impl PinUv {
         if retries == 0 {
             return Err(Error::UvBlocked);
         }
+        let remaining = retries - 1;
+        self.state
+            .update(storage, |s| s.set_uv_retries(remaining))
+            .map_err(|_| Error::Other)?;
         match presence.verify_user(now_ms) {
-            UvStatus::Verified => {
-                if retries != MAX_UV_RETRIES {
-                    self.state
-                        .update(storage, |s| s.set_uv_retries(MAX_UV_RETRIES))
-                        .map_err(|_| Error::Other)?;
-                }
-                Ok(())
-            }
-            UvStatus::Failed => {
-                let remaining = retries - 1;
-                self.state
-                    .update(storage, |s| s.set_uv_retries(remaining))
-                    .map_err(|_| Error::Other)?;
-                Err(if remaining == 0 {
-                    Error::UvBlocked
-                } else {
-                    Error::UvInvalid
-                })
-            }
+            UvStatus::Verified => self
+                .state
+                .update(storage, |s| s.set_uv_retries(MAX_UV_RETRIES))
+                .map_err(|_| Error::Other),
+            UvStatus::Failed => Err(if remaining == 0 {
+                Error::UvBlocked
+            } else {
+                Error::UvInvalid
+            }),
         }
     }
 
