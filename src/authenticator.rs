@@ -466,13 +466,16 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
         self.platform.presence.cancel();
     }
 
-    /// A USB reset or re-attach is this device's power cycle: besides the
-    /// session state, the PIN/UV key agreement keys and tokens are regenerated
-    /// and a PIN_AUTH_BLOCKED state (three wrong PINs in a row) ends.
+    /// A USB bus reset keeps the key powered: only the state of the host's
+    /// sessions goes (a getNextAssertion or credentialManagement enumeration,
+    /// an outstanding U2F presence request). PIN/UV state — the key agreement
+    /// keys, the pinUvAuthToken and a PIN_AUTH_BLOCKED state after three wrong
+    /// PINs — survives, as on a real key. Losing power is a different event:
+    /// the device shell drops the authenticator and builds a new one from
+    /// storage ([`Authenticator::new`]), which starts all of that afresh.
     fn transport_reset(&mut self) {
         self.pending = None;
         self.cred_mgmt = None;
         self.u2f_presence_requested = false;
-        self.pin.power_cycle(&mut self.platform.rng);
     }
 }

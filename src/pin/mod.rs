@@ -28,8 +28,9 @@
 //! - **authenticatorConfig setMinPINLength:** [`PinUv::set_min_pin_length`].
 //! - **authenticatorReset:** [`PinUv::reset`] (removes the PIN record and
 //!   regenerates keys and tokens).
-//! - **Transport reset (USB reset, re-attach):** [`PinUv::power_cycle`], the
-//!   power cycle that ends PIN_AUTH_BLOCKED.
+//! - **Power cycle:** the device shell builds a new authenticator from
+//!   storage, and with it [`PinUv::power_up`]: that ends PIN_AUTH_BLOCKED. A
+//!   USB bus reset is not a power cycle and leaves all of this alone.
 //! - **authenticatorConfig toggleAlwaysUv:** [`PinUv::set_always_uv`]; getInfo
 //!   `options.alwaysUv` = [`PinUv::always_uv`]. The setting lives in the PIN
 //!   record, so authenticatorReset turns it off.
@@ -159,17 +160,6 @@ impl PinUv {
         storage.remove(RecordKey::Pin)?;
         self.state = PinState::default();
         Ok(())
-    }
-
-    /// A power cycle without losing the instance (USB reset or re-attach):
-    /// fresh key-agreement keys and tokens, and the consecutive-mismatch count
-    /// that demands a power cycle starts again. Persistent state is untouched.
-    pub fn power_cycle<R: RngCore + CryptoRng>(&mut self, rng: &mut R) {
-        for key in &mut self.key_agreement {
-            key.regenerate(rng);
-        }
-        self.token.reset(rng);
-        self.consecutive_mismatches = 0;
     }
 
     /// Whether user verification is always required (getInfo `alwaysUv`).
