@@ -20,6 +20,7 @@ use crate::credential::{
     MAX_CRED_BLOB_LENGTH,
 };
 use crate::crypto::{SecretKey, WrapKey};
+use crate::ctap1::presence::{U2fPresence, U2fRequest};
 use crate::ctap2::credential_management::CredMgmtState;
 use crate::pin::{Features, PinUv};
 use crate::platform::{Platform, PresenceStatus, Storage, StorageError, UserPresence};
@@ -139,8 +140,9 @@ pub struct Authenticator<S: Storage, U: UserPresence, R: RngCore + CryptoRng> {
     pub(crate) wrap_key: WrapKey,
     pub(crate) slots: SlotMap,
     pub(crate) pending: Option<PendingAssertions>,
-    /// A U2F presence request is outstanding (U2F never blocks; see [`crate::ctap1`]).
-    pub(crate) u2f_presence_requested: bool,
+    /// The outstanding U2F presence request, bound to its request (U2F never
+    /// blocks; see [`crate::ctap1::presence`]).
+    pub(crate) u2f_presence: U2fPresence,
     /// PIN/UV auth state (PIN record, key agreement, pinUvAuthToken) and the
     /// alwaysUv setting.
     pub(crate) pin: PinUv,
@@ -186,7 +188,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             wrap_key,
             slots: SlotMap::default(),
             pending: None,
-            u2f_presence_requested: false,
+            u2f_presence: U2fPresence::default(),
             pin,
             cred_mgmt: None,
             large_blob_writer: Default::default(),
@@ -387,28 +389,16 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         result
     }
 
-    /// The U2F user-presence test: never blocks. Returns true when the user has
-    /// approved; otherwise starts (or keeps) a presence request outstanding so a
-    /// retry of the command can succeed.
-    pub(crate) fn u2f_user_present(&mut self, context: &CallContext) -> bool {
+    /// The U2F user-presence test for `request`: never blocks. True when the
+    /// user approved this very request; otherwise the request is (or stays)
+    /// outstanding so a retry of the same command can succeed (see
+    /// [`crate::ctap1::presence`]).
+    pub(crate) fn u2f_user_present(&mut self, context: &CallContext, request: U2fRequest) -> bool {
         if context.up_granted {
             return true;
         }
-        if !self.u2f_presence_requested {
-            self.platform.presence.request(context.now_ms);
-            self.u2f_presence_requested = true;
-        }
-        match self.platform.presence.poll(context.now_ms) {
-            PresenceStatus::Approved => {
-                self.u2f_presence_requested = false;
-                true
-            }
-            PresenceStatus::Denied => {
-                self.u2f_presence_requested = false;
-                false
-            }
-            PresenceStatus::Pending => false,
-        }
+        self.u2f_presence
+            .check(&mut self.platform.presence, request, context.now_ms)
     }
 }
 
@@ -430,7 +420,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
         response.clear();
         match protocol {
             Protocol::Cbor => {
-                self.u2f_presence_requested = false;
+                // A CTAP2 request ends an outstanding U2F presence request.
+                self.u2f_presence.withdraw(&mut self.platform.presence);
                 crate::ctap2::handle(self, request, context, response)
             }
             Protocol::Msg => {
@@ -453,7 +444,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
     }
 
     fn request_presence(&mut self, now_ms: u64) {
-        self.u2f_presence_requested = false;
+        self.u2f_presence.forget();
         self.platform.presence.request(now_ms);
     }
 
@@ -462,7 +453,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
     }
 
     fn cancel_presence(&mut self) {
-        self.u2f_presence_requested = false;
+        self.u2f_presence.forget();
         self.platform.presence.cancel();
     }
 
@@ -476,6 +467,6 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
     fn transport_reset(&mut self) {
         self.pending = None;
         self.cred_mgmt = None;
-        self.u2f_presence_requested = false;
+        self.u2f_presence.withdraw(&mut self.platform.presence);
     }
 }

@@ -145,6 +145,8 @@ pub enum PresenceScript {
 struct PresenceState {
     script: PresenceScript,
     outstanding: bool,
+    /// The user touched the key for the outstanding request ([`ScriptedPresence::touch`]).
+    touched: bool,
     polls_since_request: u32,
     requests: u32,
     polls: u32,
@@ -172,6 +174,7 @@ impl ScriptedPresence {
             state: Arc::new(Mutex::new(PresenceState {
                 script,
                 outstanding: false,
+                touched: false,
                 polls_since_request: 0,
                 requests: 0,
                 polls: 0,
@@ -216,6 +219,14 @@ impl ScriptedPresence {
     pub fn outstanding(&self) -> bool {
         lock(&self.state).outstanding
     }
+
+    /// The user touches the key: the outstanding request, and only that one,
+    /// is approved at its next poll whatever the script says. A new request
+    /// or a cancel forgets the touch; without a request it does nothing.
+    pub fn touch(&self) {
+        let mut s = lock(&self.state);
+        s.touched = s.outstanding;
+    }
 }
 
 impl UserPresence for ScriptedPresence {
@@ -223,6 +234,7 @@ impl UserPresence for ScriptedPresence {
         let mut s = lock(&self.state);
         s.requests += 1;
         s.outstanding = true;
+        s.touched = false;
         s.polls_since_request = 0;
     }
 
@@ -233,6 +245,11 @@ impl UserPresence for ScriptedPresence {
             return PresenceStatus::Pending;
         }
         s.polls_since_request += 1;
+        if s.touched {
+            s.touched = false;
+            s.outstanding = false;
+            return PresenceStatus::Approved;
+        }
         let answer = match s.script {
             PresenceScript::Approve => PresenceStatus::Approved,
             PresenceScript::Deny => PresenceStatus::Denied,
@@ -252,6 +269,7 @@ impl UserPresence for ScriptedPresence {
         let mut s = lock(&self.state);
         s.cancels += 1;
         s.outstanding = false;
+        s.touched = false;
     }
 
     fn verify_user(&mut self, _now_ms: u64) -> UvStatus {
@@ -316,5 +334,26 @@ mod tests {
         p.request(0);
         assert_eq!(p.poll(0), PresenceStatus::Denied);
         assert_eq!(p.requests(), 2);
+        // A touch answers the outstanding request only, once.
+        p.set_script(PresenceScript::Pending);
+        p.touch();
+        p.request(0);
+        assert_eq!(
+            p.poll(0),
+            PresenceStatus::Pending,
+            "touched before the request"
+        );
+        p.touch();
+        assert_eq!(p.poll(0), PresenceStatus::Approved);
+        assert_eq!(p.poll(0), PresenceStatus::Pending);
+        p.request(0);
+        p.touch();
+        p.cancel();
+        p.request(0);
+        assert_eq!(
+            p.poll(0),
+            PresenceStatus::Pending,
+            "a cancel forgets the touch"
+        );
     }
 }
