@@ -150,6 +150,9 @@ pub struct Authenticator<S: Storage, U: UserPresence, R: RngCore + CryptoRng> {
     pub(crate) cred_mgmt: Option<CredMgmtState>,
     /// An authenticatorLargeBlobs write in progress.
     pub(crate) large_blob_writer: crate::ctap2::large_blobs::LargeBlobWriter,
+    /// An authenticatorReset was decided but not finished (see
+    /// [`crate::ctap2`]'s reset module): nothing is served until it is.
+    pub(crate) reset_pending: bool,
 }
 
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
@@ -192,7 +195,13 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             pin,
             cred_mgmt: None,
             large_blob_writer: Default::default(),
+            reset_pending: false,
         };
+        // A reset interrupted by a crash is finished before anything else.
+        if this.reset_journal_exists().map_err(InitError::Storage)? {
+            this.reset_pending = true;
+            this.finish_pending_reset().map_err(init_error)?;
+        }
         this.scan_slots().map_err(init_error)?;
         Ok(this)
     }
@@ -418,6 +427,15 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
         response: &mut Message,
     ) -> Outcome {
         response.clear();
+        if self.reset_pending && self.finish_pending_reset().is_err() {
+            // A decided reset could not be finished: show no half-reset state.
+            let status: &[u8] = match protocol {
+                Protocol::Cbor => &[ctap_types::ctap2::Error::Other as u8],
+                Protocol::Msg => &[0x6F, 0x00],
+            };
+            response.extend_from_slice(status).ok();
+            return Outcome::Response;
+        }
         match protocol {
             Protocol::Cbor => {
                 // A CTAP2 request ends an outstanding U2F presence request.

@@ -52,7 +52,8 @@ impl MemoryStorage {
         }
     }
 
-    /// Lets `n` more writes succeed, then fails writes with `StorageError::Io`.
+    /// Lets `n` more writes or removes succeed, then fails them with
+    /// `StorageError::Io` (a crash or a dead medium at that point).
     pub fn fail_writes_after(&self, n: usize) {
         lock(&self.state).fail_writes_after = Some(n);
     }
@@ -77,7 +78,7 @@ impl MemoryStorage {
         lock(&self.state).records.keys().copied().collect()
     }
 
-    /// How many successful writes happened so far.
+    /// How many successful writes and removes happened so far.
     pub fn write_count(&self) -> usize {
         lock(&self.state).writes
     }
@@ -123,7 +124,14 @@ impl Storage for MemoryStorage {
         if let Some(e) = state.fail_writes {
             return Err(e);
         }
+        if let Some(n) = state.fail_writes_after {
+            if n == 0 {
+                return Err(StorageError::Io);
+            }
+            state.fail_writes_after = Some(n - 1);
+        }
         state.records.remove(&key);
+        state.writes += 1;
         Ok(())
     }
 }
@@ -318,6 +326,8 @@ mod tests {
         view.fail_writes_after(1);
         s.write(RecordKey::Pin, b"x").unwrap();
         assert_eq!(s.write(RecordKey::Pin, b"y"), Err(StorageError::Io));
+        assert_eq!(s.remove(RecordKey::Device), Err(StorageError::Io));
+        view.set_fail_writes(None);
         s.remove(RecordKey::Device).unwrap();
         assert_eq!(s.read(RecordKey::Device, &mut buf), Ok(None));
     }

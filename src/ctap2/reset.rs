@@ -1,4 +1,24 @@
 //! authenticatorReset (0x07) and authenticatorSelection (0x0B).
+//!
+//! # Reset is all or nothing
+//!
+//! A reset replaces the device secret (every credential ID issued before stops
+//! opening), and removes the large-blob array, every resident credential
+//! record and the PIN record, one storage operation at a time. A crash or a
+//! storage failure between two of them must not leave a key that lost its
+//! credentials but kept its PIN, or the other way round. So the first write is
+//! a journal record ([`RecordKey::ResetJournal`]), and the last step removes
+//! it:
+//!
+//! - until the journal is written nothing has changed, and a failure leaves
+//!   the key as it was (PIN and credentials);
+//! - once it is written the reset is decided: if a later step fails, the key
+//!   finishes the reset before it serves anything else, at the next request
+//!   ([`Authenticator::finish_pending_reset`]) or at the next power-up
+//!   ([`crate::authenticator::Authenticator::new`]), and answers with an error
+//!   until it could. Every step can be repeated, so finishing again after a
+//!   crash in the middle is safe, and nothing new is created while the
+//!   journal exists.
 
 use ctap_types::ctap2::Error;
 use rand_core::{CryptoRng, RngCore};
@@ -6,7 +26,11 @@ use rand_core::{CryptoRng, RngCore};
 use super::{store_error, write_ok, HandlerResult, RESET_WINDOW_MS};
 use crate::app::{CallContext, Message, Outcome};
 use crate::authenticator::Authenticator;
-use crate::platform::{Storage, UserPresence};
+use crate::platform::{RecordKey, Storage, StorageError, UserPresence};
+use crate::store::StoreError;
+
+/// The reset journal record: magic and version.
+const JOURNAL: [u8; 5] = *b"FKRJ\x01";
 
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
     /// Deletes all resident credentials and replaces the device secret (so every
@@ -22,15 +46,47 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             }
             return Ok(Outcome::NeedsPresence);
         }
-        let wiped = self.wipe();
-        // The PIN and the config it carries (alwaysUv, minPINLength, forcePINChange)
-        // go too; key agreement keys and tokens are regenerated even if that fails.
-        let pin = self
-            .pin
-            .reset(&mut self.platform.storage, &mut self.platform.rng);
-        wiped.map_err(store_error)?;
-        pin.map_err(|_| Error::Other)?;
+        self.factory_reset().map_err(store_error)?;
         write_ok(response)
+    }
+
+    /// The reset itself, all or nothing (see the module documentation): the
+    /// journal first, then [`Authenticator::finish_pending_reset`].
+    pub(crate) fn factory_reset(&mut self) -> Result<(), StoreError> {
+        self.platform
+            .storage
+            .write(RecordKey::ResetJournal, &JOURNAL)?;
+        self.reset_pending = true;
+        self.finish_pending_reset()
+    }
+
+    /// Whether storage holds the journal of a reset that did not finish.
+    pub(crate) fn reset_journal_exists(&mut self) -> Result<bool, StorageError> {
+        let mut buf = [0u8; JOURNAL.len()];
+        match self
+            .platform
+            .storage
+            .read(RecordKey::ResetJournal, &mut buf)
+        {
+            Ok(found) => Ok(found.is_some()),
+            // Whatever it holds, a journal record means a reset was decided.
+            Err(StorageError::TooLarge) | Err(StorageError::Corrupt) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Carries out a decided reset: a new device secret (the global counter is
+    /// kept), no large-blob array, no resident credential, no PIN record (with
+    /// it go alwaysUv, minPINLength and forcePINChange; key agreement keys and
+    /// tokens are regenerated), and finally no journal. Each step can be
+    /// repeated; until all succeeded the reset stays pending.
+    pub(crate) fn finish_pending_reset(&mut self) -> Result<(), StoreError> {
+        self.wipe()?;
+        self.pin
+            .reset(&mut self.platform.storage, &mut self.platform.rng)?;
+        self.platform.storage.remove(RecordKey::ResetJournal)?;
+        self.reset_pending = false;
+        Ok(())
     }
 
     /// Waits for user presence, then succeeds (the platform uses it to let the
@@ -49,11 +105,16 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
 
 #[cfg(test)]
 mod tests {
+    use std::vec::Vec;
+
     use crate::app::Outcome;
     use crate::authenticator::testkit::*;
     use crate::authenticator::Config;
+    use crate::ctap2::pin_uv::platform::{mc_with, perm, Platform, PIN};
+    use crate::platform::RecordKey;
 
     const NOT_ALLOWED: u8 = 0x30;
+    const OTHER: u8 = 0x7F;
 
     fn windowed() -> Harness {
         Harness::with_config(Config {
@@ -101,5 +162,72 @@ mod tests {
         h.now_ms = 3_600_000;
         let (status, _, needed) = h.ctap2(0x07, None);
         assert_eq!((status, needed), (0, true));
+    }
+
+    /// A key with a PIN, two discoverable credentials and a non-discoverable
+    /// one; returns the credential IDs.
+    fn populated() -> (Harness, Platform, Vec<Vec<u8>>) {
+        let mut h = Harness::new();
+        let mut p = Platform::new(2);
+        assert_eq!(p.set_pin(&mut h, PIN), 0);
+        let mut ids = Vec::new();
+        for user in [b"u1".as_slice(), b"u2"] {
+            let token = p.must_token(&mut h, perm::MC, Some("example.com"));
+            let mc = Mc::new("example.com", user).rk();
+            ids.push(h.make_credential(mc_with(&mc, &token)).id);
+        }
+        ids.push(h.make_credential(Mc::new("example.com", b"u3").build()).id);
+        (h, p, ids)
+    }
+
+    /// What the key holds, as a client sees it: whether a PIN is set, and
+    /// how many of `ids` it still recognizes.
+    fn observe(h: &mut Harness, p: &mut Platform, ids: &[Vec<u8>]) -> (bool, usize) {
+        let pin_set = p.retries(h).is_ok();
+        let cdh = client_data_hash("observe");
+        let known = ids
+            .iter()
+            .filter(|id| {
+                let request = ga("example.com", &cdh, &[id.as_slice()], Some(false));
+                h.get_assertion(request).0 == 0
+            })
+            .count();
+        (pin_set, known)
+    }
+
+    #[test]
+    fn reset_is_all_or_nothing_whichever_write_fails() {
+        // Issue 10 §1 defect 3. How many writes and removes a whole reset takes:
+        let (mut h, _, _) = populated();
+        let before = h.storage.write_count();
+        assert_eq!(h.ctap2(0x07, None).0, 0);
+        let steps = h.storage.write_count() - before;
+        assert!(steps > 100, "{steps}");
+        assert!(h.storage.get(RecordKey::ResetJournal).is_none());
+
+        for failing in 0..steps {
+            let (mut h, mut p, ids) = populated();
+            h.storage.fail_writes_after(failing);
+            let (status, _, needed) = h.ctap2(0x07, None);
+            assert_eq!((status, needed), (OTHER, true), "write {failing}");
+            let decided = failing > 0;
+            // The storage still fails: the key answers nothing but errors
+            // rather than show a half-reset state.
+            if decided {
+                assert_eq!(h.ctap2(0x04, None).0, OTHER, "write {failing}");
+            }
+            // Whatever was written, loaded again: all or nothing.
+            h.storage.set_fail_writes(None);
+            let mut reloaded = Harness::on_storage(h.storage.clone(), h.config.clone(), 99);
+            let expected = if decided { (false, 0) } else { (true, 3) };
+            assert_eq!(
+                observe(&mut reloaded, &mut p, &ids),
+                expected,
+                "reloaded after a failure at write {failing}"
+            );
+            assert!(reloaded.storage.get(RecordKey::ResetJournal).is_none());
+            // The running key, once its storage works again, finishes too.
+            assert_eq!(observe(&mut h, &mut p, &ids), expected, "write {failing}");
+        }
     }
 }
