@@ -194,20 +194,16 @@ mod tests {
             response
         }
 
-        fn field<'a>(v: &'a Value, key: i64) -> Option<&'a Value> {
-            map_int(v, key)
-        }
-
         fn mc_oracle(raw: &[u8]) -> Vec<u8> {
             let (_, value) = decode_response(raw);
             let v = value.unwrap();
             let mut out = make_credential::Response::empty();
-            out.fmt = match field(&v, 1).unwrap().as_text().unwrap() {
+            out.fmt = match map_int(&v, 1).unwrap().as_text().unwrap() {
                 "packed" => AttestationStatementFormat::Packed,
                 _ => AttestationStatementFormat::None,
             };
             out.auth_data = Bytes::try_from(map_bytes(&v, 2)).unwrap();
-            let att = field(&v, 3).unwrap();
+            let att = map_int(&v, 3).unwrap();
             out.att_stmt = Some(if att.as_map().unwrap().is_empty() {
                 AttestationStatement::None(NoneAttestationStatement {})
             } else {
@@ -227,7 +223,7 @@ mod tests {
                     x5c,
                 })
             });
-            out.large_blob_key = field(&v, 5)
+            out.large_blob_key = map_int(&v, 5)
                 .map(|k| ByteArray::new(k.as_bytes().unwrap().as_slice().try_into().unwrap()));
             serialized(&out)
         }
@@ -235,7 +231,7 @@ mod tests {
         fn ga_oracle(raw: &[u8]) -> Vec<u8> {
             let (_, value) = decode_response(raw);
             let v = value.unwrap();
-            let cred = field(&v, 1).unwrap();
+            let cred = map_int(&v, 1).unwrap();
             let mut out = get_assertion::Response::empty();
             out.credential = PublicKeyCredentialDescriptor {
                 id: Bytes::try_from(map_text(cred, "id").unwrap().as_bytes().unwrap().as_slice())
@@ -249,7 +245,7 @@ mod tests {
             };
             out.auth_data = Bytes::try_from(map_bytes(&v, 2)).unwrap();
             out.signature = Bytes::try_from(map_bytes(&v, 3)).unwrap();
-            out.user = field(&v, 4).map(|u| {
+            out.user = map_int(&v, 4).map(|u| {
                 let mut user = PublicKeyCredentialUserEntity::from(
                     Bytes::try_from(map_text(u, "id").unwrap().as_bytes().unwrap().as_slice())
                         .unwrap(),
@@ -261,8 +257,8 @@ mod tests {
                 user
             });
             out.number_of_credentials =
-                field(&v, 5).map(|n| u32::try_from(n.as_integer().unwrap()).unwrap());
-            out.large_blob_key = field(&v, 7)
+                map_int(&v, 5).map(|n| u32::try_from(n.as_integer().unwrap()).unwrap());
+            out.large_blob_key = map_int(&v, 7)
                 .map(|k| ByteArray::new(k.as_bytes().unwrap().as_slice().try_into().unwrap()));
             serialized(&out)
         }
