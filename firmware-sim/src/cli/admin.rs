@@ -50,7 +50,7 @@ fn list_key(out: &mut impl Write, n: u32, dir: &Path) -> Result<()> {
     let identity = Identity::load(dir)?;
     // A snapshot: no lock, so this works while a server runs; nothing is written.
     let storage = FileStorage::open_snapshot(dir)?;
-    let mut app = start_authenticator(dir, storage, NoPresence, &identity, None, false)?;
+    let mut app = start_authenticator(dir, storage, NoPresence, &identity, None, false, false)?;
     writeln!(
         out,
         "key-{n} serial={} dir={}",

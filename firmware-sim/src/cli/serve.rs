@@ -67,6 +67,7 @@ pub struct KeyRecipe {
     attestation: Attestation,
     presence: PresenceKind,
     uv: UvMode,
+    reset_window: bool,
     wake: Arc<Notify>,
     label: Label,
     switch: PresenceSwitch,
@@ -98,6 +99,7 @@ impl KeyRecipe {
             &self.identity,
             Some(self.attestation.clone()),
             self.uv.is_builtin(),
+            self.reset_window,
         )?;
         Ok(Device::new(app, device_config()))
     }
@@ -173,6 +175,7 @@ pub fn prepare_keys(args: &ServeArgs) -> Result<(PathBuf, Vec<PreparedKey>)> {
             attestation: core_attestation(&ca)?,
             presence,
             uv: args.uv,
+            reset_window: args.reset_window(),
             wake: wake.clone(),
             label: label.clone(),
             switch: switch.clone(),

@@ -82,7 +82,8 @@ pub fn core_attestation(ca: &Ca) -> Result<Attestation> {
 }
 
 /// Starts the core over an opened key state, with built-in user verification
-/// (answered by `presence`) when `builtin_uv`. `dir` is only for messages.
+/// (answered by `presence`) when `builtin_uv`, and CTAP 2.1's 10 s reset
+/// window when `reset_window`. `dir` is only for messages.
 pub fn start_authenticator<U: UserPresence>(
     dir: &Path,
     storage: FileStorage,
@@ -90,13 +91,14 @@ pub fn start_authenticator<U: UserPresence>(
     identity: &Identity,
     attestation: Option<Attestation>,
     builtin_uv: bool,
+    reset_window: bool,
 ) -> Result<KeyApp<U>> {
     let config = Config {
         aaguid: identity.aaguid,
         attestation,
         builtin_uv,
+        reset_requires_fresh_power_up: reset_window,
         firmware_version: firmware_version(),
-        ..Config::default()
     };
     let platform = Platform {
         storage,
