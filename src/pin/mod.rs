@@ -40,6 +40,7 @@
 //!   [`PinUv::perform_builtin_uv`]. uvRetries lives in the PIN record too.
 
 pub mod client_pin;
+pub mod controls;
 pub mod protocol;
 pub mod state;
 pub mod token;
