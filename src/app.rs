@@ -69,7 +69,9 @@ pub trait App {
     fn supports_ctap1(&self) -> bool {
         true
     }
-    /// Called when the transport resets (USB reset, disconnect, power cycle)
-    /// so the app can drop volatile state tied to the old session.
+    /// Called when the transport resets (a USB bus reset, a re-enumeration)
+    /// so the app can drop state tied to the host's old sessions. The device
+    /// keeps its power through it; a power cycle is not a transport reset
+    /// (the shell builds a new app from persistent state instead).
     fn transport_reset(&mut self) {}
 }

@@ -12,6 +12,7 @@ use crate::credential::{
     self, CredentialFlags, CredentialKey, ResidentCredentialInfo, MAX_CRED_BLOB_LENGTH,
 };
 use crate::crypto::{SecretKey, WrapKey};
+use crate::ctap1::presence::{U2fPresence, U2fRequest};
 use crate::ctap2::credential_management::CredMgmtState;
 use crate::ctap2::extensions::ExtensionSecrets;
 use crate::pin::{Features, PinUv};
@@ -198,8 +199,9 @@ pub struct Authenticator<S: Storage, U: UserPresence, R: RngCore + CryptoRng> {
     /// getAssertion's lookup, kept between its runs before and after presence.
     pub(crate) lookup_cache: Option<LookupCache>,
     pub(crate) pending: Option<PendingAssertions>,
-    /// A U2F presence request is outstanding (U2F never blocks; see [`crate::ctap1`]).
-    pub(crate) u2f_presence_requested: bool,
+    /// The outstanding U2F presence request, bound to its request (U2F never
+    /// blocks; see [`crate::ctap1::presence`]).
+    pub(crate) u2f_presence: U2fPresence,
     /// PIN/UV auth state (PIN record, key agreement, pinUvAuthToken) and the
     /// alwaysUv setting.
     pub(crate) pin: PinUv,
@@ -207,6 +209,9 @@ pub struct Authenticator<S: Storage, U: UserPresence, R: RngCore + CryptoRng> {
     pub(crate) cred_mgmt: Option<CredMgmtState>,
     /// An authenticatorLargeBlobs write in progress.
     pub(crate) large_blob_writer: crate::ctap2::large_blobs::LargeBlobWriter,
+    /// An authenticatorReset was decided but not finished (see
+    /// [`crate::ctap2`]'s reset module): nothing is served until it is.
+    pub(crate) reset_pending: bool,
 }
 
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
@@ -257,13 +262,21 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             overrides: ResponseOverrides::default(),
             lookup_cache: None,
             pending: None,
-            u2f_presence_requested: false,
+            u2f_presence: U2fPresence::default(),
             pin,
             cred_mgmt: None,
             large_blob_writer: Default::default(),
+            reset_pending: false,
         };
         this.scan_records().map_err(init_error)?;
         this.upgrade_device_record().map_err(init_error)?;
+        // A reset interrupted by a crash is finished before anything else
+        // (after the index and the counter mark are known, so the new device
+        // record keeps a mark above every value ever issued).
+        if this.reset_journal_exists().map_err(InitError::Storage)? {
+            this.reset_pending = true;
+            this.finish_pending_reset().map_err(init_error)?;
+        }
         Ok(this)
     }
 
@@ -342,6 +355,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         &mut self,
         mut f: impl FnMut(&ResidentCredentialInfo<'_>),
     ) -> Result<(), StoreError> {
+        self.settle_reset()?;
         for slot in self
             .table
             .slots_of(SlotUse::Discoverable)
@@ -394,28 +408,16 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         result
     }
 
-    /// The U2F user-presence test: never blocks. Returns true when the user has
-    /// approved; otherwise starts (or keeps) a presence request outstanding so a
-    /// retry of the command can succeed.
-    pub(crate) fn u2f_user_present(&mut self, context: &CallContext) -> bool {
+    /// The U2F user-presence test for `request`: never blocks. True when the
+    /// user approved this very request; otherwise the request is (or stays)
+    /// outstanding so a retry of the same command can succeed (see
+    /// [`crate::ctap1::presence`]).
+    pub(crate) fn u2f_user_present(&mut self, context: &CallContext, request: U2fRequest) -> bool {
         if context.up_granted {
             return true;
         }
-        if !self.u2f_presence_requested {
-            self.platform.presence.request(context.now_ms);
-            self.u2f_presence_requested = true;
-        }
-        match self.platform.presence.poll(context.now_ms) {
-            PresenceStatus::Approved => {
-                self.u2f_presence_requested = false;
-                true
-            }
-            PresenceStatus::Denied => {
-                self.u2f_presence_requested = false;
-                false
-            }
-            PresenceStatus::Pending => false,
-        }
+        self.u2f_presence
+            .check(&mut self.platform.presence, request, context.now_ms)
     }
 }
 
@@ -465,13 +467,23 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
         response: &mut Message,
     ) -> Outcome {
         response.clear();
+        if self.settle_reset().is_err() {
+            // A decided reset could not be finished: show no half-reset state.
+            let status: &[u8] = match protocol {
+                Protocol::Cbor => &[ctap_types::ctap2::Error::Other as u8],
+                Protocol::Msg => &[0x6F, 0x00],
+            };
+            response.extend_from_slice(status).ok();
+            return Outcome::Response;
+        }
         if !context.up_granted {
             // Only the run after presence of the same request may use it.
             self.lookup_cache = None;
         }
         match protocol {
             Protocol::Cbor => {
-                self.u2f_presence_requested = false;
+                // A CTAP2 request ends an outstanding U2F presence request.
+                self.u2f_presence.withdraw(&mut self.platform.presence);
                 crate::ctap2::handle(self, request, context, response)
             }
             Protocol::Msg => {
@@ -494,7 +506,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
     }
 
     fn request_presence(&mut self, now_ms: u64) {
-        self.u2f_presence_requested = false;
+        self.u2f_presence.forget();
         self.platform.presence.request(now_ms);
     }
 
@@ -503,17 +515,20 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
     }
 
     fn cancel_presence(&mut self) {
-        self.u2f_presence_requested = false;
+        self.u2f_presence.forget();
         self.platform.presence.cancel();
     }
 
-    /// A USB reset or re-attach is this device's power cycle: besides the
-    /// session state, the PIN/UV key agreement keys and tokens are regenerated
-    /// and a PIN_AUTH_BLOCKED state (three wrong PINs in a row) ends.
+    /// A USB bus reset keeps the key powered: only the state of the host's
+    /// sessions goes (a getNextAssertion or credentialManagement enumeration,
+    /// an outstanding U2F presence request). PIN/UV state — the key agreement
+    /// keys, the pinUvAuthToken and a PIN_AUTH_BLOCKED state after three wrong
+    /// PINs — survives, as on a real key. Losing power is a different event:
+    /// the device shell drops the authenticator and builds a new one from
+    /// storage ([`Authenticator::new`]), which starts all of that afresh.
     fn transport_reset(&mut self) {
         self.pending = None;
         self.cred_mgmt = None;
-        self.u2f_presence_requested = false;
-        self.pin.power_cycle(&mut self.platform.rng);
+        self.u2f_presence.withdraw(&mut self.platform.presence);
     }
 }

@@ -14,7 +14,9 @@
 //! U2F never blocks for presence: a command that needs it polls the presence
 //! test, and while the user has not approved it answers 0x6985 (conditions not
 //! satisfied) and leaves the request outstanding, so the host's retry succeeds
-//! once the user touches the key.
+//! once the user touches the key. The touch is good for that request only
+//! (channel, instruction, application parameter, key handle) and for a limited
+//! time ([`presence`]).
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -24,6 +26,9 @@ use crate::credential::{self, Algorithm, CredentialFlags, CredentialKey};
 use crate::crypto::der::self_signed_certificate;
 use crate::crypto::SecretKey;
 use crate::platform::{Storage, UserPresence};
+use presence::U2fRequest;
+
+pub mod presence;
 
 #[cfg(test)]
 mod tests;
@@ -210,7 +215,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             return Err(sw::WRONG_LENGTH);
         }
         let (challenge, application) = split32(apdu.data)?;
-        if !self.u2f_user_present(context) {
+        let request = U2fRequest::new(context.channel, ins::REGISTER, &application, &[]);
+        if !self.u2f_user_present(context, request) {
             return Err(sw::CONDITIONS_NOT_SATISFIED);
         }
         let (key, public) = SecretKey::generate_with_public(&mut self.platform.rng);
@@ -279,7 +285,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             _ => return Err(sw::WRONG_DATA),
         };
         let credential = found.ok_or(sw::WRONG_DATA)?;
-        if presence && !self.u2f_user_present(context) {
+        let request = U2fRequest::new(context.channel, ins::AUTHENTICATE, &application, key_handle);
+        if presence && !self.u2f_user_present(context, request) {
             return Err(sw::CONDITIONS_NOT_SATISFIED);
         }
         let counter = self

@@ -5,7 +5,7 @@
 //! its one-byte status response. Parsing uses ctap-types after a CBOR pre-pass
 //! ([`validate`]) that gives the precise CTAP2 error codes and bounds nesting.
 
-mod attestation_chain;
+mod cbor_out;
 mod client_pin;
 mod config;
 pub(crate) mod credential_management;
@@ -14,7 +14,7 @@ mod get_assertion;
 mod get_info;
 pub mod large_blobs;
 mod make_credential;
-mod pin_uv;
+pub(crate) mod pin_uv;
 mod reset;
 pub mod validate;
 
@@ -109,6 +109,16 @@ pub(crate) fn handle<S: Storage, U: UserPresence, R: RngCore + CryptoRng>(
         // Any other command ends a credentialManagement enumeration.
         auth.cred_mgmt = None;
     }
+    if !is_known(cmd) {
+        return error_response(response, Error::InvalidCommand);
+    }
+    // No command sees a body that is not one bounded, well-formed CBOR item
+    // (ctap-types would recurse on deep nesting; see `validate`).
+    if !body.is_empty() {
+        if let Err(e) = validate::well_formed(body) {
+            return error_response(response, e);
+        }
+    }
     let result = match cmd {
         command::MAKE_CREDENTIAL => auth.make_credential(body, &context, response),
         command::GET_ASSERTION => auth.get_assertion(body, &context, response),
@@ -128,6 +138,24 @@ pub(crate) fn handle<S: Storage, U: UserPresence, R: RngCore + CryptoRng>(
         Ok(outcome) => outcome,
         Err(e) => error_response(response, e),
     }
+}
+
+/// Whether `cmd` is a CTAP2 command this key implements.
+fn is_known(cmd: u8) -> bool {
+    matches!(
+        cmd,
+        command::MAKE_CREDENTIAL
+            | command::GET_ASSERTION
+            | command::GET_INFO
+            | command::RESET
+            | command::GET_NEXT_ASSERTION
+            | command::SELECTION
+            | command::CLIENT_PIN
+            | command::CREDENTIAL_MANAGEMENT
+            | command::CREDENTIAL_MANAGEMENT_PREVIEW
+            | command::CONFIG
+            | command::LARGE_BLOBS
+    )
 }
 
 fn error_response(response: &mut Message, status: Error) -> Outcome {

@@ -114,6 +114,9 @@ impl<A: App> Device<A> {
 }
 
 #[cfg(test)]
+mod small_stack_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::ctaphid::packet::init_report;

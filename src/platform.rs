@@ -13,6 +13,10 @@ pub enum RecordKey {
     Pin,
     /// The serialized large-blob array.
     LargeBlobs,
+    /// Present while an authenticatorReset is under way (written first,
+    /// removed last), so an interrupted reset is completed at the next
+    /// request or power-up: reset is all or nothing.
+    ResetJournal,
     /// One discoverable (resident) credential, by slot number.
     Credential(u16),
 }
@@ -24,6 +28,7 @@ impl RecordKey {
             RecordKey::Device => 1,
             RecordKey::Pin => 2,
             RecordKey::LargeBlobs => 3,
+            RecordKey::ResetJournal => 4,
             RecordKey::Credential(slot) => 0x1_0000 + u32::from(slot),
         }
     }
@@ -34,6 +39,7 @@ impl RecordKey {
             1 => Some(RecordKey::Device),
             2 => Some(RecordKey::Pin),
             3 => Some(RecordKey::LargeBlobs),
+            4 => Some(RecordKey::ResetJournal),
             0x1_0000..=0x1_FFFF => Some(RecordKey::Credential((id - 0x1_0000) as u16)),
             _ => None,
         }

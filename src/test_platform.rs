@@ -42,12 +42,18 @@ impl MemoryStorage {
         Self::default()
     }
 
-    /// Makes every write and remove fail with `error` (or succeed again with `None`).
+    /// Makes every write and remove fail with `error`, or with `None` lets
+    /// them succeed again (also ending a [`MemoryStorage::fail_writes_after`]).
     pub fn set_fail_writes(&self, error: Option<StorageError>) {
-        lock(&self.state).fail_writes = error;
+        let mut state = lock(&self.state);
+        state.fail_writes = error;
+        if error.is_none() {
+            state.fail_writes_after = None;
+        }
     }
 
-    /// Lets `n` more writes succeed, then fails writes with `StorageError::Io`.
+    /// Lets `n` more writes or removes succeed, then fails them with
+    /// `StorageError::Io` (a crash or a dead medium at that point).
     pub fn fail_writes_after(&self, n: usize) {
         lock(&self.state).fail_writes_after = Some(n);
     }
@@ -72,7 +78,7 @@ impl MemoryStorage {
         lock(&self.state).records.keys().copied().collect()
     }
 
-    /// How many successful writes happened so far.
+    /// How many successful writes and removes happened so far.
     pub fn write_count(&self) -> usize {
         lock(&self.state).writes
     }
@@ -118,7 +124,14 @@ impl Storage for MemoryStorage {
         if let Some(e) = state.fail_writes {
             return Err(e);
         }
+        if let Some(n) = state.fail_writes_after {
+            if n == 0 {
+                return Err(StorageError::Io);
+            }
+            state.fail_writes_after = Some(n - 1);
+        }
         state.records.remove(&key);
+        state.writes += 1;
         Ok(())
     }
 }
@@ -140,6 +153,8 @@ pub enum PresenceScript {
 struct PresenceState {
     script: PresenceScript,
     outstanding: bool,
+    /// The user touched the key for the outstanding request ([`ScriptedPresence::touch`]).
+    touched: bool,
     polls_since_request: u32,
     requests: u32,
     polls: u32,
@@ -167,6 +182,7 @@ impl ScriptedPresence {
             state: Arc::new(Mutex::new(PresenceState {
                 script,
                 outstanding: false,
+                touched: false,
                 polls_since_request: 0,
                 requests: 0,
                 polls: 0,
@@ -211,6 +227,14 @@ impl ScriptedPresence {
     pub fn outstanding(&self) -> bool {
         lock(&self.state).outstanding
     }
+
+    /// The user touches the key: the outstanding request, and only that one,
+    /// is approved at its next poll whatever the script says. A new request
+    /// or a cancel forgets the touch; without a request it does nothing.
+    pub fn touch(&self) {
+        let mut s = lock(&self.state);
+        s.touched = s.outstanding;
+    }
 }
 
 impl UserPresence for ScriptedPresence {
@@ -218,6 +242,7 @@ impl UserPresence for ScriptedPresence {
         let mut s = lock(&self.state);
         s.requests += 1;
         s.outstanding = true;
+        s.touched = false;
         s.polls_since_request = 0;
     }
 
@@ -228,6 +253,11 @@ impl UserPresence for ScriptedPresence {
             return PresenceStatus::Pending;
         }
         s.polls_since_request += 1;
+        if s.touched {
+            s.touched = false;
+            s.outstanding = false;
+            return PresenceStatus::Approved;
+        }
         let answer = match s.script {
             PresenceScript::Approve => PresenceStatus::Approved,
             PresenceScript::Deny => PresenceStatus::Denied,
@@ -247,6 +277,7 @@ impl UserPresence for ScriptedPresence {
         let mut s = lock(&self.state);
         s.cancels += 1;
         s.outstanding = false;
+        s.touched = false;
     }
 
     fn verify_user(&mut self, _now_ms: u64) -> UvStatus {
@@ -295,6 +326,8 @@ mod tests {
         view.fail_writes_after(1);
         s.write(RecordKey::Pin, b"x").unwrap();
         assert_eq!(s.write(RecordKey::Pin, b"y"), Err(StorageError::Io));
+        assert_eq!(s.remove(RecordKey::Device), Err(StorageError::Io));
+        view.set_fail_writes(None);
         s.remove(RecordKey::Device).unwrap();
         assert_eq!(s.read(RecordKey::Device, &mut buf), Ok(None));
     }
@@ -311,5 +344,26 @@ mod tests {
         p.request(0);
         assert_eq!(p.poll(0), PresenceStatus::Denied);
         assert_eq!(p.requests(), 2);
+        // A touch answers the outstanding request only, once.
+        p.set_script(PresenceScript::Pending);
+        p.touch();
+        p.request(0);
+        assert_eq!(
+            p.poll(0),
+            PresenceStatus::Pending,
+            "touched before the request"
+        );
+        p.touch();
+        assert_eq!(p.poll(0), PresenceStatus::Approved);
+        assert_eq!(p.poll(0), PresenceStatus::Pending);
+        p.request(0);
+        p.touch();
+        p.cancel();
+        p.request(0);
+        assert_eq!(
+            p.poll(0),
+            PresenceStatus::Pending,
+            "a cancel forgets the touch"
+        );
     }
 }

@@ -184,6 +184,13 @@ pub struct ServeArgs {
     /// time through the control API (/usbN/uv/approve|deny|default).
     #[arg(long, value_enum, default_value_t = UvMode::Off)]
     pub uv: UvMode,
+    /// CTAP 2.1's reset window: authenticatorReset is refused (NOT_ALLOWED)
+    /// when asked more than 10 s after the key was powered up (plugged in).
+    /// Default: on with --presence prompt|touch (a person at the key), off
+    /// with auto, deny and --presence-file (scripts and CI reset whenever
+    /// they like; with deny no reset is ever approved anyway).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub reset_window: Option<Switch>,
     /// USB vendor id, hex (1209 is the pid.codes open-source vendor id).
     #[arg(long, value_name = "HEX", value_parser = parse_hex_u16,
           default_value = "1209")]
@@ -210,6 +217,25 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CC", default_value = crate::attestation::DEFAULT_COUNTRY,
           value_parser = parse_country)]
     pub country: String,
+}
+
+/// An on/off option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+impl ServeArgs {
+    /// Whether the keys enforce CTAP 2.1's 10 s reset window (`--reset-window`,
+    /// else on for the presence modes where a person answers): the rule of
+    /// [`crate::key::KeyOptions::reset_window_in_force`], on the options these
+    /// flags make.
+    pub fn reset_window(&self) -> bool {
+        serve::key_options(self).reset_window_in_force()
+    }
 }
 
 /// Options of `ferrokey reset`.
@@ -403,6 +429,28 @@ mod tests {
                 transport: Transport::Attach
             }))
         ));
+    }
+
+    #[test]
+    fn the_reset_window_defaults_to_the_presence_mode() {
+        let window = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            cli.serve.reset_window()
+        };
+        assert!(!window(&["ferrokey"]));
+        assert!(!window(&["ferrokey", "--presence", "deny"]));
+        assert!(window(&["ferrokey", "--presence", "prompt"]));
+        assert!(window(&["ferrokey", "--presence", "touch"]));
+        assert!(!window(&["ferrokey", "--presence-file", "/tmp/p"]));
+        assert!(!window(&[
+            "ferrokey",
+            "--presence",
+            "touch",
+            "--reset-window",
+            "off"
+        ]));
+        assert!(window(&["ferrokey", "--reset-window", "on"]));
+        assert!(Cli::try_parse_from(["ferrokey", "--reset-window", "maybe"]).is_err());
     }
 
     #[test]

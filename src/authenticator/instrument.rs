@@ -293,6 +293,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     /// Imports a credential (see [`NewCredential`] and [`ImportError`]).
     pub fn import_credential(&mut self, new: &NewCredential<'_>) -> Result<(), ImportError> {
         check_new(new)?;
+        self.settle_reset()?;
         let rp_id_hash = sha256(new.rp_id.as_bytes());
         let key =
             CredentialKey::from_bytes(new.private_key.algorithm(), new.private_key.as_bytes())
@@ -398,6 +399,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         &mut self,
         mut f: impl FnMut(&CredentialView<'_>),
     ) -> Result<(), StoreError> {
+        self.settle_reset()?;
         let array = large_blobs::load(&mut self.platform.storage)?;
         let entries = large_blob::entries(&array).unwrap_or_default();
         let slots: SlotList = (0..MAX_CREDENTIAL_RECORDS)
@@ -465,6 +467,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     /// hold it. A non-discoverable credential made through CTAP leaves a
     /// tombstone behind (its ID would otherwise still work).
     pub fn delete_credential(&mut self, id: &[u8]) -> Result<bool, StoreError> {
+        self.settle_reset()?;
         let Some(slot) = self.find_slot_by_id(id)? else {
             return Ok(false);
         };
@@ -490,6 +493,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     /// issued (the device secret is replaced, as by a reset), and the
     /// large-blob array. The PIN and the counters' marks are kept.
     pub fn delete_all_credentials(&mut self) -> Result<(), StoreError> {
+        self.settle_reset()?;
         self.forget_sessions();
         self.wipe()
     }
@@ -501,6 +505,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         id: &[u8],
         properties: &CredentialProperties,
     ) -> Result<bool, StoreError> {
+        self.settle_reset()?;
         let Some(slot) = self.find_slot_by_id(id)? else {
             return Ok(false);
         };

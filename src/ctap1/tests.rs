@@ -214,6 +214,118 @@ fn presence_pending_gives_6985_then_retry_succeeds() {
     assert_eq!(h.presence.requests(), requests + 2);
 }
 
+// ---- The touch belongs to its request (issue 10 §1 defect 9) ------------------
+
+/// A key with a registration at `APP` and at `OTHER`, and presence that only
+/// a touch approves (as the prompt and touch modes do).
+fn touch_rig() -> (Harness, Registration, Registration) {
+    let mut h = Harness::new();
+    let ours = register(&mut h, &APP);
+    let theirs = register(&mut h, &OTHER);
+    h.presence.set_script(PresenceScript::Pending);
+    (h, ours, theirs)
+}
+
+const OTHER: [u8; 32] = [0xB2; 32];
+
+fn authenticate(app: &[u8; 32], kh: &[u8]) -> Vec<u8> {
+    short(0x02, 0x03, &auth_data(app, kh))
+}
+
+/// Sends `apdu` until it is refused, the user touches, and the next retry
+/// succeeds.
+fn touch_and_retry(h: &mut Harness, apdu: &[u8]) -> Vec<u8> {
+    assert_eq!(h.u2f(apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    h.presence.touch();
+    let (data, status) = h.u2f(apdu);
+    assert_eq!(status, sw::NO_ERROR);
+    data
+}
+
+#[test]
+fn a_touch_for_register_cannot_be_spent_by_authenticate_elsewhere() {
+    let (mut h, _, theirs) = touch_rig();
+    let register_apdu = short(0x01, 0x03, &register_data(&APP));
+    assert_eq!(h.u2f(&register_apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    h.presence.touch();
+    // Another application, another channel: the touch is not theirs.
+    h.channel = 8;
+    let steal = authenticate(&OTHER, &theirs.key_handle);
+    assert_eq!(h.u2f(&steal).1, sw::CONDITIONS_NOT_SATISFIED);
+    // Nor on the same channel.
+    h.channel = 7;
+    assert_eq!(h.u2f(&steal).1, sw::CONDITIONS_NOT_SATISFIED);
+    // The touch was withdrawn with the request it answered: registering
+    // needs a new one, which then works.
+    assert_eq!(h.u2f(&register_apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    h.presence.touch();
+    assert_eq!(h.u2f(&register_apdu).1, sw::NO_ERROR);
+}
+
+#[test]
+fn a_touch_is_bound_to_the_channel_and_the_key_handle() {
+    let (mut h, ours, _) = touch_rig();
+    let second = {
+        h.presence.set_script(PresenceScript::Approve);
+        let r = register(&mut h, &APP);
+        h.presence.set_script(PresenceScript::Pending);
+        r
+    };
+    let apdu = authenticate(&APP, &ours.key_handle);
+    assert_eq!(h.u2f(&apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    h.presence.touch();
+    // The same APDU on another channel.
+    h.channel = 9;
+    assert_eq!(h.u2f(&apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    h.presence.touch();
+    // Another key handle of the same application, same channel.
+    assert_eq!(
+        h.u2f(&authenticate(&APP, &second.key_handle)).1,
+        sw::CONDITIONS_NOT_SATISFIED
+    );
+    // The right request signs, with the user-presence bit.
+    let data = touch_and_retry(&mut h, &apdu);
+    assert_eq!(data[0], 1);
+    verify(&ours.key, &[&APP, &data[..5], &CHALLENGE], &data[5..]);
+}
+
+#[test]
+fn a_touch_expires_when_the_host_stops_asking() {
+    let (mut h, ours, _) = touch_rig();
+    let apdu = authenticate(&APP, &ours.key_handle);
+    assert_eq!(h.u2f(&apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    // The user answers (a prompt, a presence file) after the host gave up;
+    // the same request long after does not find that touch.
+    h.presence.touch();
+    h.now_ms += crate::ctap1::presence::U2F_PRESENCE_TTL_MS + 1;
+    assert_eq!(h.u2f(&apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    // Within the limit of the host's last retry, it does.
+    h.presence.touch();
+    h.now_ms += crate::ctap1::presence::U2F_PRESENCE_TTL_MS;
+    assert_eq!(h.u2f(&apdu).1, sw::NO_ERROR);
+}
+
+#[test]
+fn ctap2_requests_and_transport_resets_withdraw_a_u2f_touch() {
+    let (mut h, ours, _) = touch_rig();
+    let apdu = authenticate(&APP, &ours.key_handle);
+    assert_eq!(h.u2f(&apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    let cancels = h.presence.cancels();
+    h.presence.touch();
+    let (status, _, _) = h.ctap2(0x04, None);
+    assert_eq!(status, 0);
+    assert_eq!(h.presence.cancels(), cancels + 1);
+    assert_eq!(h.u2f(&apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+
+    h.presence.touch();
+    crate::app::App::transport_reset(&mut h.auth);
+    assert_eq!(h.presence.cancels(), cancels + 2);
+    assert!(!h.presence.outstanding());
+    assert_eq!(h.u2f(&apdu).1, sw::CONDITIONS_NOT_SATISFIED);
+    h.presence.touch();
+    assert_eq!(h.u2f(&apdu).1, sw::NO_ERROR);
+}
+
 #[test]
 fn malformed_apdus() {
     let mut h = Harness::new();

@@ -1,16 +1,15 @@
 //! authenticatorGetAssertion (0x02) and authenticatorGetNextAssertion (0x08),
 //! CTAP 2.1 §6.2 and §6.3.
 
-use ctap_types::ctap2::get_assertion::{Request, Response};
+use ctap_types::ctap2::get_assertion::Request;
 use ctap_types::ctap2::Error;
-use ctap_types::webauthn::{PublicKeyCredentialDescriptor, PublicKeyCredentialUserEntity};
-use ctap_types::Bytes;
 use rand_core::{CryptoRng, RngCore};
 
+use super::cbor_out::CborWriter;
 use super::extensions::{cred_protect_allows, AssertionExtensions};
 use super::{
     auth_data, client_data_hash, crypto_error, deserialize, flags, store_error, validate,
-    write_cbor, HandlerResult, NEXT_ASSERTION_TIMEOUT_MS,
+    HandlerResult, NEXT_ASSERTION_TIMEOUT_MS,
 };
 use crate::app::{CallContext, Message, Outcome};
 use crate::authenticator::{Authenticator, FoundCredential, LookupCache, PendingAssertions};
@@ -115,7 +114,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         }
 
         // Step 9: user presence unless up=false (a silent pre-flight); it uses
-        // up the token's mc/ga permissions and flags.
+        // up the mc/ga permissions and flags of a token this request used.
         if up && !context.up_granted && !verification.up {
             self.lookup_cache = found.map(|found| LookupCache {
                 rp_id_hash,
@@ -125,7 +124,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             return Ok(Outcome::NeedsPresence);
         }
         if up {
-            self.pin.consume_after_user_presence();
+            self.after_user_presence(&verification);
         }
         let flags = if up { flags::UP } else { 0 } | if uv { flags::UV } else { 0 };
 
@@ -233,33 +232,42 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         Ok(found.iter().map(|&(_, slot)| slot).collect())
     }
 
-    /// The user of the discoverable credential in `slot`: the handle, and with
-    /// `identifiable` also the stored name and display name.
-    fn user_entity(
+    /// Writes the user of the discoverable credential in `slot`: the handle,
+    /// and with `identifiable` also the stored name and display name
+    /// (`{"id"[, "name"][, "displayName"]}`, canonical order).
+    fn write_user_entity(
         &mut self,
+        w: &mut CborWriter<'_>,
         slot: u16,
         user_id: &[u8],
         identifiable: bool,
-    ) -> Result<PublicKeyCredentialUserEntity, Error> {
-        let mut user = PublicKeyCredentialUserEntity::from(
-            Bytes::try_from(user_id).map_err(|_| Error::Other)?,
-        );
-        if identifiable {
-            if let Some(rec) =
-                store::load_credential(&mut self.platform.storage, slot).map_err(store_error)?
-            {
-                user.name = rec.user_name;
-                user.display_name = rec.display_name;
-            }
+    ) -> Result<(), Error> {
+        let record = if identifiable {
+            store::load_credential(&mut self.platform.storage, slot).map_err(store_error)?
+        } else {
+            None
+        };
+        let name = record.as_ref().and_then(|r| r.user_name.as_deref());
+        let display_name = record.as_ref().and_then(|r| r.display_name.as_deref());
+        w.map(1 + usize::from(name.is_some()) + usize::from(display_name.is_some()))?;
+        w.text("id")?;
+        w.bytes(user_id)?;
+        if let Some(name) = name {
+            w.text("name")?;
+            w.text(name)?;
         }
-        Ok(user)
+        if let Some(display_name) = display_name {
+            w.text("displayName")?;
+            w.text(display_name)?;
+        }
+        Ok(())
     }
 
     /// Increments and persists the counter, then signs `authData || clientDataHash`
-    /// and writes the response. A discoverable credential's user comes with its
-    /// name and display name only when the user was verified (the UV flag);
-    /// otherwise only the user handle (CTAP 2.1 §6.2.2: no user identifiable
-    /// information without user verification).
+    /// and writes the response straight into `response`. A discoverable
+    /// credential's user comes with its name and display name only when the
+    /// user was verified (the UV flag); otherwise only the user handle (CTAP
+    /// 2.1 §6.2.2: no user identifiable information without user verification).
     // The request context travels as plain arguments (all borrowed from the
     // caller or from PendingAssertions).
     #[allow(clippy::too_many_arguments)]
@@ -299,22 +307,38 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             .sign(&[&auth_data, cdh])
             .map_err(crypto_error)?;
         self.overrides.signature(&mut signature);
+        let large_blob_key = extensions.large_blob_key(credential, &self.secrets);
 
-        let mut out = Response::empty();
-        out.credential = PublicKeyCredentialDescriptor {
-            id: Bytes::try_from(credential.id.as_slice()).map_err(|_| Error::Other)?,
-            key_type: "public-key".try_into().map_err(|_| Error::Other)?,
-        };
-        out.auth_data = auth_data;
-        out.signature = Bytes::try_from(signature.as_slice()).map_err(|_| Error::Other)?;
-        out.user = match &credential.resident {
-            Some((slot, user_id)) => {
-                Some(self.user_entity(*slot, user_id, flags & flags::UV != 0)?)
-            }
-            None => None,
-        };
-        out.number_of_credentials = number_of_credentials;
-        out.large_blob_key = extensions.large_blob_key(credential, &self.secrets);
-        write_cbor(response, &out)
+        // {1: credential, 2: authData, 3: signature[, 4: user]
+        //  [, 5: numberOfCredentials][, 7: largeBlobKey]}
+        let mut w = CborWriter::response(response)?;
+        w.map(
+            3 + usize::from(credential.resident.is_some())
+                + usize::from(number_of_credentials.is_some())
+                + usize::from(large_blob_key.is_some()),
+        )?;
+        w.int(1)?;
+        w.map(2)?;
+        w.text("id")?;
+        w.bytes(&credential.id)?;
+        w.text("type")?;
+        w.text("public-key")?;
+        w.int(2)?;
+        w.bytes(&auth_data)?;
+        w.int(3)?;
+        w.bytes(&signature)?;
+        if let Some((slot, user_id)) = &credential.resident {
+            w.int(4)?;
+            self.write_user_entity(&mut w, *slot, user_id, flags & flags::UV != 0)?;
+        }
+        if let Some(count) = number_of_credentials {
+            w.int(5)?;
+            w.int(count.into())?;
+        }
+        if let Some(large_blob_key) = &large_blob_key {
+            w.int(7)?;
+            w.bytes(large_blob_key.as_slice())?;
+        }
+        Ok(Outcome::Response)
     }
 }

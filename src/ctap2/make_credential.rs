@@ -1,29 +1,63 @@
 //! authenticatorMakeCredential (0x01), CTAP 2.1 §6.1.2.
 
-use ctap_types::ctap2::make_credential::{Request, Response};
-use ctap_types::ctap2::{
-    AttestationStatement, AttestationStatementFormat, Error, NoneAttestationStatement,
-    PackedAttestationStatement,
-};
+use core::ops::ControlFlow;
+
+use ctap_types::ctap2::make_credential::Request;
+use ctap_types::ctap2::{AttestationStatementFormat, Error};
 use ctap_types::webauthn::KnownPublicKeyCredentialParameters;
-use ctap_types::Bytes;
 use rand_core::{CryptoRng, RngCore};
 
+use super::cbor_out::CborWriter;
 use super::extensions::MakeCredentialExtensions;
 use super::{
     auth_data, client_data_hash, crypto_error, deserialize, flags, store_error, validate,
-    write_cbor, HandlerResult,
+    HandlerResult,
 };
 use crate::app::{CallContext, Message, Outcome};
 use crate::authenticator::Authenticator;
 use crate::authenticator::COUNTER_BLOCK;
-use crate::credential::{self, Algorithm, CredentialKey, CredentialRecord, RecordKind};
+use crate::credential::{
+    self, Algorithm, CoseKey, CredentialId, CredentialKey, CredentialRecord, RecordKind,
+};
 use crate::crypto::{es256::COSE_ALG_ES256, sha256, SecretKey};
 use crate::pin::permission;
 use crate::platform::{Storage, UserPresence};
 use crate::store::{self, SlotUse, StoreError, MAX_RESIDENT_CREDENTIALS};
 
+#[cfg(test)]
+mod tests;
+
+/// What makeCredential established before creating anything (steps 1–14).
+struct Prepared {
+    cdh: [u8; 32],
+    rp_id_hash: [u8; 32],
+    algorithm: Algorithm,
+    /// The new credential is discoverable.
+    rk: bool,
+    /// The UV flag of the response.
+    uv: bool,
+    extensions: MakeCredentialExtensions,
+    /// The record slot of the new credential: the discoverable credential's,
+    /// or a non-discoverable one's tracking record (`None`: no room, untracked).
+    slot: Option<u16>,
+    /// authData BE and BS of the new credential (the key's defaults).
+    backup_eligible: bool,
+    backup_state: bool,
+}
+
+/// The new credential (step 15).
+struct Created {
+    key: CredentialKey,
+    cose: CoseKey,
+    id: CredentialId,
+}
+
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
+    /// authenticatorMakeCredential. The work is split into three steps, each
+    /// its own function, so that their locals never share one stack frame:
+    /// checks and user presence ([`Self::prepare_credential`]), the new key
+    /// and its record ([`Self::create_credential`]), and the response
+    /// ([`Self::write_attestation`]).
     pub(crate) fn make_credential(
         &mut self,
         body: &[u8],
@@ -32,12 +66,28 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     ) -> HandlerResult {
         validate::make_credential(body)?;
         let request: Request<'_> = deserialize(body)?;
+        let prepared = match self.prepare_credential(&request, context)? {
+            ControlFlow::Continue(prepared) => prepared,
+            ControlFlow::Break(outcome) => return Ok(outcome),
+        };
+        let created = self.create_credential(&request, &prepared)?;
+        self.write_attestation(&request, &prepared, &created, response)
+    }
+
+    /// Steps 1–14: parameters, options, UV, extensions, excludeList, room for
+    /// the credential's record, and user presence (`Break` while it is still
+    /// to be collected, or with the answer to an excludeList match).
+    fn prepare_credential(
+        &mut self,
+        request: &Request<'_>,
+        context: &CallContext,
+    ) -> Result<ControlFlow<Outcome, Prepared>, Error> {
         let cdh = client_data_hash(request.client_data_hash)?;
 
         // Steps 1–2: pinUvAuthParam probes and protocol checks.
         let pin_auth = request.pin_auth.map(|b| &b[..]);
         if let Some(outcome) = self.pin_uv_auth_precheck(pin_auth, request.pin_protocol, context)? {
-            return Ok(outcome);
+            return Ok(ControlFlow::Break(outcome));
         }
         // Step 3: the platform's first supported algorithm (ctap-types already
         // dropped unknown ones).
@@ -93,7 +143,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                     .is_some_and(|c| uv || !c.flags.uv_required())
                 {
                     if !up_collected {
-                        return Ok(Outcome::NeedsPresence);
+                        return Ok(ControlFlow::Break(Outcome::NeedsPresence));
                     }
                     return Err(Error::CredentialExcluded);
                 }
@@ -115,124 +165,152 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         };
 
         // Step 14: user presence (a PIN-issued token never carries it), which
-        // uses up the token's mc/ga permissions and flags.
+        // uses up the mc/ga permissions and flags of a token this request used.
         if !up_collected {
-            return Ok(Outcome::NeedsPresence);
+            return Ok(ControlFlow::Break(Outcome::NeedsPresence));
         }
-        self.pin.consume_after_user_presence();
+        self.after_user_presence(&verification);
 
-        let format = if self.config.none_attestation {
-            AttestationStatementFormat::None
-        } else {
-            attestation_format(&request)
-        };
-        let (key, cose) = CredentialKey::generate_with_cose(algorithm, &mut self.platform.rng)
+        Ok(ControlFlow::Continue(Prepared {
+            cdh,
+            rp_id_hash,
+            algorithm,
+            rk,
+            uv,
+            extensions,
+            slot,
+            backup_eligible: self.config.default_backup_eligible,
+            backup_state: self.config.default_backup_state,
+        }))
+    }
+
+    /// Step 15: the key pair, its credential ID and its record (persisted
+    /// before anything is answered).
+    fn create_credential(&mut self, request: &Request<'_>, p: &Prepared) -> Result<Created, Error> {
+        let (key, cose) = CredentialKey::generate_with_cose(p.algorithm, &mut self.platform.rng)
             .map_err(crypto_error)?;
-        let (backup_eligible, backup_state) = (
-            self.config.default_backup_eligible,
-            self.config.default_backup_state,
-        );
-        let policy = extensions
-            .flags()
-            .with_backup(backup_eligible, backup_state);
-        let credential_id = credential::wrap(
+        let id = credential::wrap(
             &self.wrap_key,
             &mut self.platform.rng,
-            &rp_id_hash,
-            policy,
-            slot.filter(|_| rk),
+            &p.rp_id_hash,
+            p.extensions
+                .flags()
+                .with_backup(p.backup_eligible, p.backup_state),
+            p.slot.filter(|_| p.rk),
             &key,
         )
         .map_err(|_| Error::Other)?;
-
-        if let Some(slot) = slot {
-            let record = CredentialRecord {
-                kind: if rk {
-                    RecordKind::Discoverable
-                } else {
-                    RecordKind::NonDiscoverable
-                },
-                rp_id_hash,
-                rp_id: request.rp.id.clone(),
-                user_id: request
-                    .user
-                    .id
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Other)?,
-                user_name: request.user.name.clone(),
-                display_name: request.user.display_name.clone(),
-                credential_id: heapless::Vec::from_slice(&credential_id)
-                    .map_err(|_| Error::Other)?,
-                // A first block of counter values is reserved with the record.
-                sign_count: COUNTER_BLOCK - 1,
-                created: self.table.next_created(),
-                algorithm,
-                cred_protect: extensions.cred_protect(),
-                flags: policy,
-                backup_eligible,
-                backup_state,
-                cred_blob: if rk {
-                    extensions.cred_blob()
-                } else {
-                    heapless::Vec::new()
-                },
-                sealed_key: None,
-                epoch: Some(self.epoch),
-            };
-            self.put_record(slot, &record, 0).map_err(|e| match e {
-                StoreError::Storage(crate::platform::StorageError::Full) => Error::KeyStoreFull,
-                other => store_error(other),
-            })?;
+        if let Some(slot) = p.slot {
+            self.save_record(request, p, slot, &id)?;
         }
+        Ok(Created { key, cose, id })
+    }
 
-        let mut flags = flags::UP | flags::AT | if uv { flags::UV } else { 0 };
-        if backup_eligible {
+    /// The new credential's record: a discoverable credential, or the
+    /// tracking record of a non-discoverable one, created with a reserved
+    /// block of counter values.
+    fn save_record(
+        &mut self,
+        request: &Request<'_>,
+        p: &Prepared,
+        slot: u16,
+        credential_id: &[u8],
+    ) -> Result<(), Error> {
+        let record = CredentialRecord {
+            kind: if p.rk {
+                RecordKind::Discoverable
+            } else {
+                RecordKind::NonDiscoverable
+            },
+            rp_id_hash: p.rp_id_hash,
+            rp_id: request.rp.id.clone(),
+            user_id: request
+                .user
+                .id
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Other)?,
+            user_name: request.user.name.clone(),
+            display_name: request.user.display_name.clone(),
+            credential_id: heapless::Vec::from_slice(credential_id).map_err(|_| Error::Other)?,
+            // A first block of counter values is reserved with the record.
+            sign_count: COUNTER_BLOCK - 1,
+            created: self.table.next_created(),
+            algorithm: p.algorithm,
+            cred_protect: p.extensions.cred_protect(),
+            flags: p
+                .extensions
+                .flags()
+                .with_backup(p.backup_eligible, p.backup_state),
+            backup_eligible: p.backup_eligible,
+            backup_state: p.backup_state,
+            cred_blob: if p.rk {
+                p.extensions.cred_blob()
+            } else {
+                heapless::Vec::new()
+            },
+            sealed_key: None,
+            epoch: Some(self.epoch),
+        };
+        self.put_record(slot, &record, 0).map_err(|e| match e {
+            StoreError::Storage(crate::platform::StorageError::Full) => Error::KeyStoreFull,
+            other => store_error(other),
+        })
+    }
+
+    /// Steps 16–19: authenticatorData with the attested credential data and
+    /// extension outputs, and the attestation object, written straight into
+    /// the response: `{1: fmt, 2: authData, 3: attStmt[, 5: largeBlobKey]}`.
+    fn write_attestation(
+        &mut self,
+        request: &Request<'_>,
+        p: &Prepared,
+        created: &Created,
+        response: &mut Message,
+    ) -> HandlerResult {
+        let mut flags = flags::UP | flags::AT | if p.uv { flags::UV } else { 0 };
+        if p.backup_eligible {
             flags |= flags::BE;
         }
-        if backup_state {
+        if p.backup_state {
             flags |= flags::BS;
         }
         let mut auth_data = auth_data(
-            &rp_id_hash,
+            &p.rp_id_hash,
             self.overrides.flags(flags),
             0,
-            Some((&self.config.aaguid, &credential_id, &cose)),
+            Some((&self.config.aaguid, &created.id, &created.cose)),
         )?;
-        extensions.append_outputs(
+        p.extensions.append_outputs(
             &mut auth_data,
             &self.secrets,
-            &credential_id,
-            uv,
+            &created.id,
+            p.uv,
             &mut self.platform.rng,
         )?;
+        let large_blob_key = p.extensions.large_blob_key(&self.secrets, &created.id);
+        let format = if self.config.none_attestation {
+            AttestationStatementFormat::None
+        } else {
+            attestation_format(request)
+        };
 
-        let mut out = Response::empty();
-        out.fmt = format;
-        out.att_stmt = Some(match format {
-            AttestationStatementFormat::None => {
-                AttestationStatement::None(NoneAttestationStatement {})
-            }
-            _ => AttestationStatement::Packed(self.packed_statement(&key, &auth_data, &cdh)?),
-        });
-        out.auth_data = auth_data;
-        out.large_blob_key = extensions.large_blob_key(&self.secrets, &credential_id);
-        // x5c = [batch, intermediate] needs the wider encoding (ctap-types holds one).
-        match self
-            .config
-            .attestation
-            .as_ref()
-            .and_then(|a| a.intermediate.as_ref())
-        {
-            Some(intermediate) if format != AttestationStatementFormat::None => write_cbor(
-                response,
-                &super::attestation_chain::WithIntermediate {
-                    response: &out,
-                    intermediate,
-                },
-            ),
-            _ => write_cbor(response, &out),
+        let mut w = CborWriter::response(response)?;
+        w.map(if large_blob_key.is_some() { 4 } else { 3 })?;
+        w.int(1)?;
+        w.text(format.into())?;
+        w.int(2)?;
+        w.bytes(&auth_data)?;
+        w.int(3)?;
+        match format {
+            AttestationStatementFormat::None => w.map(0)?,
+            _ => self.write_packed_statement(&mut w, &created.key, &auth_data, &p.cdh)?,
         }
+        if let Some(large_blob_key) = &large_blob_key {
+            w.int(5)?;
+            w.bytes(large_blob_key.as_slice())?;
+        }
+        Ok(Outcome::Response)
     }
 
     /// The slot for a new discoverable credential: the one holding the same RP
@@ -266,36 +344,53 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         Ok(self.table.slot_for_new())
     }
 
-    /// A "packed" statement: batch attestation when configured, else self attestation.
-    fn packed_statement(
+    /// A "packed" statement, `{"alg", "sig"[, "x5c": [batch[, intermediate]]]}`:
+    /// batch attestation when configured (the certificates written from the
+    /// configuration, not copied; the intermediate CA after the batch
+    /// certificate when there is one), else self attestation. A bogus-signature
+    /// override spoils the signature.
+    fn write_packed_statement(
         &self,
+        w: &mut CborWriter<'_>,
         credential_key: &CredentialKey,
         auth_data: &[u8],
         cdh: &[u8; 32],
-    ) -> Result<PackedAttestationStatement, Error> {
-        let (alg, signature, x5c) = match &self.config.attestation {
+    ) -> Result<(), Error> {
+        match &self.config.attestation {
             Some(att) => {
                 let batch = SecretKey::from_bytes(&att.private_key).map_err(crypto_error)?;
                 let mut sig = batch.sign(&[auth_data, cdh]).map_err(crypto_error)?;
                 self.overrides.signature(&mut sig);
-                let cert = Bytes::try_from(att.certificate.as_slice()).map_err(|_| Error::Other)?;
-                let mut chain = heapless::Vec::new();
-                chain.push(cert).map_err(|_| Error::Other)?;
-                (COSE_ALG_ES256, sig, Some(chain))
+                w.map(3)?;
+                w.text("alg")?;
+                w.int(COSE_ALG_ES256.into())?;
+                w.text("sig")?;
+                w.bytes(&sig)?;
+                w.text("x5c")?;
+                match &att.intermediate {
+                    Some(intermediate) => {
+                        w.array(2)?;
+                        w.bytes(&att.certificate)?;
+                        w.bytes(intermediate)
+                    }
+                    None => {
+                        w.array(1)?;
+                        w.bytes(&att.certificate)
+                    }
+                }
             }
             None => {
                 let mut sig = credential_key
                     .sign(&[auth_data, cdh])
                     .map_err(crypto_error)?;
                 self.overrides.signature(&mut sig);
-                (credential_key.algorithm().cose(), sig, None)
+                w.map(2)?;
+                w.text("alg")?;
+                w.int(credential_key.algorithm().cose().into())?;
+                w.text("sig")?;
+                w.bytes(&sig)
             }
-        };
-        Ok(PackedAttestationStatement {
-            alg,
-            sig: Bytes::try_from(signature.as_slice()).map_err(|_| Error::Other)?,
-            x5c,
-        })
+        }
     }
 }
 

@@ -16,8 +16,9 @@
 //! 3. [`Authenticator::verify_pin_uv_auth`] (mc step 11, ga step 6), whose
 //!    [`Verification`] gives the UV flag and whether user presence is
 //!    already evidenced (built-in UV, or a token that carries it);
-//! 4. after collecting user presence, `PinUv::consume_after_user_presence`
-//!    (mc step 14.4, ga step 9).
+//! 4. after collecting user presence, [`Authenticator::after_user_presence`]
+//!    (mc step 14.4, ga step 9), which uses up the token only when this very
+//!    request used it.
 
 use ctap_types::ctap2::Error;
 use rand_core::{CryptoRng, RngCore};
@@ -42,6 +43,8 @@ pub(crate) struct Verification {
     /// User presence is already evidenced: built-in UV was performed (the
     /// sensor touch), or the token's userPresent flag is set.
     pub(crate) up: bool,
+    /// The request carried a pinUvAuthParam that the pinUvAuthToken verified.
+    pub(crate) token: bool,
 }
 
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
@@ -170,7 +173,11 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                 &mut self.platform.presence,
                 now_ms,
             )?;
-            return Ok(Verification { uv: true, up: true });
+            return Ok(Verification {
+                uv: true,
+                up: true,
+                token: false,
+            });
         };
         if !self.pin.is_protected() {
             return Err(Error::PinNotSet);
@@ -190,6 +197,18 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         Ok(Verification {
             uv: true,
             up: self.pin.user_present_flag(now_ms),
+            token: true,
         })
+    }
+
+    /// makeCredential step 14.4 / getAssertion step 9, after user presence
+    /// was collected: "if the pinUvAuthParam parameter is present",
+    /// `clearUserPresentFlag()`, `clearUserVerifiedFlag()` and
+    /// `clearPinUvAuthTokenPermissionsExceptLbw()`. A request without one
+    /// (another application's, say) leaves the token alone.
+    pub(crate) fn after_user_presence(&mut self, verification: &Verification) {
+        if verification.token {
+            self.pin.consume_after_user_presence();
+        }
     }
 }

@@ -1,15 +1,24 @@
 //! A pre-pass over request CBOR, before ctap-types deserializes it.
 //!
-//! It checks that the message is one well-formed, definite-length CBOR map,
-//! nested at most [`MAX_DEPTH`] deep (ctap-types skips unknown values recursively
-//! without a depth limit), and that the parameters the authenticator uses have
-//! the right CBOR types, so a wrong type gives `CTAP2_ERR_CBOR_UNEXPECTED_TYPE`
-//! (ctap-types would report most of them as `INVALID_CBOR`). Missing required
-//! parameters are left to the deserializer (`MISSING_PARAMETER`).
+//! [`well_formed`] runs on every CTAP2 request body before any command sees
+//! it: the body must be one well-formed, definite-length CBOR item whose
+//! arrays, maps and tags nest at most [`MAX_DEPTH`] deep. cbor-smol (inside
+//! ctap-types) skips unknown values recursively, one stack frame per array,
+//! map or tag level and without a depth limit, so an unchecked request of
+//! 7,600 nested tags would overflow the stack; after this check its recursion
+//! is at most [`MAX_DEPTH`] deep. This module's own walk is recursive too,
+//! and bounded the same way: every array, map and tag counts one level.
+//!
+//! Per command, [`make_credential`] and [`get_assertion`] check that the
+//! parameters the authenticator uses have the right CBOR types, so a wrong
+//! type gives `CTAP2_ERR_CBOR_UNEXPECTED_TYPE` (ctap-types would report most
+//! of them as `INVALID_CBOR`). Missing required parameters are left to the
+//! deserializer (`MISSING_PARAMETER`).
 
 use ctap_types::ctap2::Error;
 
-/// The deepest container nesting accepted (the top-level map is depth 1).
+/// The deepest nesting of arrays, maps and tags accepted (the top-level map is
+/// depth 1; a tag counts as a level of its own).
 pub const MAX_DEPTH: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +64,19 @@ const GET_ASSERTION: &[(u64, Expect)] = &[
     (8, Expect::UInt),
     (9, Expect::TextArray),
 ];
+
+/// Checks that `body` is exactly one well-formed CBOR item: definite lengths,
+/// no reserved additional-information values, every length inside the body,
+/// arrays, maps and tags nested at most [`MAX_DEPTH`] deep, and nothing after
+/// it. Any failure is `INVALID_CBOR`.
+pub fn well_formed(body: &[u8]) -> Result<(), Error> {
+    let mut c = Cursor { data: body, pos: 0 };
+    c.skip(1)?;
+    if c.pos != body.len() {
+        return Err(Error::InvalidCbor);
+    }
+    Ok(())
+}
 
 /// Checks an authenticatorMakeCredential body (the CBOR after the command byte).
 pub fn make_credential(body: &[u8]) -> Result<(), Error> {
@@ -204,16 +226,18 @@ impl Cursor<'_> {
         Ok((major, arg))
     }
 
-    /// Skips the rest of an item whose head was already read.
+    /// Skips the rest of an item at nesting `depth` whose head was already
+    /// read. Arrays, maps and tags deeper than [`MAX_DEPTH`] are refused, so
+    /// the recursion is at most [`MAX_DEPTH`] calls deep.
     fn skip_content(&mut self, major: u8, arg: u64, depth: usize) -> Result<(), Error> {
         match major {
             UINT | NINT | SIMPLE => Ok(()),
             BYTES | TEXT => self.take(arg).map(|_| ()),
+            ARRAY | MAP | TAG if depth > MAX_DEPTH => Err(Error::InvalidCbor),
             ARRAY | MAP => {
-                if depth > MAX_DEPTH {
-                    return Err(Error::InvalidCbor);
-                }
                 let items = if major == MAP { 2 } else { 1 };
+                // Every item takes at least one byte: a huge count runs out of
+                // data (an error) after at most `data.len()` rounds.
                 for _ in 0..arg {
                     for _ in 0..items {
                         self.skip(depth + 1)?;
@@ -221,7 +245,7 @@ impl Cursor<'_> {
                 }
                 Ok(())
             }
-            TAG => self.skip(depth),
+            TAG => self.skip(depth + 1),
             _ => Err(Error::InvalidCbor),
         }
     }
@@ -357,6 +381,70 @@ mod tests {
         ok.extend(std::iter::repeat_n(0x81, 4));
         ok.push(0x00);
         assert_eq!(make_credential(&ok), Ok(()));
+    }
+
+    #[test]
+    fn tags_count_as_nesting_levels() {
+        // The crash of issue 10: 7,605 tags under an unknown parameter.
+        let mut body = std::vec![0xA1, 0x0A];
+        body.extend(std::iter::repeat_n(0xC0, 7605));
+        body.push(0x00);
+        assert_eq!(well_formed(&body), Err(Error::InvalidCbor));
+        assert_eq!(get_assertion(&body), Err(Error::InvalidCbor));
+        assert_eq!(raw_value(&body, 1), Err(Error::InvalidCbor));
+        // Tags and arrays mixed, and tags with long arguments.
+        let mut body = std::vec![0xA1, 0x0A];
+        for _ in 0..MAX_DEPTH {
+            body.extend_from_slice(&[0xDB, 0, 0, 0, 0, 0, 0, 0, 1, 0x81]);
+        }
+        body.push(0x00);
+        assert_eq!(well_formed(&body), Err(Error::InvalidCbor));
+        // Up to MAX_DEPTH levels in all, counting the map, are fine.
+        let mut ok = std::vec![0xA1, 0x0A];
+        ok.extend(std::iter::repeat_n(0xC0, MAX_DEPTH - 1));
+        ok.push(0x00);
+        assert_eq!(well_formed(&ok), Ok(()));
+        assert_eq!(get_assertion(&ok), Ok(()));
+        let mut deep = std::vec![0xA1, 0x0A];
+        deep.extend(std::iter::repeat_n(0xC0, MAX_DEPTH));
+        deep.push(0x00);
+        assert_eq!(well_formed(&deep), Err(Error::InvalidCbor));
+        // A tagged key.
+        assert_eq!(well_formed(&[0xA1, 0xC0, 0x01, 0x02]), Ok(()));
+    }
+
+    #[test]
+    fn well_formed_is_one_whole_definite_item() {
+        assert_eq!(well_formed(&[0xA0]), Ok(()));
+        assert_eq!(well_formed(&[0x00]), Ok(()));
+        assert_eq!(well_formed(&[0x82, 0x01, 0x02]), Ok(()));
+        assert_eq!(well_formed(&[]), Err(Error::InvalidCbor));
+        assert_eq!(well_formed(&[0xA0, 0xA0]), Err(Error::InvalidCbor));
+        assert_eq!(well_formed(&[0x9F, 0xFF]), Err(Error::InvalidCbor));
+        assert_eq!(well_formed(&[0xBF, 0xFF]), Err(Error::InvalidCbor));
+        assert_eq!(well_formed(&[0x5F, 0xFF]), Err(Error::InvalidCbor));
+        assert_eq!(well_formed(&[0xFF]), Err(Error::InvalidCbor));
+        assert_eq!(well_formed(&[0x1C]), Err(Error::InvalidCbor));
+        // Lengths past the end, up to 2^64 - 1.
+        for head in [0x5B, 0x7B, 0x9B, 0xBB] {
+            let mut body = std::vec![0xA1, 0x01, head];
+            body.extend_from_slice(&[0xFF; 8]);
+            assert_eq!(well_formed(&body), Err(Error::InvalidCbor), "{head:#x}");
+        }
+        assert_eq!(
+            well_formed(&[0x9A, 0xFF, 0xFF, 0xFF, 0xFF, 0x00]),
+            Err(Error::InvalidCbor)
+        );
+        // Deep arrays and maps.
+        let mut arrays = std::vec![0x81; 5000];
+        arrays.push(0);
+        assert_eq!(well_formed(&arrays), Err(Error::InvalidCbor));
+        let mut maps = std::vec::Vec::new();
+        for _ in 0..3000 {
+            maps.extend_from_slice(&[0xA1, 0x00]);
+        }
+        maps.push(0);
+        assert_eq!(well_formed(&maps), Err(Error::InvalidCbor));
     }
 
     #[test]

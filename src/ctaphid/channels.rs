@@ -51,26 +51,54 @@ impl ChannelTable {
     /// in the table. When the table is full the least recently used channel for
     /// which `protected` is false is evicted; `None` if every channel is protected.
     pub fn allocate(&mut self, protected: impl Fn(u32) -> bool) -> Option<Allocation> {
-        let mut evicted = None;
-        if self.slots.is_full() {
-            let victim = self
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, slot)| !protected(slot.cid))
-                .min_by_key(|(_, slot)| slot.last_used)
-                .map(|(index, _)| index)?;
-            evicted = Some(self.slots.swap_remove(victim).cid);
-        }
+        let evicted = self.make_room(protected)?;
         let cid = self.fresh_id();
+        self.insert(cid)?;
+        Some(Allocation { cid, evicted })
+    }
+
+    /// Takes `cid`, a channel id the host chose, into the table (an `INIT`
+    /// that resynchronizes a channel the key does not know: one it evicted,
+    /// or one from before a reset), evicting like [`ChannelTable::allocate`];
+    /// a channel already allocated is just marked used. `None` for the
+    /// reserved and broadcast ids, or if every channel is protected.
+    pub fn adopt(&mut self, cid: u32, protected: impl Fn(u32) -> bool) -> Option<Allocation> {
+        if cid == RESERVED_CID || cid == BROADCAST_CID {
+            return None;
+        }
+        if self.touch(cid) {
+            return Some(Allocation { cid, evicted: None });
+        }
+        let evicted = self.make_room(protected)?;
+        self.insert(cid)?;
+        Some(Allocation { cid, evicted })
+    }
+
+    /// Frees a slot when the table is full: the least recently used channel
+    /// for which `protected` is false goes. `Some(evicted)`, or `None` if
+    /// every channel is protected.
+    fn make_room(&mut self, protected: impl Fn(u32) -> bool) -> Option<Option<u32>> {
+        if !self.slots.is_full() {
+            return Some(None);
+        }
+        let victim = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| !protected(slot.cid))
+            .min_by_key(|(_, slot)| slot.last_used)
+            .map(|(index, _)| index)?;
+        Some(Some(self.slots.swap_remove(victim).cid))
+    }
+
+    fn insert(&mut self, cid: u32) -> Option<()> {
         self.uses = self.uses.wrapping_add(1);
         self.slots
             .push(Slot {
                 cid,
                 last_used: self.uses,
             })
-            .ok()?;
-        Some(Allocation { cid, evicted })
+            .ok()
     }
 
     fn fresh_id(&mut self) -> u32 {
@@ -171,6 +199,49 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), MAX_CHANNELS);
+    }
+
+    #[test]
+    fn adopting_takes_a_host_chosen_id_and_evicts_like_allocating() {
+        let mut table = ChannelTable::new();
+        assert_eq!(table.adopt(RESERVED_CID, |_| false), None);
+        assert_eq!(table.adopt(BROADCAST_CID, |_| false), None);
+        let adopted = table.adopt(0x1234_5678, |_| false).unwrap();
+        assert_eq!(
+            adopted,
+            Allocation {
+                cid: 0x1234_5678,
+                evicted: None
+            }
+        );
+        assert!(table.contains(0x1234_5678));
+        assert_eq!(table.len(), 1);
+        // Adopting an allocated channel changes nothing but its use time.
+        assert_eq!(table.adopt(0x1234_5678, |_| true).unwrap().evicted, None);
+        assert_eq!(table.len(), 1);
+        let ids: std::vec::Vec<u32> = (1..MAX_CHANNELS)
+            .map(|_| table.allocate(|_| false).unwrap().cid)
+            .collect();
+        assert_eq!(table.len(), MAX_CHANNELS);
+        // Full: the least recently used unprotected channel goes.
+        let adopted = table.adopt(0x0BAD_CAFE, |cid| cid == 0x1234_5678).unwrap();
+        assert_eq!(adopted.evicted, Some(ids[0]));
+        assert!(table.contains(0x0BAD_CAFE) && table.contains(0x1234_5678));
+        assert_eq!(table.len(), MAX_CHANNELS);
+        assert_eq!(table.adopt(0x0101_0101, |_| true), None, "all protected");
+        // A fresh id never repeats an adopted one: force the next candidate
+        // to be the adopted id (ID_SPREAD's inverse mod 2^32, by Newton).
+        table.clear();
+        table.adopt(0x0101_0101, |_| false).unwrap();
+        let mut inverse = ID_SPREAD;
+        for _ in 0..5 {
+            inverse = inverse.wrapping_mul(2u32.wrapping_sub(ID_SPREAD.wrapping_mul(inverse)));
+        }
+        assert_eq!(ID_SPREAD.wrapping_mul(inverse), 1);
+        table.allocations = 0x0101_0101u32.wrapping_mul(inverse).wrapping_sub(1);
+        let cid = table.allocate(|_| false).unwrap().cid;
+        assert_ne!(cid, 0x0101_0101);
+        assert_eq!(table.len(), 2);
     }
 
     #[test]

@@ -7,10 +7,18 @@
 //! by [`Transport::tick`] at [`Transport::next_deadline`]; nothing polls.
 //!
 //! Policies where the specification leaves room:
-//! - `INIT` is always served (unless another channel holds a `LOCK`): it
-//!   allocates or resynchronizes a channel without disturbing a transaction
-//!   open on another channel. On the channel of the open transaction it aborts
-//!   that transaction (withdrawing a presence request) and drops its queued output.
+//! - `INIT` is always served (unless another channel holds a `LOCK`): on the
+//!   broadcast channel it allocates a channel, on any other channel but 0 it
+//!   resynchronizes that channel (CTAP 2.1 §11.2.9.1.3), without disturbing a
+//!   transaction open on another channel. On the channel of the open
+//!   transaction it aborts that transaction (withdrawing a presence request)
+//!   and drops its queued output. A channel id the key does not know (one it
+//!   evicted from its table of 16, or one from before a reset, or one the
+//!   host picked itself) is taken into the table, evicting the least recently
+//!   used idle channel if need be, as Solo and the Trussed/Nitrokey stack do;
+//!   refusing it, as the spec's "allocated CID" wording would allow, leaves a
+//!   host whose channel was evicted unable to recover without a broadcast
+//!   INIT, which some hosts never repeat.
 //! - `CANCEL` never gets an answer of its own. On the channel waiting for
 //!   presence it ends the wait (`KEEPALIVE_CANCEL`); on the channel whose
 //!   request is still arriving it drops the partial request; otherwise it is
@@ -272,9 +280,6 @@ impl Transport {
         data: &[u8; INIT_DATA_SIZE],
         now_ms: u64,
     ) -> Result<(), HidError> {
-        if cid != BROADCAST_CID && !self.channels.touch(cid) {
-            return Err(HidError::InvalidChannel);
-        }
         if self.locked_by_other(cid, now_ms) {
             return Err(HidError::ChannelBusy);
         }
@@ -282,15 +287,20 @@ impl Transport {
             return Err(HidError::InvalidLen);
         }
         let [n0, n1, n2, n3, n4, n5, n6, n7, ..] = *data;
+        // The channel with an open transaction and the lock holder are never evicted.
+        let busy = self.state.cid();
+        let locked = self.lock.map(|lock| lock.cid);
+        let protected = |c| Some(c) == busy || Some(c) == locked;
         let channel = if cid == BROADCAST_CID {
-            let busy = self.state.cid();
-            let locked = self.lock.map(|lock| lock.cid);
             self.channels
-                .allocate(|c| Some(c) == busy || Some(c) == locked)
-                .ok_or(HidError::Other)?
+                .allocate(protected)
+                .ok_or(HidError::ChannelBusy)?
                 .cid
         } else {
-            if self.state.cid() == Some(cid) {
+            self.channels
+                .adopt(cid, protected)
+                .ok_or(HidError::ChannelBusy)?;
+            if busy == Some(cid) {
                 self.abort_transaction(app);
             }
             self.outbox.purge_channel(cid);

@@ -98,13 +98,114 @@ fn init_on_an_existing_channel_resyncs_it() {
 }
 
 #[test]
-fn init_with_a_bad_length_or_on_an_unknown_channel_is_refused() {
+fn init_with_a_bad_length_is_refused() {
     let mut h = Harness::new();
     h.send_message(BROADCAST_CID, Command::Init, &[1; 7]);
     assert_eq!(h.reply(), error(BROADCAST_CID, HidError::InvalidLen));
-    h.send_message(0x1234_5678, Command::Init, &[1; 8]);
-    assert_eq!(h.reply(), error(0x1234_5678, HidError::InvalidChannel));
+    h.send_message(0x1234_5678, Command::Init, &[1; 9]);
+    assert_eq!(h.reply(), error(0x1234_5678, HidError::InvalidLen));
     assert_eq!(h.device.transport().channel_count(), 0);
+}
+
+/// The INIT reply on `cid`, checked: same nonce, same channel.
+fn assert_resynced(h: &mut Harness, cid: u32, nonce: [u8; 8]) {
+    let reply = h.reply();
+    assert_eq!((reply.cid, reply.cmd), (cid, 0x06), "{reply:?}");
+    assert_eq!(&reply.payload[..8], &nonce);
+    assert_eq!(
+        &reply.payload[8..12],
+        &cid.to_be_bytes(),
+        "the same channel"
+    );
+}
+
+#[test]
+fn init_on_a_channel_the_key_does_not_know_takes_it() {
+    // Issue 10 §1 defect 11: a host that picked its own channel id (or kept
+    // one across a reset) resynchronizes instead of failing.
+    let mut h = Harness::new();
+    h.send_message(0x1234_5678, Command::Init, &[4; 8]);
+    assert_resynced(&mut h, 0x1234_5678, [4; 8]);
+    assert_eq!(h.device.transport().channel_count(), 1);
+    h.send_message(0x1234_5678, Command::Ping, b"mine");
+    assert_eq!(h.reply().payload, b"mine");
+    // After a transport reset the old id is unknown again, and INIT brings it back.
+    h.device.reset();
+    h.send_message(0x1234_5678, Command::Ping, b"x");
+    assert_eq!(h.reply(), error(0x1234_5678, HidError::InvalidChannel));
+    h.send_message(0x1234_5678, Command::Init, &[5; 8]);
+    assert_resynced(&mut h, 0x1234_5678, [5; 8]);
+    h.send_message(0x1234_5678, Command::Ping, b"back");
+    assert_eq!(h.reply().payload, b"back");
+}
+
+#[test]
+fn a_host_whose_channel_was_evicted_resyncs_it_and_the_key_keeps_16() {
+    let mut h = Harness::new();
+    let first = h.init();
+    let others: Vec<u32> = (0..crate::ctaphid::channels::MAX_CHANNELS)
+        .map(|_| h.init())
+        .collect();
+    h.send_message(first, Command::Ping, b"x");
+    assert_eq!(h.reply(), error(first, HidError::InvalidChannel), "evicted");
+    h.send_message(first, Command::Init, &[6; 8]);
+    assert_resynced(&mut h, first, [6; 8]);
+    assert_eq!(
+        h.device.transport().channel_count(),
+        crate::ctaphid::channels::MAX_CHANNELS
+    );
+    h.send_message(first, Command::Ping, b"again");
+    assert_eq!(h.reply().payload, b"again");
+    // The least recently used of the others made room.
+    h.send_message(others[0], Command::Ping, b"x");
+    assert_eq!(h.reply(), error(others[0], HidError::InvalidChannel));
+    h.send_message(others[1], Command::Ping, b"y");
+    assert_eq!(h.reply().payload, b"y");
+}
+
+#[test]
+fn init_on_another_channel_leaves_a_busy_channel_alone() {
+    // A waits for the user; INIT on a channel the key knows and on one it
+    // does not: both are answered, and A's wait goes on.
+    let mut h = Harness::new();
+    let known = h.init();
+    let a = start_presence_wait(&mut h, Command::Cbor);
+    for cid in [known, 0x0BAD_F00D] {
+        h.send_message(cid, Command::Init, &[7; 8]);
+        assert_resynced(&mut h, cid, [7; 8]);
+    }
+    assert!(h.device.is_awaiting_presence());
+    assert_eq!(h.app().presence_cancels, 0);
+    h.send_message(0x0BAD_F00D, Command::Ping, b"p");
+    assert_eq!(h.reply(), error(0x0BAD_F00D, HidError::ChannelBusy));
+    h.app().presence = crate::platform::PresenceStatus::Approved;
+    h.advance(100);
+    let last = h.replies().pop().unwrap();
+    assert_eq!((last.cid, last.cmd), (a, Command::Cbor.code()));
+    assert_eq!(last.payload, [0x00, 0x01, NEEDS_PRESENCE, 7]);
+
+    // A message still arriving on one channel survives an INIT on another.
+    let reports = packets(a, Command::Ping.code(), &payload(300));
+    h.send(&reports[0]);
+    h.send_message(0x0BAD_F00D, Command::Init, &[8; 8]);
+    assert_resynced(&mut h, 0x0BAD_F00D, [8; 8]);
+    for report in &reports[1..] {
+        h.send(report);
+    }
+    assert_eq!(h.reply().payload, payload(300));
+}
+
+#[test]
+fn a_lock_holds_off_init_on_other_channels() {
+    let mut h = Harness::new();
+    let a = h.init();
+    h.send_message(a, Command::Lock, &[3]);
+    h.reply();
+    h.send_message(0x0BAD_F00D, Command::Init, &[9; 8]);
+    assert_eq!(h.reply(), error(0x0BAD_F00D, HidError::ChannelBusy));
+    assert_eq!(h.device.transport().channel_count(), 1);
+    h.send_message(a, Command::Init, &[9; 8]);
+    assert_resynced(&mut h, a, [9; 8]);
 }
 
 #[test]

@@ -39,9 +39,15 @@ fn version_of(request: &Request<'_>) -> Result<ProtocolVersion, Error> {
 }
 
 /// A new PIN that passed the policy: its stored hash and length in code points.
-struct NewPin {
-    hash: [u8; PIN_HASH_LEN],
-    code_points: u8,
+pub(super) struct NewPin {
+    pub(super) hash: [u8; PIN_HASH_LEN],
+    pub(super) code_points: u8,
+}
+
+impl Drop for NewPin {
+    fn drop(&mut self) {
+        self.hash.zeroize();
+    }
 }
 
 /// Steps "decrypt newPinEnc … check the length against minPINLength".
@@ -66,7 +72,10 @@ fn decrypt_new_pin(
 
 /// Drops trailing zeros and applies the PIN policy: at most 63 bytes, no
 /// interior NUL, valid UTF-8, at least `min_pin_length` code points.
-fn check_new_pin(padded: &[u8; PADDED_PIN_LEN], min_pin_length: u8) -> Result<NewPin, Error> {
+pub(super) fn check_new_pin(
+    padded: &[u8; PADDED_PIN_LEN],
+    min_pin_length: u8,
+) -> Result<NewPin, Error> {
     let len = padded
         .iter()
         .rposition(|&b| b != 0)

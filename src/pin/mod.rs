@@ -28,8 +28,9 @@
 //! - **authenticatorConfig setMinPINLength:** [`PinUv::set_min_pin_length`].
 //! - **authenticatorReset:** [`PinUv::reset`] (removes the PIN record and
 //!   regenerates keys and tokens).
-//! - **Transport reset (USB reset, re-attach):** [`PinUv::power_cycle`], the
-//!   power cycle that ends PIN_AUTH_BLOCKED.
+//! - **Power cycle:** the device shell builds a new authenticator from
+//!   storage, and with it [`PinUv::power_up`]: that ends PIN_AUTH_BLOCKED. A
+//!   USB bus reset is not a power cycle and leaves all of this alone.
 //! - **authenticatorConfig toggleAlwaysUv:** [`PinUv::set_always_uv`]; getInfo
 //!   `options.alwaysUv` = [`PinUv::always_uv`]. The setting lives in the PIN
 //!   record, so authenticatorReset turns it off.
@@ -39,6 +40,7 @@
 //!   [`PinUv::perform_builtin_uv`]. uvRetries lives in the PIN record too.
 
 pub mod client_pin;
+pub mod controls;
 pub mod protocol;
 pub mod state;
 pub mod token;
@@ -161,17 +163,6 @@ impl PinUv {
         Ok(())
     }
 
-    /// A power cycle without losing the instance (USB reset or re-attach):
-    /// fresh key-agreement keys and tokens, and the consecutive-mismatch count
-    /// that demands a power cycle starts again. Persistent state is untouched.
-    pub fn power_cycle<R: RngCore + CryptoRng>(&mut self, rng: &mut R) {
-        for key in &mut self.key_agreement {
-            key.regenerate(rng);
-        }
-        self.token.reset(rng);
-        self.consecutive_mismatches = 0;
-    }
-
     /// Whether user verification is always required (getInfo `alwaysUv`).
     pub fn always_uv(&self) -> bool {
         self.state.always_uv()
@@ -217,9 +208,13 @@ impl PinUv {
 
     /// `performBuiltInUv()` (CTAP 2.1 §6.5.5.7.3, §6.1.2 step 11): asks the
     /// platform's built-in method once. UV_BLOCKED when no attempts are left
-    /// (the method is not even asked); a failure spends one attempt (persisted)
-    /// and is UV_INVALID, or UV_BLOCKED when it was the last; a success restores
-    /// uvRetries to the maximum. Without built-in UV this is INVALID_OPTION.
+    /// (the method is not even asked). Like a PIN attempt, the attempt is
+    /// spent first: uvRetries minus one is persisted before the method is
+    /// asked, so a crash or a storage failure can never give a free attempt
+    /// (if that write fails the method is not asked: OTHER). A failure then
+    /// is UV_INVALID, or UV_BLOCKED when it was the last attempt; a success
+    /// restores uvRetries to the maximum. Without built-in UV this is
+    /// INVALID_OPTION.
     pub fn perform_builtin_uv<S: Storage, P: UserPresence>(
         &mut self,
         storage: &mut S,
@@ -233,26 +228,20 @@ impl PinUv {
         if retries == 0 {
             return Err(Error::UvBlocked);
         }
+        let remaining = retries - 1;
+        self.state
+            .update(storage, |s| s.set_uv_retries(remaining))
+            .map_err(|_| Error::Other)?;
         match presence.verify_user(now_ms) {
-            UvStatus::Verified => {
-                if retries != MAX_UV_RETRIES {
-                    self.state
-                        .update(storage, |s| s.set_uv_retries(MAX_UV_RETRIES))
-                        .map_err(|_| Error::Other)?;
-                }
-                Ok(())
-            }
-            UvStatus::Failed => {
-                let remaining = retries - 1;
-                self.state
-                    .update(storage, |s| s.set_uv_retries(remaining))
-                    .map_err(|_| Error::Other)?;
-                Err(if remaining == 0 {
-                    Error::UvBlocked
-                } else {
-                    Error::UvInvalid
-                })
-            }
+            UvStatus::Verified => self
+                .state
+                .update(storage, |s| s.set_uv_retries(MAX_UV_RETRIES))
+                .map_err(|_| Error::Other),
+            UvStatus::Failed => Err(if remaining == 0 {
+                Error::UvBlocked
+            } else {
+                Error::UvInvalid
+            }),
         }
     }
 

@@ -30,6 +30,7 @@
 
 use heapless::{String, Vec};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use crate::platform::{RecordKey, Storage, StorageError};
 
@@ -93,6 +94,16 @@ pub struct PinState {
     uv_retries: u8,
 }
 
+/// The PIN verifier is wiped from memory when a state goes (every
+/// [`PinState::update`] drops the state it replaces).
+impl Drop for PinState {
+    fn drop(&mut self) {
+        if let Some(hash) = &mut self.pin_hash {
+            hash.zeroize();
+        }
+    }
+}
+
 impl Default for PinState {
     fn default() -> Self {
         PinState {
@@ -112,19 +123,17 @@ impl PinState {
     /// A state that refuses every PIN (used when the stored record is corrupt:
     /// fail closed until authenticatorReset).
     pub fn locked() -> Self {
-        PinState {
-            pin_hash: Some([0xFF; PIN_HASH_LEN]),
-            code_point_length: 0,
-            retries: 0,
-            uv_retries: 0,
-            ..PinState::default()
-        }
+        let mut state = PinState::default();
+        state.pin_hash = Some([0xFF; PIN_HASH_LEN]);
+        state.retries = 0;
+        state.uv_retries = 0;
+        state
     }
 
     /// Loads the state from storage; the factory state if there is no record.
     pub fn load<S: Storage>(storage: &mut S) -> Result<Self, StateError> {
         let mut buf = [0u8; MAX_ENCODED_LEN];
-        match storage.read(RecordKey::Pin, &mut buf) {
+        let result = match storage.read(RecordKey::Pin, &mut buf) {
             Ok(None) => Ok(PinState::default()),
             Ok(Some(len)) => buf
                 .get(..len)
@@ -133,17 +142,21 @@ impl PinState {
             // A record too large for our buffer cannot be ours.
             Err(StorageError::TooLarge) | Err(StorageError::Corrupt) => Err(StateError::Corrupt),
             Err(e) => Err(StateError::Storage(e)),
-        }
+        };
+        buf.zeroize();
+        result
     }
 
     /// Writes the state to storage.
     pub fn store<S: Storage>(&self, storage: &mut S) -> Result<(), StorageError> {
         let mut buf = [0u8; MAX_ENCODED_LEN];
         let len = self.encode(&mut buf);
-        storage.write(
-            RecordKey::Pin,
-            buf.get(..len).ok_or(StorageError::TooLarge)?,
-        )
+        let result = match buf.get(..len) {
+            Some(record) => storage.write(RecordKey::Pin, record),
+            None => Err(StorageError::TooLarge),
+        };
+        buf.zeroize();
+        result
     }
 
     /// Applies `change` to a copy, persists the copy, and only then adopts it, so
@@ -215,6 +228,7 @@ impl PinState {
         let pin_set = flags & FLAG_PIN_SET != 0;
         let mut hash = [0u8; PIN_HASH_LEN];
         hash.copy_from_slice(&header[5..5 + PIN_HASH_LEN]);
+        let hash = zeroize::Zeroizing::new(hash);
         let count = usize::from(header[HEADER_LEN - 1]);
         if count > MAX_MIN_PIN_LENGTH_RP_IDS {
             return Err(StateError::Corrupt);
@@ -240,7 +254,7 @@ impl PinState {
             _ => return Err(StateError::Corrupt),
         };
         Ok(PinState {
-            pin_hash: if pin_set { Some(hash) } else { None },
+            pin_hash: if pin_set { Some(*hash) } else { None },
             code_point_length: if pin_set { cp_len } else { 0 },
             retries,
             min_pin_length: min_len,
@@ -308,6 +322,14 @@ impl PinState {
     pub(crate) fn set_pin(&mut self, hash: [u8; PIN_HASH_LEN], code_points: u8) {
         self.pin_hash = Some(hash);
         self.code_point_length = code_points;
+        self.retries = MAX_PIN_RETRIES;
+        self.force_pin_change = false;
+    }
+
+    /// Removes the PIN: no hash, full retries, forcePINChange off.
+    pub(crate) fn clear_pin(&mut self) {
+        self.pin_hash = None;
+        self.code_point_length = 0;
         self.retries = MAX_PIN_RETRIES;
         self.force_pin_change = false;
     }

@@ -1478,7 +1478,7 @@ fn mc_and_ga_need_the_user_verified_flag() {
 }
 
 #[test]
-fn in_place_power_cycle_ends_the_auth_block_and_the_token() {
+fn a_power_cycle_ends_the_auth_block_and_the_token() {
     let mut rig = Rig::new();
     rig.set_pin(2, PIN).unwrap();
     let token = rig.get_pin_token(2, PIN).unwrap();
@@ -1487,7 +1487,7 @@ fn in_place_power_cycle_ends_the_auth_block_and_the_token() {
         assert_eq!(rig.get_pin_token(2, b"0000").err(), Some(expected));
     }
     assert_eq!(rig.get_pin_token(2, PIN).err(), Some(Error::PinAuthBlocked));
-    rig.pin.power_cycle(&mut rig.rng);
+    rig.power_cycle();
     assert_eq!(rig.retries(), (5, false), "retries are persistent");
     let after = rig.call(&Req::sub(2, 2)).unwrap().key_agreement.unwrap();
     assert_ne!(before, after);

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::state::state_dir;
-use super::ServeArgs;
+use super::{ServeArgs, Switch};
 use crate::control::ControlServer;
 use crate::fleet::{Fleet, FleetConfig, KeyInfo};
 use crate::key::runtimes::default_threads;
@@ -40,6 +40,7 @@ pub fn key_options(args: &ServeArgs) -> KeyOptions {
         product_id: args.pid,
         manufacturer: args.manufacturer.clone(),
         product: args.product.clone(),
+        reset_window: args.reset_window.map(|switch| switch == Switch::On),
         ..KeyOptions::default()
     }
 }

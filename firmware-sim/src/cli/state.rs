@@ -82,6 +82,9 @@ pub struct CoreFlags {
     pub default_backup_eligible: bool,
     /// BS of new credentials.
     pub default_backup_state: bool,
+    /// CTAP 2.1's 10 s reset window: authenticatorReset is refused (NOT_ALLOWED)
+    /// when asked more than 10 s after power-up.
+    pub reset_window: bool,
 }
 
 /// Starts the core over an opened key state, with `flags`. `dir` is only for messages.
@@ -99,6 +102,7 @@ pub fn start_authenticator<U: UserPresence>(
         exportable: flags.exportable,
         default_backup_eligible: flags.default_backup_eligible,
         default_backup_state: flags.default_backup_state,
+        reset_requires_fresh_power_up: flags.reset_window,
         firmware_version: firmware_version(),
         ..Config::default()
     };

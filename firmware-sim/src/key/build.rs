@@ -114,6 +114,7 @@ impl Recipe {
                 exportable: self.options.exportable,
                 default_backup_eligible: self.options.default_backup_eligibility,
                 default_backup_state: self.options.default_backup_state,
+                reset_window: self.options.reset_window_in_force(),
             },
         )?;
         Ok(KeyCore::new(
@@ -326,6 +327,57 @@ mod tests {
             builder.build(KeyId(3), 1, &reopened).unwrap().aaguid,
             [7; 16]
         );
+    }
+
+    #[test]
+    fn the_reset_window_reaches_the_core_and_survives_a_power_cycle() {
+        let tmp = tempfile::tempdir().unwrap();
+        let builder = KeyBuilder::open(tmp.path(), "US", EventBus::new()).unwrap();
+        let window = |core: &PowerCycled<KeyCore>| {
+            core.core()
+                .unwrap()
+                .authenticator()
+                .config()
+                .reset_requires_fresh_power_up
+        };
+        let cases = [
+            (KeyOptions::default(), false),
+            (
+                KeyOptions {
+                    presence: Some(PresenceMode::Touch),
+                    ..KeyOptions::default()
+                },
+                true,
+            ),
+            (
+                KeyOptions {
+                    presence: Some(PresenceMode::Touch),
+                    reset_window: Some(false),
+                    ..KeyOptions::default()
+                },
+                false,
+            ),
+            (
+                KeyOptions {
+                    reset_window: Some(true),
+                    ..KeyOptions::default()
+                },
+                true,
+            ),
+        ];
+        for (number, (options, expected)) in (1u32..).zip(cases) {
+            let mut key = builder
+                .build(KeyId(number.into()), number, &options)
+                .unwrap();
+            assert_eq!(window(&key.core), expected, "{options:?}");
+            key.core.power_off();
+            assert!(key.core.power_on());
+            assert_eq!(
+                window(&key.core),
+                expected,
+                "after a power cycle: {options:?}"
+            );
+        }
     }
 
     #[test]

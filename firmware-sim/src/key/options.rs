@@ -52,6 +52,12 @@ pub struct KeyOptions {
     pub default_backup_eligibility: bool,
     /// BS of new credentials (WebDriver's defaultBackupState).
     pub default_backup_state: bool,
+    /// CTAP 2.1's reset window: authenticatorReset is refused (NOT_ALLOWED)
+    /// when asked more than 10 s after the key was powered up. Left out: on
+    /// for presence `prompt` and `touch` (a person at the key), off for
+    /// `auto`, `deny` and a presence file (scripts and CI reset whenever
+    /// they like). See [`KeyOptions::reset_window_in_force`].
+    pub reset_window: Option<bool>,
 }
 
 impl Default for KeyOptions {
@@ -69,6 +75,7 @@ impl Default for KeyOptions {
             exportable: true,
             default_backup_eligibility: false,
             default_backup_state: false,
+            reset_window: None,
         }
     }
 }
@@ -145,6 +152,19 @@ impl KeyOptions {
         self.presence.unwrap_or(PresenceMode::Auto)
     }
 
+    /// Whether the key enforces CTAP 2.1's 10 s reset window: `reset_window`
+    /// when given, else on exactly for the presence modes a person answers
+    /// (`prompt`, `touch`; never with a presence file).
+    pub fn reset_window_in_force(&self) -> bool {
+        self.reset_window.unwrap_or_else(|| {
+            self.presence_file.is_none()
+                && matches!(
+                    self.presence_mode(),
+                    PresenceMode::Prompt | PresenceMode::Touch
+                )
+        })
+    }
+
     /// The AAGUID a new key of these options gets.
     pub fn aaguid_or_default(&self) -> [u8; 16] {
         self.aaguid.unwrap_or(FERROKEY_AAGUID)
@@ -217,6 +237,7 @@ mod tests {
             "productId": 0x0407,
             "manufacturer": "Acme",
             "product": "Acme Key",
+            "resetWindow": false,
         }))
         .unwrap();
         assert_eq!(options.presence, Some(PresenceMode::Touch));
@@ -224,9 +245,28 @@ mod tests {
         assert_eq!(options.attestation, AttestationMode::SelfAttestation);
         assert_eq!(options.aaguid.unwrap()[15], 0xFF);
         assert_eq!(options.vendor_id, 0x1050);
+        assert_eq!(options.reset_window, Some(false));
         assert!(options.validate().is_ok());
         let back = parse(serde_json::to_value(&options).unwrap()).unwrap();
         assert_eq!(back, options);
+    }
+
+    #[test]
+    fn the_reset_window_follows_the_presence_mode_unless_given() {
+        let window = |value: serde_json::Value| parse(value).unwrap().reset_window_in_force();
+        assert!(!window(json!({})));
+        assert!(!window(json!({"presence": "auto"})));
+        assert!(!window(json!({"presence": "deny"})));
+        assert!(window(json!({"presence": "prompt"})));
+        assert!(window(json!({"presence": "touch"})));
+        assert!(!window(json!({"presenceFile": "/tmp/p"})));
+        assert!(!window(json!({"presence": "touch", "resetWindow": false})));
+        assert!(window(json!({"presence": "auto", "resetWindow": true})));
+        assert!(window(
+            json!({"presenceFile": "/tmp/p", "resetWindow": true})
+        ));
+        let bad = parse(json!({"resetWindow": "on"})).unwrap_err();
+        assert!(bad.contains("boolean"), "{bad}");
     }
 
     #[test]

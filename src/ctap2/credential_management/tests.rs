@@ -239,11 +239,9 @@ fn nothing_to_enumerate_is_no_credentials() {
     assert_eq!(cm(&mut h, request(2, None, Some(&token))).0, 0x2E);
     let begin = request(4, Some(rp_hash_param(RP_A)), Some(&token));
     assert_eq!(cm(&mut h, begin).0, 0x2E);
-    // Non-discoverable credentials are not listed. (The user presence of
-    // makeCredential used up the token's permissions: a fresh one is needed.)
+    // Non-discoverable credentials are not listed. (A makeCredential without
+    // a pinUvAuthParam leaves the token alone.)
     h.make_credential(Mc::new(RP_A, b"u").build());
-    assert_eq!(cm(&mut h, request(2, None, Some(&token))).0, 0x33);
-    let token = p.must_token(&mut h, perm::CM, None);
     assert_eq!(cm(&mut h, request(2, None, Some(&token))).0, 0x2E);
 }
 

@@ -19,6 +19,20 @@ pub const PIN: &str = "1234";
 /// Permission bits, as the platform sends them.
 pub use crate::pin::token::permission as perm;
 
+/// A way to send CTAP2 commands to an authenticator: [`Harness`] calls
+/// `App::handle` directly; the small-stack device tests go through CTAPHID.
+pub trait Link {
+    /// One CTAP2 command, presence granted if asked for: (status, the decoded
+    /// CBOR, whether presence was needed).
+    fn ctap2(&mut self, cmd: u8, params: Option<Value>) -> (u8, Option<Value>, bool);
+}
+
+impl Link for Harness {
+    fn ctap2(&mut self, cmd: u8, params: Option<Value>) -> (u8, Option<Value>, bool) {
+        Harness::ctap2(self, cmd, params)
+    }
+}
+
 /// A platform talking to one authenticator with one PIN/UV auth protocol.
 pub struct Platform {
     pub protocol: u8,
@@ -48,7 +62,11 @@ impl Platform {
     }
 
     /// One authenticatorClientPIN call; returns the status and the response map.
-    pub fn client_pin(&self, h: &mut Harness, params: Vec<(Value, Value)>) -> (u8, Option<Value>) {
+    pub fn client_pin(
+        &self,
+        h: &mut impl Link,
+        params: Vec<(Value, Value)>,
+    ) -> (u8, Option<Value>) {
         let (status, value, needed) = h.ctap2(0x06, Some(Value::Map(params)));
         assert!(!needed, "clientPIN never waits for presence");
         (status, value)
@@ -62,7 +80,7 @@ impl Platform {
     }
 
     /// getKeyAgreement and the platform's half of the key agreement.
-    pub fn session(&mut self, h: &mut Harness) -> Session {
+    pub fn session(&mut self, h: &mut impl Link) -> Session {
         let (status, value) = self.client_pin(h, self.base(2));
         assert_eq!(status, 0, "getKeyAgreement");
         let value = value.unwrap();
@@ -82,7 +100,7 @@ impl Platform {
     }
 
     /// getPINRetries: (retries, powerCycleState) or the error status.
-    pub fn retries(&self, h: &mut Harness) -> Result<(u8, bool), u8> {
+    pub fn retries(&self, h: &mut impl Link) -> Result<(u8, bool), u8> {
         match self.client_pin(h, self.base(1)) {
             (0, Some(v)) => {
                 let retries = u8::try_from(map_int(&v, 3).unwrap().as_integer().unwrap()).unwrap();
@@ -94,7 +112,7 @@ impl Platform {
     }
 
     /// setPIN.
-    pub fn set_pin(&mut self, h: &mut Harness, pin: &str) -> u8 {
+    pub fn set_pin(&mut self, h: &mut impl Link, pin: &str) -> u8 {
         let s = self.session(h);
         let enc = s.new_pin_enc(pin.as_bytes());
         let mut params = self.base(3);
@@ -105,7 +123,7 @@ impl Platform {
     }
 
     /// changePIN.
-    pub fn change_pin(&mut self, h: &mut Harness, current: &str, new: &str) -> u8 {
+    pub fn change_pin(&mut self, h: &mut impl Link, current: &str, new: &str) -> u8 {
         let s = self.session(h);
         let new_enc = s.new_pin_enc(new.as_bytes());
         let hash_enc = s.pin_hash_enc(current.as_bytes());
@@ -121,7 +139,7 @@ impl Platform {
     /// getPinUvAuthTokenUsingPinWithPermissions (0x09) with an optional RP ID.
     pub fn token(
         &mut self,
-        h: &mut Harness,
+        h: &mut impl Link,
         pin: &str,
         permissions: Option<u8>,
         rp_id: Option<&str>,
@@ -142,7 +160,7 @@ impl Platform {
     /// getPinUvAuthTokenUsingUvWithPermissions (0x06) with an optional RP ID.
     pub fn uv_token(
         &mut self,
-        h: &mut Harness,
+        h: &mut impl Link,
         permissions: u8,
         rp_id: Option<&str>,
     ) -> Result<Token, u8> {
@@ -159,7 +177,7 @@ impl Platform {
     /// Sends a token request of session `s`; the decrypted token or the status.
     fn issued_token(
         &self,
-        h: &mut Harness,
+        h: &mut impl Link,
         s: &Session,
         params: Vec<(Value, Value)>,
     ) -> Result<Token, u8> {
@@ -177,7 +195,7 @@ impl Platform {
     }
 
     /// getUVRetries (0x07): uvRetries or the error status.
-    pub fn uv_retries(&self, h: &mut Harness) -> Result<u8, u8> {
+    pub fn uv_retries(&self, h: &mut impl Link) -> Result<u8, u8> {
         match self.client_pin(h, self.base(7)) {
             (0, Some(v)) => {
                 Ok(u8::try_from(map_int(&v, 5).unwrap().as_integer().unwrap()).unwrap())
@@ -187,7 +205,7 @@ impl Platform {
     }
 
     /// A token with `permissions` for the test PIN, which must work.
-    pub fn must_token(&mut self, h: &mut Harness, permissions: u8, rp_id: Option<&str>) -> Token {
+    pub fn must_token(&mut self, h: &mut impl Link, permissions: u8, rp_id: Option<&str>) -> Token {
         self.token(h, PIN, Some(permissions), rp_id)
             .unwrap_or_else(|status| panic!("token refused: {status:#x}"))
     }

@@ -223,6 +223,43 @@ fn user_presence_uses_up_the_token() {
 }
 
 #[test]
+fn a_request_without_a_token_leaves_another_applications_token_alone() {
+    // Issue 10 §1 defect 7: only a request whose pinUvAuthParam used the
+    // token uses it up (CTAP 2.1 §6.1.2 step 14.4, §6.2.2 step 9).
+    let (mut h, mut p) = with_pin(2);
+    let token = p.must_token(&mut h, perm::MC | perm::GA, None);
+    // Another application: a non-discoverable credential and an assertion,
+    // neither with a pinUvAuthParam, both with user presence.
+    let theirs = h.make_credential(Mc::new(OTHER_RP, b"them").build());
+    assert_eq!(theirs.auth_data.flags & 0x04, 0, "no UV without a token");
+    let cdh = client_data_hash("theirs");
+    let (status, _, needed) = h.get_assertion(ga(OTHER_RP, &cdh, &[&theirs.id], None));
+    assert_eq!((status, needed), (0, true));
+    // The first application's token still works, once.
+    let mc = Mc::new(RP, b"us");
+    let ours = h.make_credential(mc_with(&mc, &token));
+    assert_eq!(ours.auth_data.flags, 0x45, "UP | UV | AT");
+    assert_eq!(h.ctap2_once(0x01, Some(mc_with(&mc, &token))).1, 0x33);
+
+    // The same for getAssertion: a fresh token survives a tokenless
+    // assertion and is used up by its own.
+    let token = p.must_token(&mut h, perm::GA, Some(RP));
+    let (status, _, _) = h.get_assertion(ga(OTHER_RP, &cdh, &[&theirs.id], None));
+    assert_eq!(status, 0);
+    let cdh = client_data_hash("ours");
+    let (status, value, _) = h.get_assertion(ga_with(RP, &cdh, &[&ours.id], None, &token));
+    assert_eq!(status, 0);
+    let a = check_assertion(&value.unwrap(), &cdh, |_| ours.public_key);
+    assert_eq!(a.auth_data.flags, 0x05, "UP | UV");
+    let request = ga_with(RP, &cdh, &[&ours.id], None, &token);
+    assert_eq!(
+        h.get_assertion(request).0,
+        0x33,
+        "used up by its own request"
+    );
+}
+
+#[test]
 fn an_unused_token_expires_by_the_clock() {
     let (mut h, mut p) = with_pin(2);
     let token = p.must_token(&mut h, perm::MC, None);
@@ -336,7 +373,8 @@ fn retries_survive_a_restart() {
 }
 
 #[test]
-fn three_wrong_pins_block_until_a_transport_reset() {
+fn three_wrong_pins_block_until_a_power_cycle_not_a_bus_reset() {
+    // Issue 10 §1 defect 6: a USB bus reset keeps the key powered.
     let (mut h, mut p) = with_pin(1);
     let early = p.must_token(&mut h, perm::MC, None);
     for expected in [0x31, 0x31, 0x34] {
@@ -348,10 +386,24 @@ fn three_wrong_pins_block_until_a_transport_reset() {
     assert_eq!(p.change_pin(&mut h, PIN, "9999"), 0x34);
     assert_eq!(p.retries(&mut h), Ok((5, true)));
 
-    // USB reset = power cycle: unblocked, and old tokens are gone.
+    // A bus reset: still blocked, no attempt spent, and (the key kept its
+    // RAM) the token issued before still works.
     h.auth.transport_reset();
-    assert_eq!(p.retries(&mut h), Ok((5, false)));
+    assert_eq!(p.retries(&mut h), Ok((5, true)));
+    assert_eq!(p.token(&mut h, PIN, Some(perm::MC), None).err(), Some(0x34));
+    assert_eq!(p.retries(&mut h), Ok((5, true)));
     let mc = Mc::new(RP, b"u");
+    assert_eq!(
+        h.make_credential(mc_with(&mc, &early)).auth_data.flags,
+        0x45
+    );
+
+    // A power cycle (the shell builds the authenticator again from storage):
+    // unblocked, and old tokens are gone.
+    let mut h = h.reopen();
+    assert_eq!(p.retries(&mut h), Ok((5, false)));
+    let early = p.must_token(&mut h, perm::MC, None);
+    let mut h = h.reopen();
     let (_, status, _) = h.ctap2_once(0x01, Some(mc_with(&mc, &early)));
     assert_eq!(status, 0x33, "tokens do not survive a power cycle");
     assert_eq!(p.token(&mut h, "0000", None, None).err(), Some(0x31));
@@ -404,13 +456,13 @@ impl CloneWith for Value {
 }
 
 #[test]
-fn app_trait_is_used_for_transport_reset() {
-    // `transport_reset` is reached through the App trait object the transport uses.
+fn a_transport_reset_through_the_app_trait_keeps_pin_state() {
+    // `transport_reset` as the transport reaches it (`Device::reset`).
     let (mut h, mut p) = with_pin(2);
     for _ in 0..3 {
         let _ = p.token(&mut h, "0000", None, None);
     }
     let app: &mut dyn App = &mut h.auth;
     app.transport_reset();
-    assert_eq!(p.retries(&mut h), Ok((5, false)));
+    assert_eq!(p.retries(&mut h), Ok((5, true)));
 }

@@ -10,7 +10,7 @@ use ciborium::Value;
 use super::platform::*;
 use crate::authenticator::testkit::*;
 use crate::authenticator::Config;
-use crate::platform::UvStatus;
+use crate::platform::{StorageError, UvStatus};
 
 const RP: &str = "example.com";
 const OTHER_RP: &str = "other.example";
@@ -22,6 +22,7 @@ const PUAT_REQUIRED: u8 = 0x36;
 const UV_BLOCKED: u8 = 0x3C;
 const INVALID_SUBCOMMAND: u8 = 0x3E;
 const UV_INVALID: u8 = 0x3F;
+const OTHER: u8 = 0x7F;
 
 /// A harness whose key has built-in UV (approving, as scripted by default).
 fn with_uv() -> Harness {
@@ -217,6 +218,42 @@ fn failed_uv_spends_retries_that_persist_and_success_restores_them() {
     assert_eq!(p.uv_retries(&mut h), Ok(8));
     let mut h = h.reopen();
     assert_eq!(p.uv_retries(&mut h), Ok(8));
+}
+
+#[test]
+fn a_uv_attempt_is_spent_in_storage_before_the_sensor_is_asked() {
+    // Issue 10 §1 defect 8: as for PIN attempts, the decremented uvRetries
+    // is persisted first. A storage that refuses that write means no
+    // attempt: the sensor is not asked and nothing changes.
+    let mut h = with_uv();
+    let mut p = Platform::new(2);
+    h.presence.set_uv(UvStatus::Failed);
+    h.storage.set_fail_writes(Some(StorageError::Io));
+    let asked = h.presence.uv_requests();
+    assert_eq!(p.uv_token(&mut h, perm::MC, None).err(), Some(OTHER));
+    let (status, _, _) = mc_call(&mut h, &Mc::new(RP, b"u").option("uv", true));
+    assert_eq!(status, OTHER);
+    assert_eq!(h.presence.uv_requests(), asked, "the sensor was asked");
+    h.storage.set_fail_writes(None);
+    assert_eq!(p.uv_retries(&mut h), Ok(8));
+
+    // A crash right after that write: the attempt stays spent even though
+    // it would have succeeded (the restoring write never happened).
+    h.presence.set_uv(UvStatus::Verified);
+    h.storage.fail_writes_after(1);
+    let asked = h.presence.uv_requests();
+    assert_eq!(p.uv_token(&mut h, perm::MC, None).err(), Some(OTHER));
+    assert_eq!(h.presence.uv_requests(), asked + 1);
+    h.storage.set_fail_writes(None);
+    let mut h = h.reopen();
+    assert_eq!(p.uv_retries(&mut h), Ok(7), "the attempt is on record");
+    // A failed attempt is on record after exactly one write.
+    h.presence.set_uv(UvStatus::Failed);
+    let writes = h.storage.write_count();
+    assert_eq!(p.uv_token(&mut h, perm::MC, None).err(), Some(UV_INVALID));
+    assert_eq!(h.storage.write_count(), writes + 1);
+    let mut h = h.reopen();
+    assert_eq!(p.uv_retries(&mut h), Ok(6));
 }
 
 #[test]

@@ -323,6 +323,16 @@ mod tests {
             vendor.attestation,
             crate::key::options::AttestationMode::SelfAttestation
         );
+        // The reset window: by the presence mode unless ferrokey:resetWindow says.
+        let mut touch = base.clone();
+        touch["automaticPresenceSimulation"] = json!(false);
+        assert!(options(touch.clone()).unwrap().reset_window_in_force());
+        touch["ferrokey:resetWindow"] = json!(false);
+        assert!(!options(touch).unwrap().reset_window_in_force());
+        assert!(!options(base.clone()).unwrap().reset_window_in_force());
+        let mut windowed = base.clone();
+        windowed["ferrokey:resetWindow"] = json!(true);
+        assert!(options(windowed).unwrap().reset_window_in_force());
     }
 
     #[test]
@@ -349,6 +359,10 @@ mod tests {
         );
         assert_eq!(
             with("ferrokey:vendorId", json!(70000)).0,
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            with("ferrokey:resetWindow", json!("on")).0,
             ErrorCode::InvalidArgument
         );
     }
