@@ -5,7 +5,6 @@
 //! list, delete and tune credentials, as a test rig does) in [`instrument`].
 
 use rand_core::{CryptoRng, RngCore};
-use zeroize::Zeroize;
 
 use crate::app::{App, CallContext, Message, Outcome, Protocol};
 use crate::credential::{
@@ -15,7 +14,7 @@ use crate::crypto::{SecretKey, WrapKey};
 use crate::ctap1::presence::{U2fPresence, U2fRequest};
 use crate::ctap2::credential_management::CredMgmtState;
 use crate::ctap2::extensions::ExtensionSecrets;
-use crate::pin::{Features, PinUv};
+use crate::pin::{Features, PinKdfCost, PinUv};
 use crate::platform::{Platform, PresenceStatus, Storage, StorageError, UserPresence};
 use crate::store::{
     self, CredentialTable, DeviceState, SlotUse, StoreError, MAX_CREDENTIAL_RECORDS,
@@ -49,7 +48,7 @@ pub struct Attestation {
 
 impl Drop for Attestation {
     fn drop(&mut self) {
-        self.private_key.zeroize();
+        crate::wipe::wipe("Attestation private key", &mut self.private_key);
     }
 }
 
@@ -103,6 +102,9 @@ pub struct Config {
     pub exportable: bool,
     /// How signature counters advance. Defaults to one counter per credential.
     pub counter_mode: CounterMode,
+    /// The cost of the stored PIN verifier (PBKDF2 iterations; see
+    /// [`crate::pin::verifier`]). Defaults to [`PinKdfCost::DEFAULT`].
+    pub pin_kdf_cost: PinKdfCost,
 }
 
 /// Why [`Authenticator::new`] failed.
@@ -247,8 +249,13 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             builtin_uv: config.builtin_uv,
             ..Features::default()
         };
-        let pin = PinUv::power_up(features, &mut platform.storage, &mut platform.rng)
-            .map_err(InitError::Storage)?;
+        let pin = PinUv::power_up(
+            features,
+            config.pin_kdf_cost,
+            &mut platform.storage,
+            &mut platform.rng,
+        )
+        .map_err(InitError::Storage)?;
         let mut this = Authenticator {
             platform,
             config,

@@ -29,6 +29,7 @@ pub mod device;
 pub mod pin;
 pub mod platform;
 pub mod store;
+mod wipe;
 
 #[cfg(any(test, feature = "test-platform"))]
 pub mod test_platform;

@@ -92,7 +92,7 @@ pub struct DeviceState {
 
 impl Drop for DeviceState {
     fn drop(&mut self) {
-        self.secret.zeroize();
+        crate::wipe::wipe("DeviceState secret", &mut self.secret);
     }
 }
 

@@ -34,6 +34,13 @@
 //! exactly as it was. The open store holds an exclusive `flock` on `lock`, so two
 //! processes never share a state directory; [`FileStorage::open_snapshot`] reads
 //! without the lock, for inspection while a server runs.
+//!
+//! # Secrets in memory
+//!
+//! Records hold the key's secrets (the device secret, the PIN verifier). Every
+//! copy this module makes of a record's bytes (the cache, file contents read
+//! or encoded for a write) is a [`Secret`], zeroized when it is dropped or
+//! replaced, and `Debug` shows record ids and lengths only.
 
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
@@ -45,6 +52,10 @@ use std::time::{Duration, Instant};
 
 use ferrokey::platform::{RecordKey, Storage, StorageError, MAX_RECORD_SIZE};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// Bytes of a record: zeroized (the whole allocation) when dropped.
+pub type Secret = Zeroizing<Vec<u8>>;
 
 /// The magic bytes at the start of every record file.
 const MAGIC: [u8; 4] = *b"FKRC";
@@ -268,12 +279,29 @@ enum Mode {
 }
 
 /// The core's [`Storage`] on a state directory. See the module documentation.
-#[derive(Debug)]
 pub struct FileStorage {
     dir: PathBuf,
-    cache: BTreeMap<u32, Vec<u8>>,
+    cache: BTreeMap<u32, Secret>,
     mode: Mode,
     _lock: Option<DirLock>,
+}
+
+/// Record ids and lengths only: the bytes are the key's secrets.
+impl std::fmt::Debug for FileStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStorage")
+            .field("dir", &self.dir)
+            .field("mode", &self.mode)
+            .field(
+                "records",
+                &self
+                    .cache
+                    .iter()
+                    .map(|(id, value)| (format!("{id:08x}"), value.len()))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl FileStorage {
@@ -379,13 +407,14 @@ impl Storage for FileStorage {
                 tracing::error!(path = %path.display(), error = %e, "writing a record failed");
                 // If only the final directory fsync failed, the new value is already
                 // visible; keep the cache equal to what is on disk.
-                if fs::read(&path).map(|b| b == bytes).unwrap_or(false) {
-                    self.cache.insert(id, value.to_vec());
+                let on_disk = fs::read(&path).map(Secret::new);
+                if on_disk.is_ok_and(|b| *b == *bytes) {
+                    self.cache.insert(id, Secret::new(value.to_vec()));
                 }
                 return Err(StorageError::Io);
             }
         }
-        self.cache.insert(id, value.to_vec());
+        self.cache.insert(id, Secret::new(value.to_vec()));
         Ok(())
     }
 
@@ -416,8 +445,9 @@ fn checksum(header_start: &[u8], payload: &[u8]) -> [u8; 32] {
 }
 
 /// Serializes record `id` with value `value` into the file format.
-fn encode_record(id: u32, value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + value.len());
+fn encode_record(id: u32, value: &[u8]) -> Secret {
+    // Sized once: a growing Vec would leave copies behind in freed memory.
+    let mut out = Secret::new(Vec::with_capacity(HEADER_LEN + value.len()));
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
@@ -447,7 +477,7 @@ fn le_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// Parses and validates the contents of record file `path`, which should hold record `id`.
-fn decode_record(path: &Path, id: u32, bytes: &[u8]) -> Result<Vec<u8>, OpenError> {
+fn decode_record(path: &Path, id: u32, bytes: &[u8]) -> Result<Secret, OpenError> {
     if bytes.len() < 8 {
         return Err(OpenError::corrupt(
             path,
@@ -508,11 +538,25 @@ fn decode_record(path: &Path, id: u32, bytes: &[u8]) -> Result<Vec<u8>, OpenErro
     if checksum(&header[..16], payload)[..] != header[16..HEADER_LEN] {
         return Err(OpenError::corrupt(path, "checksum mismatch"));
     }
-    Ok(payload.to_vec())
+    Ok(Secret::new(payload.to_vec()))
+}
+
+/// A file's contents read into one allocation of the file's size (plus one
+/// byte to see the end), so no grown-and-freed copy of a record is left behind.
+fn read_whole(path: &Path) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let cap = usize::try_from(size)
+        .unwrap_or(usize::MAX)
+        .min(HEADER_LEN + MAX_RECORD_SIZE + 1);
+    let mut bytes = Vec::with_capacity(cap + 1);
+    // A file larger than any record is cut here and refused by decode_record.
+    file.take(cap as u64 + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Loads every record of `dir`. With `clean`, leftover temporary files are removed.
-fn load_records(dir: &Path, clean: bool) -> Result<BTreeMap<u32, Vec<u8>>, OpenError> {
+fn load_records(dir: &Path, clean: bool) -> Result<BTreeMap<u32, Secret>, OpenError> {
     let entries = fs::read_dir(dir).map_err(|e| OpenError::io("reading directory", dir, e))?;
     let mut cache = BTreeMap::new();
     let mut removed_tmp = false;
@@ -540,7 +584,7 @@ fn load_records(dir: &Path, clean: bool) -> Result<BTreeMap<u32, Vec<u8>>, OpenE
                 format!("record id {id:08x} is unknown to this ferrokey"),
             ));
         }
-        let bytes = fs::read(&path).map_err(|e| OpenError::io("reading", &path, e))?;
+        let bytes = Secret::new(read_whole(&path).map_err(|e| OpenError::io("reading", &path, e))?);
         let value = decode_record(&path, id, &bytes)?;
         cache.insert(id, value);
     }

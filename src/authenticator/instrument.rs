@@ -20,7 +20,6 @@
 //! Nothing here allocates; errors say what was wrong.
 
 use rand_core::{CryptoRng, RngCore};
-use zeroize::Zeroize;
 
 use super::Authenticator;
 use crate::credential::large_blob::{self, LargeBlobError};
@@ -69,7 +68,7 @@ impl PrivateKey {
 impl Drop for PrivateKey {
     fn drop(&mut self) {
         match self {
-            PrivateKey::Es256(b) | PrivateKey::Ed25519(b) => b.zeroize(),
+            PrivateKey::Es256(b) | PrivateKey::Ed25519(b) => crate::wipe::wipe("PrivateKey", b),
         }
     }
 }

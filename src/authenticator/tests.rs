@@ -235,3 +235,76 @@ fn start_up_reads_records_without_opening_them() {
     let h = h.reopen();
     assert_eq!(h.auth.remaining_discoverable_credentials(), 100);
 }
+
+/// The wipes one closure caused (every one must have left zeros).
+struct Wipes(Vec<(&'static str, bool)>);
+
+impl Wipes {
+    /// How many of them wiped `name`.
+    fn n(&self, name: &str) -> usize {
+        self.0.iter().filter(|(w, _)| *w == name).count()
+    }
+}
+
+fn wipes_during(f: impl FnOnce()) -> Wipes {
+    crate::wipe::hook::take();
+    f();
+    let wiped = crate::wipe::hook::take();
+    for (name, zero) in &wiped {
+        assert!(*zero, "{name} is not all zeros after its wipe");
+    }
+    Wipes(wiped)
+}
+
+/// Issue 10 §1 defect 10: dropping the authenticator (a power cycle, a key
+/// removed) wipes every secret it holds. (`tests/tests/secrets_freed_zeroed.rs`
+/// checks the freed memory itself from outside.)
+#[test]
+fn dropping_the_authenticator_wipes_its_secrets() {
+    use crate::ctap2::pin_uv::platform::{Platform, PIN};
+    let (attestation, _) = batch_attestation();
+    let mut h = Harness::with_config(Config {
+        aaguid: AAGUID,
+        attestation: Some(attestation),
+        ..Config::default()
+    });
+    let mut p = Platform::new(2);
+    assert_eq!(p.set_pin(&mut h, PIN), 0);
+    let w = wipes_during(|| drop(h));
+    assert!(w.n("DeviceState secret") >= 1);
+    assert!(w.n("WrapKey") >= 2, "credential and import wrapping keys");
+    assert!(w.n("ExtensionSecrets") >= 1);
+    assert!(w.n("PinVerifier") >= 1);
+    assert_eq!(w.n("PinUvAuthToken"), 2, "both protocols' tokens");
+    assert!(w.n("Attestation private key") >= 1);
+}
+
+/// The secrets of one PIN ceremony go when it ends: the shared secret, the
+/// decrypted pinHash and the verifier computed from it; and those of an
+/// assertion: the found credential's private key.
+#[test]
+fn the_secrets_of_a_ceremony_are_wiped_when_it_ends() {
+    use crate::ctap2::pin_uv::platform::{perm, Platform, PIN};
+    let mut h = Harness::new();
+    let mut p = Platform::new(2);
+    assert_eq!(p.set_pin(&mut h, PIN), 0);
+    let made = h.make_credential(Mc::new("example.com", b"u").build());
+    let w = wipes_during(|| {
+        p.token(&mut h, PIN, Some(perm::GA), Some("example.com"))
+            .unwrap();
+    });
+    assert!(w.n("SharedSecret") >= 1);
+    assert_eq!(w.n("decrypted pinHash"), 1);
+    assert_eq!(w.n("PinVerifier candidate"), 1);
+    let cdh = client_data_hash("wiped");
+    let w = wipes_during(|| {
+        let (status, _, _) = h.get_assertion(ga("example.com", &cdh, &[&made.id], None));
+        assert_eq!(status, 0);
+    });
+    assert!(w.n("SecretKey") >= 1, "the credential's private key");
+    // A wrong PIN: the decrypted pinHash goes too.
+    let w = wipes_during(|| {
+        assert!(p.token(&mut h, "9999", None, None).is_err());
+    });
+    assert_eq!(w.n("decrypted pinHash"), 1);
+}

@@ -26,7 +26,7 @@ pub struct Ed25519SecretKey([u8; 32]);
 
 impl Drop for Ed25519SecretKey {
     fn drop(&mut self) {
-        self.0.zeroize();
+        crate::wipe::wipe("Ed25519SecretKey", &mut self.0);
     }
 }
 

@@ -24,7 +24,7 @@ pub struct SecretKey([u8; 32]);
 
 impl Drop for SecretKey {
     fn drop(&mut self) {
-        self.0.zeroize();
+        crate::wipe::wipe("SecretKey", &mut self.0);
     }
 }
 

@@ -26,7 +26,7 @@ pub struct WrapKey([u8; 32]);
 
 impl Drop for WrapKey {
     fn drop(&mut self) {
-        self.0.zeroize();
+        crate::wipe::wipe("WrapKey", &mut self.0);
     }
 }
 

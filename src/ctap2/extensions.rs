@@ -35,9 +35,9 @@ pub(crate) mod tests;
 use ctap_types::ctap2::get_info::Extension;
 use ctap_types::ctap2::{get_assertion as ga, make_credential as mc};
 use ctap_types::ctap2::{Error, SerializedAuthenticatorData};
-use ctap_types::ByteArray;
 use rand_core::{CryptoRng, RngCore};
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use crate::authenticator::FoundCredential;
 use crate::credential::{CredentialFlags, MAX_CRED_BLOB_LENGTH};
@@ -167,9 +167,9 @@ impl MakeCredentialExtensions {
         &self,
         secrets: &ExtensionSecrets,
         credential_id: &[u8],
-    ) -> Option<ByteArray<32>> {
+    ) -> Option<Zeroizing<[u8; 32]>> {
         self.large_blob_key
-            .then(|| ByteArray::new(secrets.large_blob_key(credential_id)))
+            .then(|| secrets.large_blob_key(credential_id))
     }
 
     /// Appends the outputs (if any) to the new credential's authenticatorData.
@@ -261,8 +261,8 @@ impl AssertionExtensions {
         &self,
         credential: &FoundCredential,
         secrets: &ExtensionSecrets,
-    ) -> Option<ByteArray<32>> {
+    ) -> Option<Zeroizing<[u8; 32]>> {
         (self.large_blob_key && credential.resident.is_some())
-            .then(|| ByteArray::new(secrets.large_blob_key(&credential.id)))
+            .then(|| secrets.large_blob_key(&credential.id))
     }
 }

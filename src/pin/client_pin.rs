@@ -22,6 +22,7 @@ use super::state::{
     MAX_CONSECUTIVE_MISMATCHES, MAX_PIN_BYTES, MAX_PIN_RETRIES, MAX_UV_RETRIES, PIN_HASH_LEN,
 };
 use super::token::{permission, TOKEN_LEN};
+use super::verifier::PinVerifier;
 use super::PinUv;
 use crate::platform::{Storage, UserPresence};
 
@@ -46,7 +47,7 @@ pub(super) struct NewPin {
 
 impl Drop for NewPin {
     fn drop(&mut self) {
-        self.hash.zeroize();
+        crate::wipe::wipe("NewPin", &mut self.hash);
     }
 }
 
@@ -117,7 +118,7 @@ impl PinUv {
         match request.sub_command {
             PinV1Subcommand::GetRetries => self.get_pin_retries(),
             PinV1Subcommand::GetKeyAgreement => self.get_key_agreement(request),
-            PinV1Subcommand::SetPin => self.set_pin(request, storage),
+            PinV1Subcommand::SetPin => self.set_pin(request, storage, rng),
             PinV1Subcommand::ChangePin => self.change_pin(request, storage, rng),
             PinV1Subcommand::GetPinToken => self.get_pin_token(request, storage, rng, now_ms),
             PinV1Subcommand::GetPinUvAuthTokenUsingPinWithPermissions => {
@@ -174,10 +175,11 @@ impl PinUv {
     }
 
     /// setPIN (0x03).
-    fn set_pin<S: Storage>(
+    fn set_pin<S: Storage, R: RngCore + CryptoRng>(
         &mut self,
         request: &Request<'_>,
         storage: &mut S,
+        rng: &mut R,
     ) -> Result<Response, Error> {
         let (Some(_), Some(peer), Some(param), Some(new_pin_enc)) = (
             request.pin_protocol,
@@ -196,8 +198,9 @@ impl PinUv {
             .verify(&[new_pin_enc], param)
             .map_err(|_| Error::PinAuthInvalid)?;
         let new_pin = decrypt_new_pin(&shared, new_pin_enc, self.state.min_pin_length())?;
+        let verifier = PinVerifier::new(&new_pin.hash, self.kdf, rng);
         self.state
-            .update(storage, |s| s.set_pin(new_pin.hash, new_pin.code_points))
+            .update(storage, |s| s.set_pin(verifier, new_pin.code_points))
             .map_err(storage_error)?;
         self.consecutive_mismatches = 0;
         Ok(Response::default())
@@ -230,8 +233,9 @@ impl PinUv {
         if self.state.force_pin_change() && self.state.pin_hash_matches(&new_pin.hash) {
             return Err(Error::PinPolicyViolation);
         }
+        let verifier = PinVerifier::new(&new_pin.hash, self.kdf, rng);
         self.state
-            .update(storage, |s| s.set_pin(new_pin.hash, new_pin.code_points))
+            .update(storage, |s| s.set_pin(verifier, new_pin.code_points))
             .map_err(storage_error)?;
         self.token.reset(rng);
         Ok(Response::default())
@@ -401,9 +405,9 @@ impl PinUv {
             Ok(PIN_HASH_LEN) => self.state.pin_hash_matches(&pin_hash),
             _ => false,
         };
-        pin_hash.zeroize();
 
         if !matches {
+            crate::wipe::wipe("decrypted pinHash", &mut pin_hash);
             self.key_agreement[version.index()].regenerate(rng);
             self.consecutive_mismatches = self.consecutive_mismatches.saturating_add(1);
             return Err(if self.state.retries() == 0 {
@@ -415,10 +419,18 @@ impl PinUv {
             });
         }
         self.consecutive_mismatches = 0;
+        // A verifier made at another cost than the configured one is made
+        // again now that the pinHash is at hand (same PIN, new salt).
+        let restretched = (self.state.pin_cost() != Some(self.kdf))
+            .then(|| PinVerifier::new(&pin_hash, self.kdf, rng));
+        crate::wipe::wipe("decrypted pinHash", &mut pin_hash);
         self.state
             .update(storage, |s| {
                 s.set_retries(MAX_PIN_RETRIES);
                 s.set_uv_retries(MAX_UV_RETRIES);
+                if let Some(verifier) = restretched {
+                    s.restretch(verifier);
+                }
             })
             .map_err(storage_error)
     }

@@ -13,6 +13,7 @@ use zeroize::Zeroize;
 
 use super::client_pin::{check_new_pin, PADDED_PIN_LEN};
 use super::state::{MAX_PIN_BYTES, MAX_PIN_RETRIES, MAX_UV_RETRIES};
+use super::verifier::PinVerifier;
 use super::PinUv;
 use crate::authenticator::Authenticator;
 use crate::platform::{Storage, StorageError, UserPresence};
@@ -119,8 +120,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         padded.zeroize();
         // check_new_pin only ever refuses with PIN_POLICY_VIOLATION.
         let new_pin = checked.map_err(|_: Error| ControlError::PinPolicy)?;
+        let verifier = PinVerifier::new(&new_pin.hash, self.pin.kdf, &mut self.platform.rng);
         self.pin.control_update(&mut self.platform.storage, |s| {
-            s.set_pin(new_pin.hash, new_pin.code_points)
+            s.set_pin(verifier, new_pin.code_points)
         })?;
         self.pin.token.reset(&mut self.platform.rng);
         self.pin.consecutive_mismatches = 0;

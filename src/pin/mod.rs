@@ -4,9 +4,11 @@
 //! [`PinUv`] owns everything; the CTAP2 dispatcher keeps one for the lifetime of
 //! a power-up and wires it like this:
 //!
-//! - **Power-up:** [`PinUv::power_up`] loads the `RecordKey::Pin` record and
-//!   generates fresh key-agreement keys and tokens. (A corrupt record fails
-//!   closed: the PIN counts as set and blocked until authenticatorReset.)
+//! - **Power-up:** [`PinUv::power_up`] loads the `RecordKey::Pin` record
+//!   (rewriting a version 1 or 2 record with its PIN hash stretched, see
+//!   [`state`] and [`verifier`]) and generates fresh key-agreement keys and
+//!   tokens. (A corrupt record fails closed: the PIN counts as set and
+//!   blocked until authenticatorReset.)
 //! - **authenticatorClientPIN (0x06):** decode the request with ctap-types and
 //!   call [`PinUv::client_pin`]; serialize its `client_pin::Response` or return
 //!   its error as the status byte.
@@ -44,6 +46,7 @@ pub mod controls;
 pub mod protocol;
 pub mod state;
 pub mod token;
+pub mod verifier;
 
 use ctap_types::ctap2::Error;
 use rand_core::{CryptoRng, RngCore};
@@ -58,6 +61,7 @@ use state::{
     PinState, RpIdList, StateError, MAX_CONSECUTIVE_MISMATCHES, MAX_PIN_BYTES, MAX_UV_RETRIES,
 };
 use token::PinUvAuthToken;
+pub use verifier::PinKdfCost;
 
 /// The `pinUvAuthProtocols` getInfo value, in order of preference.
 pub const PIN_UV_AUTH_PROTOCOLS: [u8; 2] = [2, 1];
@@ -113,6 +117,8 @@ pub enum RpCheck<'a> {
 /// PIN/UV auth state for one power-up. No `Debug`: it holds keys and tokens.
 pub struct PinUv {
     features: Features,
+    /// The cost new PIN verifiers are made with.
+    kdf: PinKdfCost,
     state: PinState,
     consecutive_mismatches: u8,
     key_agreement: [KeyAgreementKey; 2],
@@ -121,20 +127,30 @@ pub struct PinUv {
 
 impl PinUv {
     /// Power-up: loads the PIN record and generates fresh key-agreement keys and
-    /// pinUvAuthTokens. Fails only when the storage back end fails; a corrupt
-    /// record yields a blocked PIN (fail closed) that authenticatorReset clears.
+    /// pinUvAuthTokens. A version 1 or 2 record (the PIN hash unsalted) is
+    /// migrated first: its hash stretched at `kdf` and the record rewritten as
+    /// version 3 atomically. Fails only when the storage back end fails (then
+    /// the old record is left as it was); a corrupt record yields a blocked PIN
+    /// (fail closed) that authenticatorReset clears.
     pub fn power_up<S: Storage, R: RngCore + CryptoRng>(
         features: Features,
+        kdf: PinKdfCost,
         storage: &mut S,
         rng: &mut R,
     ) -> Result<Self, StorageError> {
-        let state = match PinState::load(storage) {
-            Ok(state) => state,
+        let state = match PinState::load_versioned(storage) {
+            Ok((mut state, version)) => {
+                if PinState::is_old_version(version) {
+                    state.migrate(storage, kdf, rng)?;
+                }
+                state
+            }
             Err(StateError::Corrupt) => PinState::locked(),
             Err(StateError::Storage(e)) => return Err(e),
         };
         Ok(PinUv {
             features,
+            kdf,
             state,
             consecutive_mismatches: 0,
             key_agreement: [

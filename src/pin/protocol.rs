@@ -113,7 +113,7 @@ pub struct SharedSecret {
 
 impl Drop for SharedSecret {
     fn drop(&mut self) {
-        self.bytes.zeroize();
+        crate::wipe::wipe("SharedSecret", &mut self.bytes);
     }
 }
 

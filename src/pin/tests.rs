@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::state::MAX_MIN_PIN_LENGTH_RP_IDS;
 use super::token::{INITIAL_USAGE_TIME_LIMIT_MS, MAX_USAGE_TIME_PERIOD_MS};
-use super::{permission, Features, PinUv, RpCheck};
+use super::{permission, Features, PinKdfCost, PinUv, RpCheck};
 use crate::platform::{RecordKey, StorageError};
 use crate::test_platform::{seeded_rng, ChaCha20Rng, MemoryStorage, ScriptedPresence};
 
@@ -260,7 +260,7 @@ impl Rig {
     fn with_features(features: Features) -> Self {
         let mut storage = MemoryStorage::new();
         let mut rng = seeded_rng(0xF1D0);
-        let pin = PinUv::power_up(features, &mut storage, &mut rng).unwrap();
+        let pin = PinUv::power_up(features, PinKdfCost::TEST, &mut storage, &mut rng).unwrap();
         Rig {
             pin,
             features,
@@ -272,7 +272,13 @@ impl Rig {
 
     /// A simulated power cycle: a new instance on the same storage.
     fn power_cycle(&mut self) {
-        self.pin = PinUv::power_up(self.features, &mut self.storage, &mut self.rng).unwrap();
+        self.pin = PinUv::power_up(
+            self.features,
+            PinKdfCost::TEST,
+            &mut self.storage,
+            &mut self.rng,
+        )
+        .unwrap();
     }
 
     fn call(&mut self, req: &Req) -> Result<Response, Error> {
@@ -1399,7 +1405,13 @@ fn power_up_reports_storage_failure() {
     let mut storage = MemoryStorage::new();
     storage.set_fail_reads(Some(StorageError::Io));
     let mut rng = seeded_rng(5);
-    assert!(PinUv::power_up(Features::default(), &mut storage, &mut rng).is_err());
+    assert!(PinUv::power_up(
+        Features::default(),
+        PinKdfCost::TEST,
+        &mut storage,
+        &mut rng
+    )
+    .is_err());
 }
 
 #[test]
@@ -1520,4 +1532,130 @@ fn always_uv_is_persisted_and_reset_clears_it() {
     assert!(!rig.pin.always_uv());
     rig.power_cycle();
     assert!(!rig.pin.always_uv());
+}
+
+// ---------------------------------------------------------------------------
+// The stored verifier (issue 10 §1 defect 10): migration and cost.
+
+mod verifier_records {
+    use super::*;
+    use crate::pin::state::fixtures;
+
+    fn pin_hash(pin: &[u8]) -> [u8; 16] {
+        Sha256::digest(pin)[..16].try_into().unwrap()
+    }
+
+    fn iterations_of(record: &[u8]) -> u32 {
+        assert_eq!(record[0], 3, "a version 3 record");
+        u32::from_be_bytes(record[22..26].try_into().unwrap())
+    }
+
+    #[test]
+    fn the_pin_records_of_release_96f7afd_are_stretched_at_power_up_and_the_pin_works() {
+        for (old, uv_retries) in [(&fixtures::V1[..], 8), (&fixtures::V2[..], 6)] {
+            let mut rig = Rig::with_features(Features {
+                builtin_uv: true,
+                ..Features::default()
+            });
+            rig.storage.put_raw(RecordKey::Pin, old);
+            rig.power_cycle();
+            let record = rig.storage.get(RecordKey::Pin).unwrap();
+            assert_eq!(iterations_of(&record), PinKdfCost::TEST.get());
+            let hash = pin_hash(fixtures::PIN.as_bytes());
+            assert!(
+                !record.windows(16).any(|w| w == hash),
+                "the unsalted hash is gone from storage"
+            );
+            assert_eq!(rig.retries(), (6, false));
+            assert_eq!(rig.pin.uv_retries(), uv_retries);
+            assert_eq!(rig.pin.min_pin_length(), 6);
+            assert_eq!(
+                rig.get_pin_token(2, b"fixture-pin-1235").err(),
+                Some(Error::PinInvalid)
+            );
+            assert_eq!(rig.retries(), (5, false));
+            rig.get_pin_token(2, fixtures::PIN.as_bytes()).unwrap();
+            assert_eq!(rig.retries(), (8, false));
+            // And again after another power-up (nothing migrates twice).
+            let migrated = rig.storage.get(RecordKey::Pin).unwrap();
+            rig.power_cycle();
+            rig.get_pin_token(1, fixtures::PIN.as_bytes()).unwrap();
+            assert_eq!(
+                rig.storage.get(RecordKey::Pin).unwrap()[..58],
+                migrated[..58],
+                "same salt and verifier"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_migration_stops_power_up_and_keeps_the_old_record() {
+        let mut storage = MemoryStorage::new();
+        storage.put_raw(RecordKey::Pin, &fixtures::V2);
+        storage.set_fail_writes(Some(StorageError::Io));
+        let mut rng = seeded_rng(9);
+        assert!(PinUv::power_up(
+            Features::default(),
+            PinKdfCost::TEST,
+            &mut storage,
+            &mut rng
+        )
+        .is_err());
+        assert_eq!(storage.get(RecordKey::Pin).unwrap(), fixtures::V2);
+        storage.set_fail_writes(None);
+        let pin = PinUv::power_up(
+            Features::default(),
+            PinKdfCost::TEST,
+            &mut storage,
+            &mut rng,
+        )
+        .unwrap();
+        assert!(pin.is_pin_set());
+        assert_eq!(storage.get(RecordKey::Pin).unwrap()[0], 3);
+    }
+
+    #[test]
+    fn a_verifier_of_another_cost_is_made_again_by_the_next_correct_pin() {
+        let mut rig = Rig::new();
+        rig.set_pin(2, PIN).unwrap();
+        let at_test_cost = rig.storage.get(RecordKey::Pin).unwrap();
+        assert_eq!(iterations_of(&at_test_cost), PinKdfCost::TEST.get());
+        // The key now runs with another configured cost.
+        let other = PinKdfCost::iterations(40).unwrap();
+        let power_up = |rig: &mut Rig| {
+            rig.pin = PinUv::power_up(rig.features, other, &mut rig.storage, &mut rig.rng).unwrap();
+        };
+        power_up(&mut rig);
+        assert_eq!(
+            rig.storage.get(RecordKey::Pin).unwrap(),
+            at_test_cost,
+            "loading changes nothing"
+        );
+        // A wrong PIN does not touch the verifier.
+        assert_eq!(rig.get_pin_token(2, b"9999").err(), Some(Error::PinInvalid));
+        let record = rig.storage.get(RecordKey::Pin).unwrap();
+        assert_eq!(record[6..58], at_test_cost[6..58]);
+        // The correct PIN re-stretches it: new salt, the configured cost.
+        rig.get_pin_token(2, PIN).unwrap();
+        let record = rig.storage.get(RecordKey::Pin).unwrap();
+        assert_eq!(iterations_of(&record), 40);
+        assert_ne!(record[6..22], at_test_cost[6..22], "a new salt");
+        power_up(&mut rig);
+        rig.get_pin_token(1, PIN).unwrap();
+        assert_eq!(rig.get_pin_token(1, b"1235").err(), Some(Error::PinInvalid));
+    }
+
+    #[test]
+    fn set_and_change_pin_store_verifiers_not_hashes() {
+        let mut rig = Rig::new();
+        rig.set_pin(2, PIN).unwrap();
+        let record = rig.storage.get(RecordKey::Pin).unwrap();
+        assert!(!record.windows(16).any(|w| w == pin_hash(PIN)));
+        rig.change_pin(1, PIN, b"24680").unwrap();
+        let changed = rig.storage.get(RecordKey::Pin).unwrap();
+        assert!(!changed.windows(16).any(|w| w == pin_hash(b"24680")));
+        assert_ne!(changed[6..22], record[6..22], "each PIN gets its own salt");
+        rig.get_pin_token(2, b"24680").unwrap();
+        assert_eq!(rig.get_pin_token(2, PIN).err(), Some(Error::PinInvalid));
+    }
 }

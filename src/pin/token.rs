@@ -14,7 +14,6 @@
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroize;
 
 use super::protocol::{self, CryptoError, ProtocolVersion};
 
@@ -60,7 +59,9 @@ pub struct PinUvAuthToken {
 
 impl Drop for PinUvAuthToken {
     fn drop(&mut self) {
-        self.values.zeroize();
+        for value in &mut self.values {
+            crate::wipe::wipe("PinUvAuthToken", value);
+        }
     }
 }
 

@@ -33,7 +33,7 @@ pub(crate) struct HmacSecretRequest {
 
 impl Drop for HmacSecretRequest {
     fn drop(&mut self) {
-        self.salts.zeroize();
+        crate::wipe::wipe("hmac-secret salts", &mut self.salts);
     }
 }
 

@@ -16,7 +16,7 @@
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 const INFO: &[u8] = b"ferrokey extension secrets v1";
 const LABEL_CRED_RANDOM_UV: &[u8] = b"hmac-secret CredRandomWithUV";
@@ -29,7 +29,7 @@ pub(crate) struct ExtensionSecrets([u8; 32]);
 
 impl Drop for ExtensionSecrets {
     fn drop(&mut self) {
-        self.0.zeroize();
+        crate::wipe::wipe("ExtensionSecrets", &mut self.0);
     }
 }
 
@@ -72,9 +72,9 @@ impl ExtensionSecrets {
         [full[0], full[1], full[2], full[3]]
     }
 
-    /// The credential's largeBlobKey.
-    pub(crate) fn large_blob_key(&self, credential_id: &[u8]) -> [u8; 32] {
-        *self.derive_for(LABEL_LARGE_BLOB_KEY, credential_id)
+    /// The credential's largeBlobKey (wiped when the caller drops it).
+    pub(crate) fn large_blob_key(&self, credential_id: &[u8]) -> Zeroizing<[u8; 32]> {
+        self.derive_for(LABEL_LARGE_BLOB_KEY, credential_id)
     }
 }
 
@@ -89,7 +89,7 @@ mod tests {
         let id_b = [0xBB; 77];
         let uv = *s.cred_random(&id_a, true);
         let no_uv = *s.cred_random(&id_a, false);
-        let lbk = s.large_blob_key(&id_a);
+        let lbk = *s.large_blob_key(&id_a);
         assert_ne!(uv, no_uv);
         assert_ne!(uv, lbk);
         assert_ne!(no_uv, lbk);
@@ -104,7 +104,7 @@ mod tests {
         );
         assert_ne!(
             lbk,
-            ExtensionSecrets::derive(&[2; 32]).large_blob_key(&id_a)
+            *ExtensionSecrets::derive(&[2; 32]).large_blob_key(&id_a)
         );
     }
 }

@@ -466,3 +466,49 @@ fn a_transport_reset_through_the_app_trait_keeps_pin_state() {
     app.transport_reset();
     assert_eq!(p.retries(&mut h), Ok((5, true)));
 }
+
+/// Issue 10 §1 defect 10, through the whole key: a state holding the PIN
+/// record of release 96f7afd (the bytes of its frozen fixture) starts, the
+/// record is stretched and rewritten, and over CTAP that PIN gives tokens that
+/// work (a discoverable registration with the mc token, UV flagged); the
+/// key's minPINLength and the retries count as the record said.
+#[test]
+fn a_key_with_a_pin_record_of_release_96f7afd_takes_that_pin() {
+    use crate::authenticator::Config;
+    use crate::pin::state::fixtures;
+    use crate::platform::RecordKey;
+    use crate::test_platform::MemoryStorage;
+
+    for old in [&fixtures::V1[..], &fixtures::V2[..]] {
+        let storage = MemoryStorage::new();
+        storage.put_raw(RecordKey::Pin, old);
+        let mut h = Harness::on_storage(
+            storage,
+            Config {
+                aaguid: AAGUID,
+                builtin_uv: true,
+                ..Config::default()
+            },
+            21,
+        );
+        assert_eq!(h.storage.get(RecordKey::Pin).unwrap()[0], 3, "migrated");
+        let mut p = Platform::new(2);
+        assert_eq!(p.retries(&mut h), Ok((6, false)));
+        let (_, info, _) = h.ctap2(0x04, None);
+        assert_eq!(map_int(&info.unwrap(), 0x0D), Some(&int(6)), "minPINLength");
+        assert_eq!(
+            p.token(&mut h, "fixture-pin-0000", None, None).err(),
+            Some(0x31)
+        );
+        let token = p
+            .token(&mut h, fixtures::PIN, Some(perm::MC), Some(RP))
+            .unwrap();
+        let mc = Mc::new(RP, b"after-migration").rk();
+        let made = h.make_credential(mc_with(&mc, &token));
+        assert_eq!(made.auth_data.flags & 0x05, 0x05, "UP and UV");
+        assert_eq!(p.retries(&mut h), Ok((8, false)));
+        // A restart reads the migrated record: the same PIN still works.
+        let mut h = h.reopen();
+        p.token(&mut h, fixtures::PIN, None, None).unwrap();
+    }
+}
