@@ -1,4 +1,4 @@
-"""Unit tests of accounting.py (python3 -m unittest tests/lib/test_accounting.py)."""
+"""Unit tests of accounting.py: python3 tests/lib/test_accounting.py"""
 import io
 import sys
 import tempfile
@@ -89,4 +89,8 @@ class AccountingTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    result = unittest.main(exit=False).result
+    failed = len(result.failures) + len(result.errors)
+    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed, "
+          f"{len(result.skipped)} skipped")
+    sys.exit(1 if failed else 0)
