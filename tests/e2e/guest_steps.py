@@ -637,7 +637,8 @@ class Guest:
         from fido2.ctap2 import Ctap2
         from fido2.ctap2.pin import ClientPin
         from fido2.hid import open_device
-        from fido2.webauthn import (PublicKeyCredentialCreationOptions, PublicKeyCredentialParameters,
+        from fido2.webauthn import (PublicKeyCredentialCreationOptions, PublicKeyCredentialDescriptor,
+                                    PublicKeyCredentialParameters,
                                     PublicKeyCredentialRequestOptions, PublicKeyCredentialRpEntity,
                                     PublicKeyCredentialType, PublicKeyCredentialUserEntity,
                                     UserVerificationRequirement, AuthenticatorSelectionCriteria)
@@ -678,8 +679,10 @@ class Guest:
                 raise Fail("python-fido2 registration without UV")
             public_key = auth_data.credential_data.public_key
             sel = self.timed("python-fido2 get_assertion", client.get_assertion,
-                             PublicKeyCredentialRequestOptions(challenge=os.urandom(32), rp_id=rp,
-                                                               user_verification=required))
+                             PublicKeyCredentialRequestOptions(
+                                 challenge=os.urandom(32), rp_id=rp, user_verification=required,
+                                 allow_credentials=[PublicKeyCredentialDescriptor(
+                                     type=PublicKeyCredentialType.PUBLIC_KEY, id=reg.raw_id)]))
             a = sel.get_response(0)
             ad = a.response.authenticator_data
             if not ad.is_user_verified():
