@@ -201,6 +201,43 @@ fn frozen_ids_are_bound_to_their_device_secret_and_rp() {
 }
 
 #[test]
+fn damaged_frozen_records_stop_the_key_instead_of_loading() {
+    // A record is exactly its version's layout: one byte more or less, or a
+    // bad magic or version, is Corrupt and the key refuses to start (it never
+    // runs on state it does not understand).
+    let m = manifest();
+    let device = record("device.bin");
+    let mut damaged = vec![device[..device.len() - 1].to_vec()];
+    let mut longer = device.clone();
+    longer.push(0);
+    damaged.push(longer);
+    for (i, b) in [(0usize, b'X'), (2, 9)] {
+        let mut bad = device.clone();
+        bad[i] = b;
+        damaged.push(bad);
+    }
+    for bytes in damaged {
+        let storage = frozen_storage(&m, "pin.bin");
+        storage.put_raw(RecordKey::Device, &bytes);
+        let platform = Platform {
+            storage: storage.clone(),
+            presence: ScriptedPresence::default(),
+            rng: seeded_rng(1),
+        };
+        assert_eq!(
+            Authenticator::new(platform, Config::default()).err(),
+            Some(ferrokey::authenticator::InitError::Corrupt),
+            "{bytes:02x?}"
+        );
+        assert_eq!(
+            storage.get(RecordKey::Device).unwrap(),
+            bytes,
+            "left untouched"
+        );
+    }
+}
+
+#[test]
 fn discoverable_credentials_are_found_with_their_users_and_cred_blob() {
     let (m, _storage, mut key) = frozen_key();
     let residents: Vec<&Json> = m["credentials"]
