@@ -11,8 +11,6 @@ mod process_support;
 use ciborium::Value;
 use process_support::*;
 
-type Client = ferrokey_tests::ctaphid_client::CtapHidClient<Usb>;
-
 const GET_INFO: u8 = 0x04;
 const CLIENT_PIN: u8 = 0x06;
 const CTAP2_ERR_UV_BLOCKED: u8 = 0x3C;
@@ -27,7 +25,7 @@ fn info_uv(client: &mut Client) -> Option<bool> {
     let (status, body) = client.cbor(GET_INFO, &[]).unwrap();
     assert_eq!(status, 0);
     let info: Value = ciborium::from_reader(body.as_slice()).unwrap();
-    map_get_text(map_get(&info, 4).unwrap(), "uv").map(|v| v.as_bool().unwrap())
+    get_text(get(&info, 4).unwrap(), "uv").map(|v| v.as_bool().unwrap())
 }
 
 /// clientPIN getUVRetries.
@@ -36,7 +34,7 @@ fn uv_retries(client: &mut Client) -> u64 {
     let (status, body) = client.cbor(CLIENT_PIN, &encode(&request)).unwrap();
     assert_eq!(status, 0, "getUVRetries");
     let response: Value = ciborium::from_reader(body.as_slice()).unwrap();
-    let retries = map_get(&response, 5).unwrap().as_integer().unwrap();
+    let retries = get(&response, 5).unwrap().as_integer().unwrap();
     u64::try_from(retries).unwrap()
 }
 
@@ -44,7 +42,7 @@ fn uv_retries(client: &mut Client) -> u64 {
 /// flags, or the CTAP status.
 fn make_credential_with_uv(client: &mut Client, user: &str) -> Result<u8, u8> {
     make_credential_with_options(client, "example.com", user, &[("uv", true)])
-        .map(|registration| registration.auth_data[32])
+        .map(|registration| registration.auth_data.flags)
 }
 
 #[test]
