@@ -8,34 +8,25 @@
 
 mod process_support;
 
-use ciborium::Value;
+use ferrokey_tests::pin::ClientPin;
 use process_support::*;
 
-const GET_INFO: u8 = 0x04;
-const CLIENT_PIN: u8 = 0x06;
-const CTAP2_ERR_UV_BLOCKED: u8 = 0x3C;
-const CTAP2_ERR_UV_INVALID: u8 = 0x3F;
-const CTAP2_ERR_INVALID_OPTION: u8 = 0x2C;
+const CTAP2_ERR_UV_BLOCKED: u8 = status::UV_BLOCKED;
+const CTAP2_ERR_UV_INVALID: u8 = status::UV_INVALID;
+const CTAP2_ERR_INVALID_OPTION: u8 = status::INVALID_OPTION;
 /// Authenticator data flags.
-const UP: u8 = 0x01;
-const UV: u8 = 0x04;
+const UP: u8 = ctap2::flags::UP;
+const UV: u8 = ctap2::flags::UV;
 
 /// getInfo `options.uv`, if present.
 fn info_uv(client: &mut Client) -> Option<bool> {
-    let (status, body) = client.cbor(GET_INFO, &[]).unwrap();
-    assert_eq!(status, 0);
-    let info: Value = ciborium::from_reader(body.as_slice()).unwrap();
+    let info = ctap2::get_info(client).unwrap();
     get_text(get(&info, 4).unwrap(), "uv").map(|v| v.as_bool().unwrap())
 }
 
 /// clientPIN getUVRetries.
-fn uv_retries(client: &mut Client) -> u64 {
-    let request = Value::Map(vec![(int(1), int(2)), (int(2), int(7))]);
-    let (status, body) = client.cbor(CLIENT_PIN, &encode(&request)).unwrap();
-    assert_eq!(status, 0, "getUVRetries");
-    let response: Value = ciborium::from_reader(body.as_slice()).unwrap();
-    let retries = get(&response, 5).unwrap().as_integer().unwrap();
-    u64::try_from(retries).unwrap()
+fn uv_retries(client: &mut Client) -> u8 {
+    ClientPin::new(2).uv_retries(client).unwrap()
 }
 
 /// makeCredential (ES256, non-discoverable) with `uv: true`: the authData

@@ -727,13 +727,59 @@ impl Registration {
         })
     }
 
-    /// Verifies a "packed" attestation signature with the given attestation key
-    /// (the batch certificate's public key).
-    pub fn verify_packed_with(&self, attestation_key: &PublicKey) -> Result<(), String> {
-        let sig = get_text(&self.att_stmt, "sig")
+    /// The AAGUID of the attested credential data (authData bytes 37..53).
+    pub fn aaguid(&self) -> [u8; 16] {
+        // `parse` refuses a response without attested credential data.
+        self.auth_data
+            .attested
+            .as_ref()
+            .map(|a| a.aaguid)
+            .unwrap_or_default()
+    }
+
+    /// The bytes an attestation statement signs: authData ‖ clientDataHash
+    /// (WebAuthn §8.2 "packed", and the self attestation of §6.5.4).
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        [&self.raw_auth_data[..], &self.cdh].concat()
+    }
+
+    /// attStmt `alg` (the COSE algorithm of the attestation signature).
+    pub fn att_alg(&self) -> Option<i64> {
+        get_text(&self.att_stmt, "alg")
+            .and_then(Value::as_integer)
+            .and_then(|i| i64::try_from(i).ok())
+    }
+
+    /// attStmt `sig`.
+    pub fn att_sig(&self) -> Option<&[u8]> {
+        get_text(&self.att_stmt, "sig")
             .and_then(Value::as_bytes)
-            .ok_or("no sig")?;
-        attestation_key.verify(&[&self.raw_auth_data[..], &self.cdh].concat(), sig)
+            .map(Vec::as_slice)
+    }
+
+    /// attStmt `x5c`: the DER certificates, leaf first; None when absent, an
+    /// error when present but not a non-empty array of byte strings.
+    pub fn x5c(&self) -> Result<Option<Vec<Vec<u8>>>, String> {
+        let Some(x5c) = get_text(&self.att_stmt, "x5c") else {
+            return Ok(None);
+        };
+        let certificates = x5c
+            .as_array()
+            .ok_or("x5c is not an array")?
+            .iter()
+            .map(|c| c.as_bytes().cloned().ok_or("x5c entry is not bytes"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if certificates.is_empty() {
+            return Err("x5c is empty".into());
+        }
+        Ok(Some(certificates))
+    }
+
+    /// Verifies a "packed" attestation signature over [`Registration::signed_bytes`]
+    /// with the given attestation key (the batch certificate's public key).
+    pub fn verify_packed_with(&self, attestation_key: &PublicKey) -> Result<(), String> {
+        let sig = self.att_sig().ok_or("no sig")?;
+        attestation_key.verify(&self.signed_bytes(), sig)
     }
 }
 
@@ -1024,6 +1070,68 @@ mod tests {
         data.push(0);
         assert!(AuthData::parse(&data).is_err(), "trailing byte");
         assert!(AuthData::parse(&data[..36]).is_err());
+    }
+
+    /// A makeCredential response with a packed self attestation by `sk`.
+    fn self_attested(sk: &p256::ecdsa::SigningKey, cdh: &[u8; 32], rp_id: &str) -> Value {
+        use p256::ecdsa::signature::Signer;
+        let point = sk.verifying_key().to_encoded_point(false);
+        let cose = encode(&Value::Map(vec![
+            (int(1), int(2)),
+            (int(3), int(-7)),
+            (int(-1), int(1)),
+            (int(-2), bytes(point.x().unwrap())),
+            (int(-3), bytes(point.y().unwrap())),
+        ]));
+        let mut auth_data = sha256(rp_id.as_bytes()).to_vec();
+        auth_data.push(flags::UP | flags::AT);
+        auth_data.extend_from_slice(&[0, 0, 0, 1]);
+        auth_data.extend_from_slice(&[0xA5; 16]);
+        auth_data.extend_from_slice(&[0, 3, 1, 2, 3]);
+        auth_data.extend_from_slice(&cose);
+        let sig: p256::ecdsa::Signature = sk.sign(&[&auth_data[..], cdh].concat());
+        Value::Map(vec![
+            (int(1), text("packed")),
+            (int(2), bytes(&auth_data)),
+            (
+                int(3),
+                Value::Map(vec![
+                    (text("alg"), int(-7)),
+                    (text("sig"), bytes(sig.to_der().as_bytes())),
+                ]),
+            ),
+        ])
+    }
+
+    #[test]
+    fn registrations_expose_aaguid_signed_bytes_and_statement() {
+        let sk = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        let cdh = [3; 32];
+        let response = self_attested(&sk, &cdh, "example.com");
+        let reg = Registration::parse(&response, &cdh, "example.com").unwrap();
+        assert_eq!(reg.aaguid(), [0xA5; 16]);
+        assert_eq!(reg.credential_id, [1, 2, 3]);
+        assert_eq!(reg.signed_bytes(), [&reg.raw_auth_data[..], &cdh].concat());
+        assert_eq!(reg.att_alg(), Some(alg::ES256));
+        assert_eq!(reg.x5c(), Ok(None));
+        reg.verify_packed_with(&reg.public_key).unwrap();
+        // The self attestation is checked on parse: another cdh or RP fails.
+        assert!(Registration::parse(&response, &[4; 32], "example.com").is_err());
+        assert!(Registration::parse(&response, &cdh, "example.org").is_err());
+        // x5c: the certificates in order; malformed forms are errors.
+        let mut with_x5c = reg.clone();
+        with_x5c.att_stmt = Value::Map(vec![(
+            text("x5c"),
+            Value::Array(vec![bytes(b"leaf"), bytes(b"ca")]),
+        )]);
+        assert_eq!(
+            with_x5c.x5c(),
+            Ok(Some(vec![b"leaf".to_vec(), b"ca".to_vec()]))
+        );
+        with_x5c.att_stmt = Value::Map(vec![(text("x5c"), Value::Array(vec![]))]);
+        assert!(with_x5c.x5c().is_err());
+        with_x5c.att_stmt = Value::Map(vec![(text("x5c"), Value::Array(vec![int(1)]))]);
+        assert!(with_x5c.x5c().is_err());
     }
 
     #[test]

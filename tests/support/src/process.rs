@@ -219,8 +219,15 @@ impl Drop for Served {
 }
 
 /// Imports key `busid` at `addr` (retrying for a moment while a connection that
-/// just closed still holds it), enumerates it and opens a CTAPHID channel.
+/// just closed still holds it), enumerates it and opens a CTAPHID channel;
+/// panics with the reason when that fails (see [`try_connect`]).
 pub fn connect(addr: SocketAddr, busid: &str) -> CtapHidClient<UsbipClient> {
+    try_connect(addr, busid).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`connect`], returning what failed instead of panicking (for programs such
+/// as the benchmarks).
+pub fn try_connect(addr: SocketAddr, busid: &str) -> Result<CtapHidClient<UsbipClient>, String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut usb = loop {
         match UsbipClient::import(addr, busid) {
@@ -228,25 +235,56 @@ pub fn connect(addr: SocketAddr, busid: &str) -> CtapHidClient<UsbipClient> {
             Err(ImportError::Refused(_)) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(e) => panic!("import {busid} from {addr}: {e:?}"),
+            Err(e) => return Err(format!("import {busid} from {addr}: {e:?}")),
         }
     };
     usb.enumerate()
-        .unwrap_or_else(|e| panic!("enumerate {busid}: {e}"));
+        .map_err(|e| format!("enumerate {busid}: {e}"))?;
     let mut client = CtapHidClient::new(usb);
     client.set_timeout(Duration::from_secs(20));
     client
         .init()
-        .unwrap_or_else(|e| panic!("CTAPHID INIT on {busid}: {e}"));
-    client
+        .map_err(|e| format!("CTAPHID INIT on {busid}: {e}"))?;
+    Ok(client)
 }
 
 /// An HTTP request to a control API: (status code, body).
 pub fn control_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    http(addr, method, path, None)
+}
+
+/// A JSON request to a control API (`body` sent as application/json when
+/// given): the status code and the answer parsed as JSON (`Null` when the
+/// answer is empty or not JSON, so a test compares it with what it expected).
+pub fn control_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let body = body.map(serde_json::Value::to_string);
+    let (code, answer) = http(addr, method, path, body.as_deref());
+    (
+        code,
+        serde_json::from_str(&answer).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// One HTTP/1.1 exchange on a fresh connection (Connection: close); a JSON
+/// `body` when given.
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("control {addr}: {e}"));
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let content_type = if body.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
+    let body = body.unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     stream
         .write_all(request.as_bytes())
         .unwrap_or_else(|e| panic!("control {path}: {e}"));

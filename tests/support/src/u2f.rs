@@ -3,6 +3,8 @@
 
 use p256::ecdsa::signature::Verifier;
 
+use crate::ctaphid_client::{CtapHidClient, ReportTransport};
+
 /// Status words.
 pub mod sw {
     /// SW_NO_ERROR.
@@ -126,6 +128,26 @@ impl U2fRegistration {
     }
 }
 
+/// U2F_REGISTER over CTAPHID_MSG with a fresh random challenge and
+/// application: the status word must be SW_NO_ERROR, then the response goes
+/// through [`U2fRegistration::parse`] (signature verified under the key that
+/// `cert_key` takes from the attestation certificate).
+pub fn register<T: ReportTransport>(
+    client: &mut CtapHidClient<T>,
+    cert_key: impl Fn(&[u8]) -> Result<p256::ecdsa::VerifyingKey, String>,
+) -> Result<U2fRegistration, String> {
+    let challenge: [u8; 32] = rand::random();
+    let application: [u8; 32] = rand::random();
+    let response = client
+        .msg(&register_apdu(&challenge, &application))
+        .map_err(|e| format!("U2F_REGISTER: {e}"))?;
+    let (data, status) = split(&response)?;
+    if status != sw::NO_ERROR {
+        return Err(format!("U2F_REGISTER: status word {status:#06x}"));
+    }
+    U2fRegistration::parse(data, &challenge, &application, cert_key)
+}
+
 /// Parses an AUTHENTICATE response's data and verifies it with `key`:
 /// returns (user presence byte, counter).
 pub fn check_authentication(
@@ -160,5 +182,53 @@ mod tests {
         assert_eq!(&b[..7], &[0, 2, 7, 0, 0, 0, 64 + 1 + 77]);
         assert_eq!(split(&[1, 0x90, 0]).unwrap(), (&[1u8][..], sw::NO_ERROR));
         assert!(split(&[0x90]).is_err());
+    }
+
+    /// A REGISTER response made here: user key, a 3-byte "certificate" (a DER
+    /// SEQUENCE), and the attestation signature of `attestation`.
+    fn registration_response(attestation: &p256::ecdsa::SigningKey) -> Vec<u8> {
+        use p256::ecdsa::signature::Signer;
+        let user = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
+        let public = user.verifying_key().to_encoded_point(false);
+        let key_handle = [0xAA; 40];
+        let signed = [
+            &[0u8][..],
+            &[2; 32],
+            &[1; 32],
+            &key_handle,
+            public.as_bytes(),
+        ]
+        .concat();
+        let sig: p256::ecdsa::Signature = attestation.sign(&signed);
+        let mut data = vec![0x05];
+        data.extend_from_slice(public.as_bytes());
+        data.push(key_handle.len() as u8);
+        data.extend_from_slice(&key_handle);
+        data.extend_from_slice(&[0x30, 0x01, 0x00]);
+        data.extend_from_slice(sig.to_der().as_bytes());
+        data
+    }
+
+    #[test]
+    fn registrations_are_split_and_their_signature_verified() {
+        let attestation = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
+        let key = *attestation.verifying_key();
+        let data = registration_response(&attestation);
+        let reg = U2fRegistration::parse(&data, &[1; 32], &[2; 32], |cert| {
+            assert_eq!(cert, [0x30, 0x01, 0x00]);
+            Ok(key)
+        })
+        .unwrap();
+        assert_eq!(reg.key_handle, [0xAA; 40]);
+        assert_eq!(reg.certificate, [0x30, 0x01, 0x00]);
+        // Another challenge, another attestation key, a trailing byte: refused.
+        assert!(U2fRegistration::parse(&data, &[9; 32], &[2; 32], |_| Ok(key)).is_err());
+        let other = *p256::ecdsa::SigningKey::from_slice(&[6; 32])
+            .unwrap()
+            .verifying_key();
+        assert!(U2fRegistration::parse(&data, &[1; 32], &[2; 32], |_| Ok(other)).is_err());
+        let mut long = data.clone();
+        long.push(0);
+        assert!(U2fRegistration::parse(&long, &[1; 32], &[2; 32], |_| Ok(key)).is_err());
     }
 }
