@@ -4,13 +4,12 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::Duration;
 
 use ferrokey_test_support::process::Served;
+use ferrokey_test_support::usbip_client::list_devices;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferrokey");
 
@@ -48,35 +47,15 @@ impl Server {
     }
 }
 
-/// OP_REQ_DEVLIST: returns (busid, idVendor, idProduct) of the exported devices.
+/// OP_REQ_DEVLIST (the shared USB/IP client, which also checks the record
+/// layout and that the server closes after the list): (busid, idVendor,
+/// idProduct) of the exported devices.
 fn devlist(addr: SocketAddr) -> Vec<(String, u16, u16)> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .write_all(&[0x01, 0x11, 0x80, 0x05, 0, 0, 0, 0])
-        .unwrap();
-    let mut header = [0u8; 12];
-    stream.read_exact(&mut header).unwrap();
-    assert_eq!(&header[..4], &[0x01, 0x11, 0x00, 0x05]);
-    assert_eq!(&header[4..8], &[0, 0, 0, 0]);
-    let count = u32::from_be_bytes(header[8..12].try_into().unwrap());
-    let mut devices = Vec::new();
-    for _ in 0..count {
-        let mut record = [0u8; 312];
-        stream.read_exact(&mut record).unwrap();
-        let busid = String::from_utf8_lossy(&record[256..288])
-            .trim_end_matches('\0')
-            .to_string();
-        let vid = u16::from_be_bytes([record[300], record[301]]);
-        let pid = u16::from_be_bytes([record[302], record[303]]);
-        let num_interfaces = usize::from(record[311]);
-        let mut interfaces = vec![0u8; 4 * num_interfaces];
-        stream.read_exact(&mut interfaces).unwrap();
-        devices.push((busid, vid, pid));
-    }
-    devices
+    list_devices(addr)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.busid, d.vendor_id, d.product_id))
+        .collect()
 }
 
 fn serial_of(line: &str) -> String {
