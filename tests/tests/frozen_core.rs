@@ -90,7 +90,11 @@ fn pin(m: &Json) -> &str {
     m["pin"]["pin"].as_str().unwrap()
 }
 
-/// The sign counter stored for a resident credential (from its record), else the global one.
+/// The sign counter stored for a resident credential (its record's counter
+/// field), else the device-wide one. In the frozen records these are the exact
+/// last values; since counters by reservation (src/authenticator/counters.rs)
+/// a running key stores marks that cover every value it issued, and writes the
+/// exact values back on a clean stop.
 fn stored_counter(storage: &MemoryStorage, c: &Json) -> u32 {
     let id = bytes_of(&c["credential_id"]);
     if c["resident"].as_bool().unwrap() {
@@ -108,17 +112,41 @@ fn stored_counter(storage: &MemoryStorage, c: &Json) -> u32 {
     u32::from_be_bytes(device[35..39].try_into().unwrap())
 }
 
+/// getAssertion for frozen credential `c` with a PIN token (UV), signature
+/// verified with the frozen public key; the signature counter.
+fn uv_assertion(key: &mut Key, m: &Json, c: &Json) -> u32 {
+    let name = c["name"].as_str().unwrap();
+    let rp = c["rp_id"].as_str().unwrap();
+    let token = ClientPin::new(2)
+        .token(key, pin(m), Some(permission::GA), Some(rp))
+        .unwrap();
+    let a = GetAssertion::new(rp)
+        .allow(&bytes_of(&c["credential_id"]))
+        .pin_auth(&token)
+        .verified(key, &public_key(c))
+        .unwrap()
+        .unwrap_or_else(|s| panic!("{name}: status {s:#04x}"));
+    assert_eq!(a.auth_data.flags & 0x05, 0x05, "{name}: UP and UV");
+    if c["resident"].as_bool().unwrap() {
+        assert_eq!(a.user_id().unwrap(), bytes_of(&c["user_id"]), "{name}");
+    }
+    a.auth_data.sign_count
+}
+
 #[test]
 fn every_frozen_credential_id_opens_and_signs_with_its_frozen_key() {
     let (m, storage, mut key) = frozen_key();
-    let mut checked = 0;
-    for c in m["credentials"].as_array().unwrap() {
+    // The counters as the release left them (exact values).
+    let pristine = frozen_storage(&m, "pin.bin");
+    let credentials = m["credentials"].as_array().unwrap();
+    let mut last = Vec::new();
+    for c in credentials {
         let name = c["name"].as_str().unwrap();
         let rp = c["rp_id"].as_str().unwrap();
         let id = bytes_of(&c["credential_id"]);
         let pk = public_key(c);
         assert_eq!(pk.alg(), c["alg"].as_i64().unwrap(), "{name}");
-        let before = stored_counter(&storage, c);
+        let mut before = stored_counter(&pristine, c);
 
         // Without user verification: what the release answered then.
         let frozen_status = c["assertion_without_uv_status"].as_u64().unwrap() as u8;
@@ -135,34 +163,54 @@ fn every_frozen_credential_id_opens_and_signs_with_its_frozen_key() {
                     a.auth_data.sign_count
                 );
                 assert_eq!(a.credential_id, id);
+                before = a.auth_data.sign_count;
             }
             Err(s) => assert_eq!(s, frozen_status, "{name}: status"),
         }
 
-        // With the frozen PIN: every credential signs, UV flagged.
-        let token = ClientPin::new(2)
-            .token(&mut key, pin(&m), Some(permission::GA), Some(rp))
-            .unwrap();
-        let a = GetAssertion::new(rp)
-            .allow(&id)
-            .pin_auth(&token)
-            .verified(&mut key, &pk)
-            .unwrap()
-            .unwrap_or_else(|s| panic!("{name}: status {s:#04x}"));
-        assert_eq!(a.auth_data.flags & 0x05, 0x05, "{name}: UP and UV");
-        assert!(a.auth_data.sign_count > before, "{name}");
-        if c["resident"].as_bool().unwrap() {
-            assert_eq!(a.user_id().unwrap(), bytes_of(&c["user_id"]), "{name}");
-        }
-        // The new counter is durable (written before the signature left).
-        assert_eq!(
-            stored_counter(&storage, c),
-            a.auth_data.sign_count,
-            "{name}"
+        // With the frozen PIN: every credential signs, UV flagged, and its
+        // counter goes on upwards.
+        let count = uv_assertion(&mut key, &m, c);
+        assert!(count > before, "{name}: counter {count} after {before}");
+        // The new counter is durable: covered by the stored mark before the
+        // signature left.
+        let stored = stored_counter(&storage, c);
+        assert!(
+            stored >= count,
+            "{name}: signed {count} with only {stored} stored"
         );
-        checked += 1;
+        last.push(count);
     }
-    assert_eq!(checked, 7);
+    assert_eq!(last.len(), 7);
+
+    // A crash now (the records as they are, no clean stop): every credential
+    // goes on above the last value it signed.
+    let crashed = MemoryStorage::new();
+    for (k, v) in storage.snapshot() {
+        crashed.put_raw(k, &v);
+    }
+    let mut after_crash = key_on(&crashed, &m);
+    for (c, &count) in credentials.iter().zip(&last) {
+        let next = uv_assertion(&mut after_crash, &m, c);
+        assert!(
+            next > count,
+            "{}: counter {next} after a crash, {count} before",
+            c["name"]
+        );
+    }
+
+    // A clean stop writes the exact values: a record holds its credential's
+    // last counter, the device record the largest value ever issued.
+    drop(key);
+    let largest = *last.iter().max().unwrap();
+    for (c, &count) in credentials.iter().zip(&last) {
+        let expected = if c["resident"].as_bool().unwrap() {
+            count
+        } else {
+            largest
+        };
+        assert_eq!(stored_counter(&storage, c), expected, "{}", c["name"]);
+    }
 }
 
 #[test]
