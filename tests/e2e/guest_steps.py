@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -913,6 +914,9 @@ class Guest:
             raise Fail("e2e.json names no ferrokey binary")
         # tmpfs: the work share (9p) has no flock for the state's lock.
         state = Path(tempfile.mkdtemp(prefix=f"ferrokey-{transport}-", dir="/tmp"))
+        # Key A's CA, so that its packed attestation chains to the `ferrokey ca`
+        # root every registration is checked against (make_cred).
+        shutil.copytree(self.cfg["ca_dir"], state / "ca")
         log_path = self.tmp / f"serve-{transport}.log"
         full_env = dict(os.environ, RUST_LOG="info", **(env or {}))
         t0 = time.monotonic()

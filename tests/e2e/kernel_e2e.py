@@ -142,8 +142,10 @@ def main():
             "ca_pem": str(work / "ca.pem"),
             "product_match": os.environ.get("E2E_PRODUCT_MATCH", "ferrokey"),
             "aaguid": os.environ.get("E2E_AAGUID", ""),
-            # For the transports that run ferrokey inside the guest (uhid, attach).
+            # For the transports that run ferrokey inside the guest (uhid, attach):
+            # the binary, and key A's CA for their state (one root for every check).
             "ferrokey": str(Path(args.ferrokey).resolve()),
+            "ca_dir": str(key_a.state_dir / "ca"),
         }
         (work / "e2e.json").write_text(json.dumps(cfg, indent=2))
 
