@@ -17,6 +17,8 @@ use ferrokey::ctaphid::packet::{cont_report, init_report, Packet, CONT_DATA_SIZE
 use ferrokey::ctaphid::{Command, BROADCAST_CID};
 use ferrokey::device::{Device, DeviceConfig};
 use ferrokey::test_platform::{test_platform, ChaCha20Rng, MemoryStorage, ScriptedPresence};
+use ferrokey_test_support::cbor::{decode, get_bytes};
+use ferrokey_test_support::ctap2::{AuthData, GetAssertion, MakeCredential};
 
 type BenchDevice = Device<Authenticator<MemoryStorage, ScriptedPresence, ChaCha20Rng>>;
 
@@ -112,68 +114,31 @@ impl Host {
     }
 }
 
-fn int(i: i64) -> Value {
-    Value::Integer(i.into())
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.into())
-}
-
+/// makeCredential for user number `user` (ES256), the same bytes every run:
+/// the shared builder (tests/support) with rp.name "Example", user.name
+/// "alice" and no displayName.
 fn make_credential_request(user: u32) -> Value {
-    Value::Map(vec![
-        (int(1), Value::Bytes(vec![0x11; 32])),
-        (
-            int(2),
-            Value::Map(vec![
-                (text("id"), text("example.com")),
-                (text("name"), text("Example")),
-            ]),
-        ),
-        (
-            int(3),
-            Value::Map(vec![
-                (text("id"), Value::Bytes(user.to_be_bytes().to_vec())),
-                (text("name"), text("alice")),
-            ]),
-        ),
-        (
-            int(4),
-            Value::Array(vec![Value::Map(vec![
-                (text("alg"), int(-7)),
-                (text("type"), text("public-key")),
-            ])]),
-        ),
-    ])
+    let mut mc = MakeCredential::new("example.com", &user.to_be_bytes()).cdh([0x11; 32]);
+    mc.rp_name = Some("Example".into());
+    mc.user_name = Some("alice".into());
+    mc.display_name = None;
+    mc.build()
 }
 
+/// getAssertion for `credential_id` with a fixed clientDataHash.
 fn get_assertion_request(credential_id: &[u8]) -> Value {
-    Value::Map(vec![
-        (int(1), text("example.com")),
-        (int(2), Value::Bytes(vec![0x22; 32])),
-        (
-            int(3),
-            Value::Array(vec![Value::Map(vec![
-                (text("id"), Value::Bytes(credential_id.to_vec())),
-                (text("type"), text("public-key")),
-            ])]),
-        ),
-    ])
+    GetAssertion::new("example.com")
+        .cdh([0x22; 32])
+        .allow(credential_id)
+        .build()
 }
 
-/// The credential ID in a makeCredential response's attested credential data.
+/// The credential ID of a makeCredential response, from its attested
+/// credential data (parsed strictly by the shared parser).
 fn credential_id(make_credential_response: &[u8]) -> Vec<u8> {
-    let value: Value = ciborium::from_reader(make_credential_response).unwrap();
-    let auth_data = value
-        .as_map()
-        .unwrap()
-        .iter()
-        .find(|(k, _)| *k == int(2))
-        .and_then(|(_, v)| v.as_bytes())
-        .unwrap();
-    // rpIdHash 32 | flags 1 | signCount 4 | aaguid 16 | credIdLen 2 | credId
-    let len = usize::from(u16::from_be_bytes([auth_data[53], auth_data[54]]));
-    auth_data[55..55 + len].to_vec()
+    let value = decode(make_credential_response).unwrap();
+    let auth_data = AuthData::parse(get_bytes(&value, 2).unwrap()).unwrap();
+    auth_data.attested.unwrap().id
 }
 
 fn ceremonies(c: &mut Criterion) {

@@ -28,6 +28,23 @@ struct StorageState {
     fail_reads: Option<StorageError>,
     fail_writes_after: Option<usize>,
     writes: usize,
+    // Failure points counting removes too (see `fail_mutations_after`).
+    fail_mutations_after: Option<usize>,
+    mutations: usize,
+}
+
+impl StorageState {
+    /// Counts one write or remove against `fail_mutations_after`.
+    fn mutation_allowed(&mut self) -> bool {
+        match self.fail_mutations_after {
+            Some(0) => false,
+            Some(n) => {
+                self.fail_mutations_after = Some(n - 1);
+                true
+            }
+            None => true,
+        }
+    }
 }
 
 /// Records in memory, with failure injection. Clones share the same records.
@@ -56,6 +73,23 @@ impl MemoryStorage {
     /// `StorageError::Io` (a crash or a dead medium at that point).
     pub fn fail_writes_after(&self, n: usize) {
         lock(&self.state).fail_writes_after = Some(n);
+    }
+
+    /// Lets `n` more writes *or removes* succeed, then fails both with
+    /// `StorageError::Io` (the "Nth mutation fails" point of a failure-path
+    /// test); `None` lifts it.
+    pub fn fail_mutations_after(&self, n: Option<usize>) {
+        lock(&self.state).fail_mutations_after = n;
+    }
+
+    /// How many writes and removes succeeded so far.
+    pub fn mutation_count(&self) -> usize {
+        lock(&self.state).mutations
+    }
+
+    /// A copy of every record (to compare whole states).
+    pub fn snapshot(&self) -> BTreeMap<RecordKey, Vec<u8>> {
+        lock(&self.state).records.clone()
     }
 
     /// Makes every read fail with `error` (or succeed again with `None`).
@@ -114,8 +148,12 @@ impl Storage for MemoryStorage {
         if value.len() > MAX_RECORD_SIZE {
             return Err(StorageError::TooLarge);
         }
+        if !state.mutation_allowed() {
+            return Err(StorageError::Io);
+        }
         state.records.insert(key, value.to_vec());
         state.writes += 1;
+        state.mutations += 1;
         Ok(())
     }
 
@@ -130,8 +168,12 @@ impl Storage for MemoryStorage {
             }
             state.fail_writes_after = Some(n - 1);
         }
+        if !state.mutation_allowed() {
+            return Err(StorageError::Io);
+        }
         state.records.remove(&key);
         state.writes += 1;
+        state.mutations += 1;
         Ok(())
     }
 }
@@ -330,6 +372,22 @@ mod tests {
         view.set_fail_writes(None);
         s.remove(RecordKey::Device).unwrap();
         assert_eq!(s.read(RecordKey::Device, &mut buf), Ok(None));
+    }
+
+    #[test]
+    fn mutation_failure_point_counts_writes_and_removes() {
+        let mut s = MemoryStorage::new();
+        let view = s.clone();
+        view.fail_mutations_after(Some(2));
+        s.write(RecordKey::Pin, b"x").unwrap();
+        s.remove(RecordKey::Pin).unwrap();
+        assert_eq!(s.write(RecordKey::Pin, b"y"), Err(StorageError::Io));
+        assert_eq!(s.remove(RecordKey::Device), Err(StorageError::Io));
+        assert_eq!(view.mutation_count(), 2);
+        assert!(view.snapshot().is_empty());
+        view.fail_mutations_after(None);
+        s.write(RecordKey::Pin, b"z").unwrap();
+        assert_eq!(view.snapshot().get(&RecordKey::Pin).unwrap(), b"z");
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn create_keys(state: &Path, n: u32) {
 /// Registers a discoverable credential on key `dir` with the real core, as a
 /// host would with authenticatorMakeCredential.
 fn make_resident_credential(dir: &Path, rp: &str, user: &str) {
-    use ciborium::value::Value;
+    use ferrokey_test_support::ctap2::MakeCredential;
     let storage = FileStorage::open(dir).unwrap();
     let platform = Platform {
         storage,
@@ -60,33 +60,11 @@ fn make_resident_credential(dir: &Path, rp: &str, user: &str) {
         ..Config::default()
     };
     let mut app = Authenticator::new(platform, config).unwrap();
-    let text = |s: &str| Value::Text(s.into());
-    let request = Value::Map(vec![
-        (Value::Integer(1.into()), Value::Bytes(vec![0x11; 32])),
-        (
-            Value::Integer(2.into()),
-            Value::Map(vec![(text("id"), text(rp)), (text("name"), text(rp))]),
-        ),
-        (
-            Value::Integer(3.into()),
-            Value::Map(vec![
-                (text("id"), Value::Bytes(user.as_bytes().to_vec())),
-                (text("name"), text(user)),
-                (text("displayName"), text(user)),
-            ]),
-        ),
-        (
-            Value::Integer(4.into()),
-            Value::Array(vec![Value::Map(vec![
-                (text("alg"), Value::Integer((-7).into())),
-                (text("type"), text("public-key")),
-            ])]),
-        ),
-        (
-            Value::Integer(7.into()),
-            Value::Map(vec![(text("rk"), Value::Bool(true))]),
-        ),
-    ]);
+    let request = MakeCredential::new(rp, user.as_bytes())
+        .rk()
+        .user(user, user)
+        .cdh([0x11; 32])
+        .build();
     let mut bytes = vec![0x01];
     ciborium::into_writer(&request, &mut bytes).unwrap();
     let mut response = Message::new();

@@ -4,69 +4,27 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+
+use ferrokey_test_support::process::Served;
+use ferrokey_test_support::usbip_client::list_devices;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferrokey");
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running `ferrokey serve` whose stderr is collected line by line.
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
+/// `ferrokey serve` as a child process: the shared harness of
+/// ferrokey-test-support (tests/support/src/process.rs), on this crate's binary.
+struct Server(Served);
 
 impl Server {
     fn start(state: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(state)
-            .args(extra)
-            .env_remove("FERROKEY_STATE_DIR")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Server {
-            child,
-            lines,
-            log: Vec::new(),
-        }
+        Server(Served::spawn(Path::new(BIN), state, extra, Stdio::null()))
     }
 
     /// Waits for a log line containing `needle`; returns it.
     fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no {needle:?} in the log:\n{}", self.log.join("\n")),
-            }
-        }
+        self.0.wait_for(needle)
     }
 
     /// The bound address, from the "listening on" line.
@@ -77,63 +35,27 @@ impl Server {
     }
 
     fn signal(&self, signal: i32) {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        // SAFETY: sending a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        self.0.signal(signal);
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Collect the rest of the log.
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
-                    self.log.push(line);
-                }
-                return status;
-            }
-            assert!(Instant::now() < deadline, "ferrokey did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.0.wait_exit()
+    }
+
+    fn log(&self) -> String {
+        self.0.log.join("\n")
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// OP_REQ_DEVLIST: returns (busid, idVendor, idProduct) of the exported devices.
+/// OP_REQ_DEVLIST (the shared USB/IP client, which also checks the record
+/// layout and that the server closes after the list): (busid, idVendor,
+/// idProduct) of the exported devices.
 fn devlist(addr: SocketAddr) -> Vec<(String, u16, u16)> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .write_all(&[0x01, 0x11, 0x80, 0x05, 0, 0, 0, 0])
-        .unwrap();
-    let mut header = [0u8; 12];
-    stream.read_exact(&mut header).unwrap();
-    assert_eq!(&header[..4], &[0x01, 0x11, 0x00, 0x05]);
-    assert_eq!(&header[4..8], &[0, 0, 0, 0]);
-    let count = u32::from_be_bytes(header[8..12].try_into().unwrap());
-    let mut devices = Vec::new();
-    for _ in 0..count {
-        let mut record = [0u8; 312];
-        stream.read_exact(&mut record).unwrap();
-        let busid = String::from_utf8_lossy(&record[256..288])
-            .trim_end_matches('\0')
-            .to_string();
-        let vid = u16::from_be_bytes([record[300], record[301]]);
-        let pid = u16::from_be_bytes([record[302], record[303]]);
-        let num_interfaces = usize::from(record[311]);
-        let mut interfaces = vec![0u8; 4 * num_interfaces];
-        stream.read_exact(&mut interfaces).unwrap();
-        devices.push((busid, vid, pid));
-    }
-    devices
+    list_devices(addr)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.busid, d.vendor_id, d.product_id))
+        .collect()
 }
 
 fn serial_of(line: &str) -> String {
@@ -187,8 +109,8 @@ fn serve_logs_busids_exports_keys_and_stops_on_sigterm() {
 
     server.signal(libc::SIGTERM);
     let status = server.wait_exit();
-    assert_eq!(status.code(), Some(0), "{}", server.log.join("\n"));
-    let log = server.log.join("\n");
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    let log = server.log();
     assert!(log.contains("SIGTERM received"), "{log}");
     assert!(log.contains("stopped"), "{log}");
 
@@ -213,7 +135,7 @@ fn sigint_stops_cleanly_and_identity_persists() {
     let serial = serial_of(&first.wait_for("key-1 ready"));
     first.signal(libc::SIGINT);
     assert_eq!(first.wait_exit().code(), Some(0));
-    assert!(first.log.join("\n").contains("SIGINT received"));
+    assert!(first.log().contains("SIGINT received"));
 
     let mut second = Server::start(tmp.path(), &[]);
     assert_eq!(serial_of(&second.wait_for("key-1 ready")), serial);
@@ -244,7 +166,7 @@ fn logs_hold_no_secrets() {
     server.wait_for("key-1 ready");
     server.signal(libc::SIGTERM);
     server.wait_exit();
-    let log = server.log.join("\n");
+    let log = server.log();
     let key_pem = std::fs::read_to_string(tmp.path().join("ca").join("batch-key.pem")).unwrap();
     let key_body: String = key_pem.lines().nth(1).unwrap().chars().take(24).collect();
     assert!(!log.contains(&key_body), "{log}");

@@ -417,3 +417,22 @@ fn u2f_and_ctap2_credentials_interoperate_with_their_own_counters() {
     let (data, _) = h.u2f(&short(0x02, 0x08, &auth_data(&app, &resident.id)));
     assert_eq!(u32::from_be_bytes(data[1..5].try_into().unwrap()), 1);
 }
+
+/// Case 3S (Lc and data, no Le) is a well-formed short APDU; one byte more or
+/// less than Lc says is WRONG_LENGTH. (Kills the `!=` → `==` mutant of
+/// `parse_apdu`'s short-length check, which survived the baseline.)
+#[test]
+fn short_apdus_without_le_are_accepted_and_wrong_lengths_refused() {
+    let mut h = Harness::new();
+    let data = register_data(&APP);
+    let mut apdu = vec![0x00, 0x01, 0x03, 0x00, data.len() as u8];
+    apdu.extend_from_slice(&data);
+    let (response, status) = h.u2f(&apdu);
+    assert_eq!(status, sw::NO_ERROR);
+    let registration = parse_registration(&response);
+    assert!(!registration.key_handle.is_empty());
+    assert_eq!(h.u2f(&apdu[..apdu.len() - 1]).1, sw::WRONG_LENGTH);
+    let mut long = apdu.clone();
+    long.extend_from_slice(&[0, 0]);
+    assert_eq!(h.u2f(&long).1, sw::WRONG_LENGTH);
+}

@@ -11,9 +11,12 @@
    root with the repo's .venv python: the relying party (rp_server.py) on the
    guest's http://localhost:PORT, then headless Chromium and headless Firefox ESR
    in turn on the self-driving page (page/app.js).
-3. Prints one PASS/FAIL line per scenario per browser, a timing table per
-   browser, and last a line `N passed, M failed`; exits non-zero if anything
-   failed that is not listed with --known-failure (shown as XFAIL).
+3. Accounts for the results with tests/lib/accounting.py: one line per
+   scenario per browser, a timing table per browser, and last
+   `N passed, N failed, N skipped`. Known failures are the committed
+   tests/browser/known-failures.txt (BROWSER/SCENARIO  reason): a listed
+   scenario that fails is XFAIL (counted as skipped), one that passes again
+   fails the run until its line is removed. Exits non-zero if anything failed.
 
 Python 3 stdlib only (the guest side uses the venv).
 """
@@ -32,9 +35,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent / "e2e"))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "tests" / "lib"))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from e2e_common import Key, boot_and_attach_result, run_guest, vm_command  # noqa: E402
 from guest_browsers import BROWSERS, COMMANDS, SCENARIOS, stop  # noqa: E402  (no venv needed)
+from accounting import Results, load_known_failures  # noqa: E402
+
+KNOWN_FAILURES = HERE / "known-failures.txt"
 
 WARM_SECONDS = 15  # how long a browser runs on the host to fill its fresh profile
 
@@ -116,11 +123,8 @@ def main():
     ap.add_argument("--memory", default="2048", help="guest memory in MiB")
     ap.add_argument("--smp", default="2", help="guest vCPUs")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, outputs)")
-    ap.add_argument("--known-failure", action="append", metavar="BROWSER/SCENARIO",
-                    default=[k for k in os.environ.get("BROWSER_E2E_KNOWN_FAILURES", "").split(",") if k],
-                    help="report this scenario's failure as XFAIL, counted neither passed nor failed "
-                         "(repeatable; also $BROWSER_E2E_KNOWN_FAILURES, comma-separated). "
-                         "If it passes, it counts as passed.")
+    ap.add_argument("--known-failures", default=str(KNOWN_FAILURES), metavar="FILE",
+                    help=f"known failures, BROWSER/SCENARIO  reason (default: {KNOWN_FAILURES})")
     args = ap.parse_args()
     browsers = [b for b in args.browsers.split(",") if b]
     only = [s for s in args.only.split(",") if s]
@@ -209,36 +213,24 @@ def main():
 
     expected = ["guest-boot-and-attach"] + [f"{b}/{s}" for b in browsers for s in SCENARIOS
                                             if not only or s in only]
-    print("\n== results")
-    xfail = []
-    for name in expected:
-        ok, detail = results.get(name, (False, "did not run"))
-        results[name] = (ok, detail)
-        if not ok and name in args.known_failure:
-            xfail.append(name)
-            print(f"XFAIL {name}: {detail} (listed as a known failure)", flush=True)
-        elif ok and name in args.known_failure:
-            print(f"PASS {name}: {detail} (XPASS: listed as a known failure; drop it from the list)",
-                  flush=True)
-        else:
-            print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
-
     for title, rows in [("run", general)] + [(b, per_browser.get(b, [])) for b in browsers]:
         if rows:
             print(f"\n== timings: {title} (seconds)")
             for label, secs in rows:
                 if secs is not None:
                     print(f"  {label:<44} {fmt_secs(secs)}")
-    passed = sum(1 for n in expected if results[n][0])
-    failed = len(expected) - passed - len(xfail)
-    if xfail:
-        print(f"\n{len(xfail)} known failure(s) not counted: {', '.join(xfail)}")
-    if failed or args.keep:
-        print(f"\nwork dir kept: {work} (logs/, .vm/console.log, results.jsonl, rp-events.jsonl)")
+    known = load_known_failures(args.known_failures)
+    if only or browsers != BROWSERS:  # a partial run answers only for what it ran
+        known = {k: v for k, v in known.items() if k in expected}
+    accounting = Results("browsers", expected, known)
+    for name, (ok, detail) in results.items():
+        accounting.record(name, "pass" if ok else "fail", detail)
+    status = accounting.finish()
+    if status or args.keep:
+        print(f"work dir kept: {work} (logs/, .vm/console.log, results.jsonl, rp-events.jsonl)")
     else:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{passed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+    return status
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 # sign in on a real relying-party page with ferrokey attached over USB/IP.
 #
 # Usage: tests/browser/run-browser-e2e.sh [--browsers chromium,firefox] [--only SCENARIO,...]
-#                                         [--known-failure BROWSER/SCENARIO] [--keep] [--timeout S]
+#                                         [--known-failures FILE] [--keep] [--timeout S]
 #
 # Boots one throwaway QEMU guest (tools/vm/run: Debian kernel, -accel tcg, 2 GiB,
 # 2 vCPUs) in which each browser, in turn, gets its own freshly started ferrokey
@@ -14,8 +14,9 @@
 # exclude-credentials (InvalidStateError), attestation-direct (packed, chain to
 # the root), counter-and-flags (counter increases, BE/BS false).
 # Prints PASS/FAIL per scenario per browser, a timing table per browser, and
-# last `N passed, M failed`; exit status 0 only if everything passed (a failure
-# listed with --known-failure shows as XFAIL and is not counted).  Browser
+# last `N passed, N failed, N skipped` (tests/lib/accounting.py); exit status 0
+# only if nothing failed. Known failures: tests/browser/known-failures.txt
+# (XFAIL while they fail; the run fails when one passes again).  Browser
 # profiles are warmed once on the host and cached (FERROKEY_BROWSER_CACHE,
 # default next to FERROKEY_VM_CACHE or tools/.cache/browser).
 #

@@ -17,9 +17,11 @@
 #      (tests/conformance/guest-reattach-loop.sh in the background), and runs
 #      pytest <suite>/tests/device --controller http://10.0.2.2:CTRL --pico-port 1
 #      with the host's python (hostrun).
-# Prints pytest's own output, then a summary (pass/skip/fail counts, failures,
-# skip reasons, timings) and last the line `N passed, M failed`. Exit status 0
-# only if nothing failed.
+# Prints pytest's own output, then the accounting of tests/lib/accounting.py
+# against tests/conformance/expectations.txt (a pass floor and the allowed
+# skips, each with its reason; tests/conformance/summarize.py): every failure,
+# every skip that is not allowed, every allowed skip that passed, timings, and
+# last `N passed, N failed, N skipped`. Exit status 0 only if nothing failed.
 #
 #   --keep         keep the run directory (logs, state, junit.xml) even on success
 #   --timeout S    kill the guest after S seconds (default 900)
@@ -117,7 +119,7 @@ done
 if [ -z "$usbip_port" ] || [ -z "$ctrl_port" ]; then
   echo "run-fido2-suite: ferrokey did not start:" >&2
   cat "$run/ferrokey.log" >&2
-  echo "0 passed, 1 failed"
+  echo "0 passed, 1 failed, 0 skipped"
   exit 1
 fi
 echo "USB/IP on 127.0.0.1:$usbip_port, control API on 127.0.0.1:$ctrl_port"
@@ -144,58 +146,8 @@ cleanup
 
 stage "summary"
 set +e
-python3 - "$run" "$status" "$t_start" "$t_guest" "$t_end" "$([ "$keep" = 1 ] && echo --keep)" <<'PY'
-import collections
-import json
-import sys
-import xml.etree.ElementTree as ET
-from pathlib import Path
-
-run, status = Path(sys.argv[1]), int(sys.argv[2])
-t_start, t_guest, t_end = map(float, sys.argv[3:6])
-passed, failed, skipped = [], [], []
-try:
-    root = ET.parse(run / "junit.xml").getroot()
-    cases = root.iter("testcase")
-except (OSError, ET.ParseError) as e:
-    cases = []
-    failed.append(("harness", f"no junit.xml from pytest ({e})"))
-suite_time = 0.0
-for case in cases:
-    name = case.get("name")
-    mod = case.get("classname", "").rsplit(".", 1)[-1]
-    full = f"{mod}::{name}"
-    suite_time += float(case.get("time") or 0)
-    bad = case.find("failure") if case.find("failure") is not None else case.find("error")
-    skip = case.find("skipped")
-    if bad is not None:
-        msg = (bad.get("message") or bad.text or "").strip().splitlines()
-        failed.append((full, msg[0][:200] if msg else ""))
-    elif skip is not None:
-        skipped.append((full, (skip.get("message") or "").strip()))
-    else:
-        passed.append(full)
-if status not in (0, 1) and not any(f[0] == "harness" for f in failed):
-    why = {124: "guest timeout", 125: "guest failed (attach?)"}.get(status, f"exit {status}")
-    failed.append(("harness", f"pytest/guest ended with status {status}: {why}"))
-
-print(f"passed {len(passed)}, skipped {len(skipped)}, failed {len(failed)}")
-if failed:
-    print("\nfailures:")
-    for name, msg in failed:
-        print(f"  FAIL {name}: {msg}")
-if skipped:
-    print("\nskip reasons:")
-    for reason, n in collections.Counter(r for _, r in skipped).most_common():
-        print(f"  {n:3d} x {reason}")
-timing = json.loads((run / ".vm" / "timing.json").read_text()) if (run / ".vm" / "timing.json").exists() else {}
-print(f"\ntimings: setup {t_guest - t_start:.1f}s, guest boot {timing.get('boot_s')}s, "
-      f"tests {suite_time:.1f}s, guest wall {t_end - t_guest:.1f}s, total {t_end - t_start:.1f}s")
-if failed or "--keep" in sys.argv:
-    print(f"logs: {run}/pytest.log, {run}/ferrokey.log, {run}/reattach.log")
-print(f"{len(passed)} passed, {len(failed)} failed")
-sys.exit(1 if failed else 0)
-PY
+python3 tests/conformance/summarize.py "$run" "$status" "$t_start" "$t_guest" "$t_end" \
+  $([ "$keep" = 1 ] && echo --keep)
 result=$?
 set -e
 if [ "$result" = 0 ] && [ "$keep" = 0 ]; then

@@ -45,4 +45,4 @@ if [ -z "${FERROKEY_BIN:-}" ]; then
 fi
 
 stage "control API from the outside ($FERROKEY_BIN)"
-exec .venv/bin/python -m pytest tests/control -v -rfEs -p no:cacheprovider "$@"
+exec .venv/bin/python tests/lib/pytest_stage.py control -- tests/control -v -rfEs "$@"

@@ -9,10 +9,15 @@
 # python-fido2 2.2.1's Fido2Client and CTAP1 (U2F) checked by py_webauthn 3.0.1
 # and python-fido2's attestation verifiers against the `ferrokey ca` root and
 # `ferrokey mds` metadata, detach/re-attach, kill -9 + restart on the same state dir,
-# PIN lockout (3 wrong PINs) lifted by a re-attach, tools/attach-local (attach,
-# hidraw owner and mode, detach), factory reset, and a key started with
-# --presence deny.
-# Prints PASS/FAIL per scenario, timings, and last `N passed, M failed`.
+# U2F register/authenticate (fido2-cred -u, python-fido2's Ctap1), hmac-secret
+# (libfido2 and python-fido2 agree on the output), credProtect, PIN lockout
+# (3 wrong PINs) lifted by a re-attach, a PIN-protected ceremony (UV flags
+# verified), tools/attach-local (attach, hidraw owner and mode, detach), factory
+# reset (exactly NO_CREDENTIALS after), a key started with --presence deny
+# (exactly OPERATION_DENIED) and a CANCEL while a touch-mode key waits (exactly
+# KEEPALIVE_CANCEL). Adding a scenario: tests/e2e/README.md.
+# Prints PASS/FAIL per scenario, timings, and last `N passed, N failed, N
+# skipped` (tests/lib/accounting.py; known failures: tests/e2e/known-failures.txt).
 #
 # Installs what it needs when missing: Debian packages + the guest (tools/vm/build),
 # a venv in .venv/ with fido2==2.2.1 and webauthn==3.0.1, and the ferrokey binary
@@ -25,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 case "${1:-}" in
-  -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 # shellcheck source=tests/e2e/lib.sh

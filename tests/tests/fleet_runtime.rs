@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ciborium::Value;
 use ferrokey_tests::usbip_client::{list_devices, ImportError, UsbipClient};
 use firmware_sim::events::{CtapEnd, Event, EventKind};
 use firmware_sim::fleet::{Fleet, FleetConfig, FleetError};
@@ -115,7 +114,11 @@ fn keys_are_added_and_removed_while_the_server_runs() {
 
     // Removing it unplugs the host, withdraws the busid and deletes its state.
     rig.rt.block_on(rig.fleet.remove(second.id)).unwrap();
-    assert!(get_assertion(&mut client, "example.com", &registration.credential_id).is_err());
+    let unplugged = get_assertion(&mut client, "example.com", &registration);
+    assert!(
+        matches!(unplugged, Err(AssertError::Transport(_))),
+        "{unplugged:?}"
+    );
     assert_eq!(rig.busids(), ["1-1"]);
     assert!(!rig.root.join("key-2").exists());
     assert!(matches!(
@@ -136,7 +139,11 @@ fn keys_are_added_and_removed_while_the_server_runs() {
     assert_ne!(third.id, second.id);
     assert_ne!(third.serial, second.serial);
     let mut client = connect(rig.addr(), "1-2");
-    assert!(get_assertion(&mut client, "example.com", &registration.credential_id).is_err());
+    let fresh = get_assertion(&mut client, "example.com", &registration);
+    assert!(
+        matches!(fresh, Err(AssertError::Status(status::NO_CREDENTIALS))),
+        "{fresh:?}"
+    );
     let ids: Vec<_> = rig.fleet.list().iter().map(|k| k.id).collect();
     assert_eq!(ids, [first.id, third.id]);
 
@@ -205,21 +212,15 @@ fn events_tell_what_the_keys_do() {
     let EventKind::Ctap(raw) = &ctap.kind else {
         unreachable!()
     };
-    assert_eq!(raw.request[0], MAKE_CREDENTIAL);
-    let request: Value = ciborium::from_reader(&raw.request[1..]).unwrap();
-    assert_eq!(
-        map_get(&request, 1).and_then(Value::as_bytes).unwrap(),
-        &registration.client_data_hash.to_vec()
-    );
+    assert_eq!(raw.request[0], cmd::MAKE_CREDENTIAL);
+    let request = decode(&raw.request[1..]).unwrap();
+    assert_eq!(get_bytes(&request, 1).unwrap(), registration.cdh);
     let CtapEnd::Response(response) = &raw.end else {
         panic!("no response: {:?}", raw.end)
     };
     assert_eq!(response[0], 0, "status");
-    let body: Value = ciborium::from_reader(&response[1..]).unwrap();
-    assert_eq!(
-        map_get(&body, 2).and_then(Value::as_bytes).unwrap(),
-        &registration.auth_data
-    );
+    let body = decode(&response[1..]).unwrap();
+    assert_eq!(get_bytes(&body, 2).unwrap(), registration.raw_auth_data);
     assert!(raw.latency > Duration::ZERO && raw.latency < Duration::from_secs(10));
 
     let key = rig.fleet.get(info.id).unwrap();
@@ -275,8 +276,8 @@ fn a_detach_is_a_power_cycle_and_a_bus_reset_is_not() {
 
 /// Opens a channel and asks for getInfo, then lets the connection go.
 fn init_and_getinfo(usb: UsbipClient) {
-    let mut client = ferrokey_tests::ctaphid_client::CtapHidClient::new(Usb(usb));
+    let mut client = CtapHidClient::new(usb);
     client.set_timeout(Duration::from_secs(10));
     client.init().unwrap();
-    assert_eq!(client.cbor(0x04, &[]).unwrap().0, 0);
+    ctap2::get_info(&mut client).unwrap();
 }

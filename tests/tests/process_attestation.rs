@@ -14,10 +14,10 @@ mod process_support;
 use std::path::Path;
 use std::process::Command;
 
+use ferrokey_tests::u2f::{self, U2fRegistration};
 use firmware_sim::attestation::check::{
     check_issued_by, check_packed_attestation, parse_strict, StrictCertificate,
 };
-use p256::ecdsa::signature::Verifier;
 use process_support::*;
 use x509_cert::certificate::Version;
 use x509_cert::der::oid::db::rfc4519::{
@@ -72,108 +72,45 @@ fn assert_webauthn_8_2_1(cert: &StrictCertificate, aaguid: &[u8; 16]) {
 /// checked under x5c[0] over authData || clientDataHash.
 fn packed_x5c(reg: &Registration) -> Vec<StrictCertificate> {
     assert_eq!(reg.fmt, "packed");
-    assert_eq!(
-        map_get_text(&reg.att_stmt, "alg").unwrap().as_integer(),
-        Some((-7).into())
-    );
-    let sig = map_get_text(&reg.att_stmt, "sig")
+    assert_eq!(reg.att_alg(), Some(ctap2::alg::ES256));
+    let x5c: Vec<StrictCertificate> = reg
+        .x5c()
         .unwrap()
-        .as_bytes()
-        .unwrap();
-    let x5c: Vec<StrictCertificate> = map_get_text(&reg.att_stmt, "x5c")
         .expect("x5c")
-        .as_array()
-        .unwrap()
         .iter()
-        .map(|c| parse_strict(c.as_bytes().unwrap()).unwrap())
+        .map(|c| parse_strict(c).unwrap())
         .collect();
-    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(x5c[0].public_key()).unwrap();
-    let mut signed = reg.auth_data.clone();
-    signed.extend_from_slice(&reg.client_data_hash);
-    key.verify(&signed, &p256::ecdsa::Signature::from_der(sig).unwrap())
-        .unwrap();
+    reg.verify_packed_with(&certificate_key(&x5c[0])).unwrap();
     x5c
 }
 
-/// A U2F REGISTER response, split.
-struct U2fRegistration {
-    public_key: Vec<u8>,
-    key_handle: Vec<u8>,
-    certificate: Vec<u8>,
-    signature: Vec<u8>,
-    challenge: [u8; 32],
-    application: [u8; 32],
+/// The P-256 key of a strictly parsed certificate.
+fn certificate_key(cert: &StrictCertificate) -> PublicKey {
+    PublicKey::Es256(p256::ecdsa::VerifyingKey::from_sec1_bytes(cert.public_key()).unwrap())
 }
 
-/// U2F REGISTER (extended-length APDU over CTAPHID_MSG).
-fn u2f_register(
-    client: &mut ferrokey_tests::ctaphid_client::CtapHidClient<Usb>,
-) -> U2fRegistration {
-    let challenge: [u8; 32] = rand::random();
-    let application: [u8; 32] = rand::random();
-    let mut apdu = vec![0x00, 0x01, 0x03, 0x00, 0x00, 0x00, 0x40];
-    apdu.extend_from_slice(&challenge);
-    apdu.extend_from_slice(&application);
-    apdu.extend_from_slice(&[0x00, 0x00]);
-    let response = client.msg(&apdu).unwrap();
-    let (body, sw) = response.split_at(response.len() - 2);
-    assert_eq!(sw, [0x90, 0x00], "REGISTER status");
-    assert_eq!(body[0], 0x05);
-    let public_key = body[1..66].to_vec();
-    let kh_len = usize::from(body[66]);
-    let key_handle = body[67..67 + kh_len].to_vec();
-    let rest = &body[67 + kh_len..];
-    // The certificate's length from its DER header (as U2F hosts find it).
-    let cert_len = match rest[1] {
-        n if n < 0x80 => 2 + usize::from(n),
-        0x81 => 3 + usize::from(rest[2]),
-        0x82 => 4 + (usize::from(rest[2]) << 8 | usize::from(rest[3])),
-        other => panic!("certificate length form {other:#x}"),
-    };
-    U2fRegistration {
-        public_key,
-        key_handle,
-        certificate: rest[..cert_len].to_vec(),
-        signature: rest[cert_len..].to_vec(),
-        challenge,
-        application,
-    }
-}
-
-impl U2fRegistration {
-    /// Checks the signature (FIDO U2F raw message formats §4.3) under the
-    /// certificate's key; returns the strictly parsed certificate.
-    fn verify(&self) -> StrictCertificate {
-        let cert = parse_strict(&self.certificate).unwrap();
-        let mut signed = vec![0x00];
-        signed.extend_from_slice(&self.application);
-        signed.extend_from_slice(&self.challenge);
-        signed.extend_from_slice(&self.key_handle);
-        signed.extend_from_slice(&self.public_key);
-        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(cert.public_key()).unwrap();
-        key.verify(
-            &signed,
-            &p256::ecdsa::Signature::from_der(&self.signature).unwrap(),
-        )
-        .unwrap();
-        cert
-    }
-}
-
-/// The credential public key (COSE EC2) from the attested credential data,
-/// as an uncompressed SEC1 point.
-fn credential_public_key(reg: &Registration) -> Vec<u8> {
-    let start = 55 + reg.credential_id.len();
-    let cose: ciborium::value::Value = ciborium::from_reader(&reg.auth_data[start..]).unwrap();
-    let coord = |k: i64| map_get(&cose, k).unwrap().as_bytes().unwrap().clone();
-    [vec![0x04], coord(-2), coord(-3)].concat()
+/// U2F REGISTER (extended-length APDU over CTAPHID_MSG), split by the shared
+/// parser, its signature (FIDO U2F raw message formats §4.3) verified under
+/// the attestation certificate's key; returns the registration and the
+/// strictly parsed certificate.
+fn u2f_register(client: &mut Client) -> (U2fRegistration, StrictCertificate) {
+    let registration = u2f::register(client, |der| {
+        let cert = parse_strict(der).map_err(|e| format!("{e:?}"))?;
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(cert.public_key()).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    let cert = parse_strict(&registration.certificate).unwrap();
+    (registration, cert)
 }
 
 /// Checks a U2F self-attestation certificate (modes none and self): strict DER,
 /// self-signed by the new credential key.
-fn assert_u2f_self_signed(u2f: &U2fRegistration) {
-    let cert = u2f.verify();
-    assert_eq!(cert.public_key(), u2f.public_key.as_slice());
+fn assert_u2f_self_signed(client: &mut Client) {
+    let (u2f, cert) = u2f_register(client);
+    assert_eq!(
+        cert.public_key(),
+        u2f.public_key.to_encoded_point(false).as_bytes()
+    );
     check_issued_by(&cert, &cert).unwrap();
 }
 
@@ -189,8 +126,8 @@ fn none_mode_gives_fmt_none_and_a_self_signed_u2f_certificate() {
     let reg = make_credential(&mut client, RP, "alice").unwrap();
     assert_eq!(reg.fmt, "none");
     assert_eq!(reg.att_stmt, ciborium::value::Value::Map(vec![]));
-    assert_eq!(reg.aaguid, FERROKEY_AAGUID);
-    assert_u2f_self_signed(&u2f_register(&mut client));
+    assert_eq!(reg.aaguid(), FERROKEY_AAGUID);
+    assert_u2f_self_signed(&mut client);
     served.stop();
 }
 
@@ -201,20 +138,14 @@ fn self_mode_signs_with_the_credential_key_without_x5c() {
     let mut client = connect(served.addr, "1-1");
     let reg = make_credential(&mut client, RP, "alice").unwrap();
     assert_eq!(reg.fmt, "packed");
-    assert!(map_get_text(&reg.att_stmt, "x5c").is_none());
-    assert_eq!(
-        map_get_text(&reg.att_stmt, "alg").unwrap().as_integer(),
-        Some((-7).into())
-    );
-    let sig = map_get_text(&reg.att_stmt, "sig")
-        .unwrap()
-        .as_bytes()
+    assert_eq!(reg.x5c(), Ok(None));
+    assert_eq!(reg.att_alg(), Some(ctap2::alg::ES256));
+    // Signed by the credential key of the attested credential data (parsed
+    // strictly from its COSE_Key).
+    reg.public_key
+        .verify(&reg.signed_bytes(), reg.att_sig().unwrap())
         .unwrap();
-    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&credential_public_key(&reg)).unwrap();
-    let signed = [reg.auth_data.clone(), reg.client_data_hash.to_vec()].concat();
-    key.verify(&signed, &p256::ecdsa::Signature::from_der(sig).unwrap())
-        .unwrap();
-    assert_u2f_self_signed(&u2f_register(&mut client));
+    assert_u2f_self_signed(&mut client);
     served.stop();
 }
 
@@ -227,7 +158,7 @@ fn chain_mode_sends_the_batch_certificate_and_the_intermediate_up_to_the_root() 
     let reg = make_credential(&mut client, RP, "alice").unwrap();
     let x5c = packed_x5c(&reg);
     assert_eq!(x5c.len(), 2);
-    assert_webauthn_8_2_1(&x5c[0], &reg.aaguid);
+    assert_webauthn_8_2_1(&x5c[0], &reg.aaguid());
     let intermediate = &x5c[1];
     assert!(intermediate.is_ca());
     assert_eq!(intermediate.version(), Version::V3);
@@ -235,8 +166,7 @@ fn chain_mode_sends_the_batch_certificate_and_the_intermediate_up_to_the_root() 
     check_issued_by(intermediate, &root).unwrap();
     assert!(check_issued_by(&x5c[0], &root).is_err());
     // U2F carries one certificate: the batch certificate the intermediate issued.
-    let u2f = u2f_register(&mut client);
-    u2f.verify();
+    let (u2f, _) = u2f_register(&mut client);
     assert_eq!(u2f.certificate, x5c[0].der);
     served.stop();
 
@@ -258,15 +188,14 @@ fn batch_mode_certificates_are_strict_der_and_chain_to_the_ferrokey_ca_root() {
     let mut client = connect(served.addr, "1-1");
 
     let reg = make_credential(&mut client, RP, "alice").unwrap();
-    assert_eq!(reg.aaguid, FERROKEY_AAGUID);
+    assert_eq!(reg.aaguid(), FERROKEY_AAGUID);
     let x5c = packed_x5c(&reg);
     assert_eq!(x5c.len(), 1);
-    assert_webauthn_8_2_1(&x5c[0], &reg.aaguid);
+    assert_webauthn_8_2_1(&x5c[0], &reg.aaguid());
     check_issued_by(&x5c[0], &root).unwrap();
 
     // U2F: the same batch certificate, and the signature verifies under it.
-    let u2f = u2f_register(&mut client);
-    let cert = u2f.verify();
+    let (u2f, cert) = u2f_register(&mut client);
     assert_eq!(u2f.certificate, x5c[0].der);
     check_issued_by(&cert, &root).unwrap();
     served.stop();
@@ -293,12 +222,10 @@ fn the_mds_statement_describes_the_served_key() {
         serde_json::from_slice(&std::fs::read(out.join("metadata-statement.json")).unwrap())
             .unwrap();
     let mut client = connect(served.addr, "1-1");
-    let (code, body) = client.cbor(0x04, &[]).unwrap();
-    assert_eq!(code, 0);
-    let info: ciborium::value::Value = ciborium::from_reader(body.as_slice()).unwrap();
+    let info = ctap2::get_info(&mut client).unwrap();
     let json = &statement["authenticatorGetInfo"];
     let texts = |k: i64| -> Vec<String> {
-        map_get(&info, k)
+        get(&info, k)
             .unwrap()
             .as_array()
             .unwrap()
@@ -308,15 +235,9 @@ fn the_mds_statement_describes_the_served_key() {
     };
     assert_eq!(json["versions"], serde_json::json!(texts(1)));
     assert_eq!(json["extensions"], serde_json::json!(texts(2)));
-    let aaguid: String = map_get(&info, 3)
-        .unwrap()
-        .as_bytes()
-        .unwrap()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let aaguid = hex(get_bytes(&info, 3).unwrap());
     assert_eq!(json["aaguid"], serde_json::json!(aaguid));
-    for (name, value) in map_get(&info, 4).unwrap().as_map().unwrap() {
+    for (name, value) in get(&info, 4).unwrap().as_map().unwrap() {
         let name = name.as_text().unwrap();
         assert_eq!(
             json["options"][name],
@@ -327,7 +248,7 @@ fn the_mds_statement_describes_the_served_key() {
     assert_eq!(json["options"]["uv"], serde_json::json!(true));
     assert_eq!(
         json["maxMsgSize"],
-        serde_json::json!(i128::from(map_get(&info, 5).unwrap().as_integer().unwrap()) as i64)
+        serde_json::json!(get_u64(&info, 5).unwrap())
     );
     let root = ferrokey_ca_root(tmp.path());
     let listed = base64::engine::general_purpose::STANDARD

@@ -19,7 +19,7 @@ const OPERATION_DENIED: u8 = 0x27;
 
 /// Whether the server closed the client's USB/IP connection.
 fn closed(client: &mut CtapHidClientUsb) -> bool {
-    let stream = client.transport_mut().0.stream();
+    let stream = client.transport_mut().stream();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -31,7 +31,7 @@ fn closed(client: &mut CtapHidClientUsb) -> bool {
     }
 }
 
-type CtapHidClientUsb = ferrokey_tests::ctaphid_client::CtapHidClient<Usb>;
+type CtapHidClientUsb = Client;
 
 #[test]
 fn power_cycle_unplugs_refuses_imports_and_keeps_state() {
@@ -44,7 +44,7 @@ fn power_cycle_unplugs_refuses_imports_and_keeps_state() {
 
     let mut client = connect(served.addr, "1-1");
     let reg = make_credential(&mut client, "example.com", "hana").unwrap();
-    let before = get_assertion(&mut client, "example.com", &reg.credential_id).unwrap();
+    let before = get_assertion(&mut client, "example.com", &reg).unwrap();
 
     let (code, body) = control_get(control, "/usb1/power/off");
     assert_eq!(code, 200, "{body}");
@@ -61,7 +61,7 @@ fn power_cycle_unplugs_refuses_imports_and_keeps_state() {
     let (code, body) = control_get(control, "/usb1/power/on");
     assert_eq!(code, 200, "{body}");
     let mut client = connect(served.addr, "1-1");
-    let after = get_assertion(&mut client, "example.com", &reg.credential_id).unwrap();
+    let after = get_assertion(&mut client, "example.com", &reg).unwrap();
     assert!(after > before, "counter {after} after {before}");
     let (_, body) = control_get(control, "/usb1");
     assert!(body.contains(r#""attached":true"#), "{body}");

@@ -12,8 +12,8 @@
 
 mod process_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -25,22 +25,7 @@ use serde_json::{json, Value};
 
 /// One JSON request on the control API: (status, body).
 fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    control_json(addr, method, path, body)
 }
 
 /// `ferrokey events --control URL`, its stdout lines as JSON.
@@ -147,7 +132,7 @@ fn added_keys_are_usable_and_their_ceremonies_are_events() {
     // A client registers and signs in with it.
     let mut client = connect(served.addr, &busid);
     let registration = make_credential(&mut client, "example.com", "dora").unwrap();
-    let counter = get_assertion(&mut client, "example.com", &registration.credential_id).unwrap();
+    let counter = get_assertion(&mut client, "example.com", &registration).unwrap();
     let credential_id = URL_SAFE_NO_PAD.encode(&registration.credential_id);
 
     let ctap = events.wait("makeCredential", |v| {
@@ -159,7 +144,7 @@ fn added_keys_are_usable_and_their_ceremonies_are_events() {
     assert_eq!(ctap["data"]["params"]["user"]["name"], "dora");
     assert_eq!(
         ctap["data"]["params"]["clientDataHash"],
-        URL_SAFE_NO_PAD.encode(registration.client_data_hash)
+        URL_SAFE_NO_PAD.encode(registration.cdh)
     );
     assert!(ctap["data"]["latencyMs"].as_f64().unwrap() > 0.0);
     let added = events.wait("credentialAdded", |v| v["event"] == "credentialAdded");
@@ -235,34 +220,17 @@ fn added_keys_are_usable_and_their_ceremonies_are_events() {
     );
 }
 
-/// getAssertion for `rp` with an empty allowList: (authData, signature, credential id).
-fn discoverable_assertion(
-    client: &mut ferrokey_tests::ctaphid_client::CtapHidClient<Usb>,
-    rp: &str,
-    cdh: &[u8; 32],
-) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    use ciborium::value::Value as Cbor;
-    let request = Cbor::Map(vec![
-        (Cbor::Integer(1.into()), Cbor::Text(rp.into())),
-        (Cbor::Integer(2.into()), Cbor::Bytes(cdh.to_vec())),
-    ]);
-    let (status, body) = client.cbor(GET_ASSERTION, &encode(&request)).unwrap();
-    assert_eq!(status, 0, "getAssertion status {status:#04x}");
-    let response: Cbor = ciborium::from_reader(body.as_slice()).unwrap();
-    let auth_data = map_get(&response, 2).unwrap().as_bytes().unwrap().clone();
-    let signature = map_get(&response, 3).unwrap().as_bytes().unwrap().clone();
-    let credential = map_get(&response, 1).unwrap();
-    let id = map_get_text(credential, "id")
-        .unwrap()
-        .as_bytes()
-        .unwrap()
-        .clone();
-    (auth_data, signature, id)
+/// getAssertion for `rp` with an empty allowList, parsed by the shared strict
+/// parser (rpIdHash, structure); its signature is left to the caller.
+fn discoverable_assertion(client: &mut Client, rp: &str) -> Assertion {
+    match GetAssertion::new(rp).send(client).unwrap() {
+        Ok(assertion) => assertion,
+        Err(status) => panic!("getAssertion status {status:#04x}"),
+    }
 }
 
 #[test]
 fn a_seeded_credential_signs_for_real_and_overrides_break_what_they_say() {
-    use p256::ecdsa::signature::Verifier;
     use p256::pkcs8::EncodePrivateKey;
 
     let tmp = tempfile::tempdir().unwrap();
@@ -272,7 +240,7 @@ fn a_seeded_credential_signs_for_real_and_overrides_break_what_they_say() {
 
     // The test's own key pair; only the private key goes to the key.
     let secret = p256::SecretKey::random(&mut rand::thread_rng());
-    let public = p256::ecdsa::VerifyingKey::from(secret.public_key());
+    let public = PublicKey::Es256(p256::ecdsa::VerifyingKey::from(secret.public_key()));
     let pkcs8 = secret.to_pkcs8_der().unwrap();
     let credential_id = b"seeded-by-the-test-0001".to_vec();
     let seed = json!({
@@ -307,21 +275,21 @@ fn a_seeded_credential_signs_for_real_and_overrides_break_what_they_say() {
     // Signed in through CTAP with an empty allowList: the seeded credential
     // answers, and the test's public key verifies its signature.
     let mut client = connect(served.addr, "1-1");
-    let cdh: [u8; 32] = rand::random();
-    let (auth_data, signature, id) = discoverable_assertion(&mut client, "localhost", &cdh);
-    assert_eq!(id, credential_id);
-    assert_eq!(auth_data[32] & 0x01, 0x01, "UP");
-    let count = u32::from_be_bytes(auth_data[33..37].try_into().unwrap());
+    let assertion = discoverable_assertion(&mut client, "localhost");
+    assert_eq!(assertion.credential_id, credential_id);
+    assert_eq!(assertion.user_id().as_deref(), Some(&b"user-7"[..]));
+    assert_eq!(
+        assertion.auth_data.flags & ctap2::flags::UP,
+        ctap2::flags::UP
+    );
+    let count = assertion.auth_data.sign_count;
     assert!(
         count > 10,
         "counter {count} did not move past the seeded 10"
     );
-    let signed = [auth_data.as_slice(), cdh.as_slice()].concat();
-    let sig = p256::ecdsa::Signature::from_der(&signature).unwrap();
-    assert!(
-        public.verify(&signed, &sig).is_ok(),
-        "the seeded key's signature does not verify"
-    );
+    if let Err(e) = assertion.verify(&public) {
+        panic!("the seeded key's signature does not verify: {e}");
+    }
     let asserted = events.wait("credentialAsserted", |v| v["event"] == "credentialAsserted");
     assert_eq!(
         asserted["data"]["credential"]["credentialId"],
@@ -358,14 +326,12 @@ fn a_seeded_credential_signs_for_real_and_overrides_break_what_they_say() {
         Some(&json!({"isBogusSignature": true})),
     );
     assert_eq!(status, 200);
-    let cdh: [u8; 32] = rand::random();
-    let (auth_data, signature, _) = discoverable_assertion(&mut client, "localhost", &cdh);
-    let signed = [auth_data.as_slice(), cdh.as_slice()].concat();
-    let bogus = p256::ecdsa::Signature::from_der(&signature);
+    let bogus = discoverable_assertion(&mut client, "localhost");
     assert!(
-        bogus.map_or(true, |sig| public.verify(&signed, &sig).is_err()),
-        "a bogus signature verified"
+        p256::ecdsa::Signature::from_der(&bogus.signature).is_ok(),
+        "the bogus signature is not well-formed DER"
     );
+    assert!(bogus.verify(&public).is_err(), "a bogus signature verified");
     // isBadUP: UP=0 (and the bogus bit is reset, as CDP does).
     call(
         control,
@@ -373,16 +339,9 @@ fn a_seeded_credential_signs_for_real_and_overrides_break_what_they_say() {
         "/webauthn/authenticator/1/response-override",
         Some(&json!({"isBadUP": true})),
     );
-    let cdh: [u8; 32] = rand::random();
-    let (auth_data, signature, _) = discoverable_assertion(&mut client, "localhost", &cdh);
-    assert_eq!(auth_data[32] & 0x01, 0, "UP still set");
-    let signed = [auth_data.as_slice(), cdh.as_slice()].concat();
-    assert!(public
-        .verify(
-            &signed,
-            &p256::ecdsa::Signature::from_der(&signature).unwrap()
-        )
-        .is_ok());
+    let bad_up = discoverable_assertion(&mut client, "localhost");
+    assert_eq!(bad_up.auth_data.flags & ctap2::flags::UP, 0, "UP still set");
+    bad_up.verify(&public).unwrap();
 
     // Properties, then deletion.
     let path = format!(

@@ -11,7 +11,6 @@ mod process_support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use p256::ecdsa::signature::Verifier;
 use process_support::*;
 use x509_parser::prelude::*;
 
@@ -25,18 +24,14 @@ fn packed_batch_attestation_verifies_and_matches_the_aaguid() {
     let mut client = connect(served.addr, "1-1");
     let reg = make_credential(&mut client, RP, "alice").unwrap();
     assert_eq!(reg.fmt, "packed");
-    assert_eq!(reg.aaguid, FERROKEY_AAGUID);
+    assert_eq!(
+        reg.auth_data.attested.as_ref().unwrap().aaguid,
+        FERROKEY_AAGUID
+    );
 
-    let alg = map_get_text(&reg.att_stmt, "alg").unwrap();
+    let alg = get_text(&reg.att_stmt, "alg").unwrap();
     assert_eq!(alg.as_integer(), Some((-7).into()));
-    let sig = map_get_text(&reg.att_stmt, "sig")
-        .unwrap()
-        .as_bytes()
-        .unwrap();
-    let x5c = map_get_text(&reg.att_stmt, "x5c")
-        .unwrap()
-        .as_array()
-        .unwrap();
+    let x5c = get_text(&reg.att_stmt, "x5c").unwrap().as_array().unwrap();
     assert_eq!(x5c.len(), 1);
     let cert_der = x5c[0].as_bytes().unwrap();
     let (_, cert) = X509Certificate::from_der(cert_der).unwrap();
@@ -50,16 +45,16 @@ fn packed_batch_attestation_verifies_and_matches_the_aaguid() {
     let oid = x509_parser::der_parser::oid!(1.3.6 .1 .4 .1 .45724 .1 .1 .4);
     let ext = cert.extensions().iter().find(|e| e.oid == oid).unwrap();
     assert!(!ext.critical);
-    assert_eq!(&ext.value[2..], &reg.aaguid);
+    assert_eq!(
+        &ext.value[2..],
+        &reg.auth_data.attested.as_ref().unwrap().aaguid
+    );
 
     // The attestation signature verifies under the certificate's key.
     let key =
         p256::ecdsa::VerifyingKey::from_sec1_bytes(&cert.public_key().subject_public_key.data)
             .unwrap();
-    let signature = p256::ecdsa::Signature::from_der(sig).unwrap();
-    let mut signed = reg.auth_data.clone();
-    signed.extend_from_slice(&reg.client_data_hash);
-    key.verify(&signed, &signature).unwrap();
+    reg.verify_packed_with(&PublicKey::Es256(key)).unwrap();
 
     // And the certificate chains to the root `ferrokey ca` prints.
     let out = Command::new(ferrokey_bin())
@@ -82,46 +77,46 @@ fn restart_keeps_credentials_and_counters() {
     let reg = make_credential(&mut client, RP, "bob").unwrap();
     let mut last = 0;
     for _ in 0..3 {
-        let counter = get_assertion(&mut client, RP, &reg.credential_id).unwrap();
+        let counter = get_assertion(&mut client, RP, &reg).unwrap();
         assert!(counter > last, "{counter} after {last}");
         last = counter;
     }
     drop(client);
     served.stop();
 
-    let listing = Command::new(ferrokey_bin())
-        .args(["list", "--state-dir"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
-    assert!(listing.contains(&format!("rp={RP} user=bob")), "{listing}");
-    assert!(listing.contains(&format!("sign_count={last}")), "{listing}");
+    // `ferrokey list` agrees, compared as numbers (not as substrings).
+    let listed = listed_credentials(tmp.path());
+    assert_eq!(listed, vec![(RP.to_string(), "bob".to_string(), last)]);
 
+    // The restarted key signs with the same private key, and counts on.
     let served = Served::start(tmp.path(), &[]);
     let mut client = connect(served.addr, "1-1");
-    let counter = get_assertion(&mut client, RP, &reg.credential_id).unwrap();
+    let counter = get_assertion(&mut client, RP, &reg).unwrap();
     assert!(counter > last, "{counter} after restart, was {last}");
     drop(client);
     served.stop();
 }
 
+/// Runs assertions until the server is killed by another thread. Every answer
+/// must be a signature (verified) with a counter above every one seen before;
+/// an error status (a storage failure, say) fails the test, and a transport
+/// failure counts as the kill only if the process is really gone.
 #[test]
 fn kill_9_never_makes_the_counter_go_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let credential_id = {
+    let reg = {
         let served = Served::start(tmp.path(), &[]);
         let mut client = connect(served.addr, "1-1");
         let reg = make_credential(&mut client, RP, "carol").unwrap();
         drop(client);
         served.stop();
-        reg.credential_id
+        reg
     };
 
     let mut highest = 0u32;
     let mut total = 0usize;
     for round in 0..4u64 {
-        let served = Served::start(tmp.path(), &[]);
+        let mut served = Served::start(tmp.path(), &[]);
         let mut client = connect(served.addr, "1-1");
         // Kill at a different point of the assertion loop each round.
         let pid = served.child.id();
@@ -132,8 +127,9 @@ fn kill_9_never_makes_the_counter_go_back() {
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut first = true;
+        let mut died = false;
         while Instant::now() < deadline {
-            match get_assertion(&mut client, RP, &credential_id) {
+            match get_assertion(&mut client, RP, &reg) {
                 Ok(counter) => {
                     assert!(
                         counter > highest,
@@ -144,20 +140,41 @@ fn kill_9_never_makes_the_counter_go_back() {
                     first = false;
                     total += 1;
                 }
-                Err(_) => break, // the server died
+                Err(AssertError::Status(status)) => {
+                    panic!("round {round}: the key answered status {status:#04x}, not a signature")
+                }
+                Err(AssertError::Transport(e)) => {
+                    killer.join().unwrap();
+                    let status = served.wait_exit();
+                    assert_eq!(
+                        std::os::unix::process::ExitStatusExt::signal(&status),
+                        Some(SIGKILL),
+                        "round {round}: transport error {e} but the server was not killed ({status:?})"
+                    );
+                    died = true;
+                    break;
+                }
             }
         }
-        killer.join().unwrap();
+        assert!(died, "round {round}: the server outlived the kill");
         drop(client);
         drop(served);
     }
     eprintln!("{total} assertions over 4 killed runs; highest counter {highest}");
     assert!(total >= 4, "only {total} assertions got through");
 
-    // A final clean start still counts up from the highest value seen.
+    // A final clean start still counts up from the highest value seen, and
+    // `ferrokey list` holds no smaller value.
+    let listed = listed_credentials(tmp.path());
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].2 >= highest,
+        "listed {} after {highest}",
+        listed[0].2
+    );
     let served = Served::start(tmp.path(), &[]);
     let mut client = connect(served.addr, "1-1");
-    let counter = get_assertion(&mut client, RP, &credential_id).unwrap();
+    let counter = get_assertion(&mut client, RP, &reg).unwrap();
     assert!(counter > highest, "{counter} after {highest}");
     drop(client);
     served.stop();

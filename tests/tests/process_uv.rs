@@ -8,43 +8,32 @@
 
 mod process_support;
 
-use ciborium::Value;
+use ferrokey_tests::pin::ClientPin;
 use process_support::*;
 
-type Client = ferrokey_tests::ctaphid_client::CtapHidClient<Usb>;
-
-const GET_INFO: u8 = 0x04;
-const CLIENT_PIN: u8 = 0x06;
-const CTAP2_ERR_UV_BLOCKED: u8 = 0x3C;
-const CTAP2_ERR_UV_INVALID: u8 = 0x3F;
-const CTAP2_ERR_INVALID_OPTION: u8 = 0x2C;
+const CTAP2_ERR_UV_BLOCKED: u8 = status::UV_BLOCKED;
+const CTAP2_ERR_UV_INVALID: u8 = status::UV_INVALID;
+const CTAP2_ERR_INVALID_OPTION: u8 = status::INVALID_OPTION;
 /// Authenticator data flags.
-const UP: u8 = 0x01;
-const UV: u8 = 0x04;
+const UP: u8 = ctap2::flags::UP;
+const UV: u8 = ctap2::flags::UV;
 
 /// getInfo `options.uv`, if present.
 fn info_uv(client: &mut Client) -> Option<bool> {
-    let (status, body) = client.cbor(GET_INFO, &[]).unwrap();
-    assert_eq!(status, 0);
-    let info: Value = ciborium::from_reader(body.as_slice()).unwrap();
-    map_get_text(map_get(&info, 4).unwrap(), "uv").map(|v| v.as_bool().unwrap())
+    let info = ctap2::get_info(client).unwrap();
+    get_text(get(&info, 4).unwrap(), "uv").map(|v| v.as_bool().unwrap())
 }
 
 /// clientPIN getUVRetries.
-fn uv_retries(client: &mut Client) -> u64 {
-    let request = Value::Map(vec![(int(1), int(2)), (int(2), int(7))]);
-    let (status, body) = client.cbor(CLIENT_PIN, &encode(&request)).unwrap();
-    assert_eq!(status, 0, "getUVRetries");
-    let response: Value = ciborium::from_reader(body.as_slice()).unwrap();
-    let retries = map_get(&response, 5).unwrap().as_integer().unwrap();
-    u64::try_from(retries).unwrap()
+fn uv_retries(client: &mut Client) -> u8 {
+    ClientPin::new(2).uv_retries(client).unwrap()
 }
 
 /// makeCredential (ES256, non-discoverable) with `uv: true`: the authData
 /// flags, or the CTAP status.
 fn make_credential_with_uv(client: &mut Client, user: &str) -> Result<u8, u8> {
     make_credential_with_options(client, "example.com", user, &[("uv", true)])
-        .map(|registration| registration.auth_data[32])
+        .map(|registration| registration.auth_data.flags)
 }
 
 #[test]

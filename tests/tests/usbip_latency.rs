@@ -16,24 +16,11 @@ mod usbip_support;
 
 use std::time::{Duration, Instant};
 
-use ciborium::Value;
+use ferrokey_tests::cbor::encode;
+use ferrokey_tests::ctap2::{GetAssertion, MakeCredential};
 use ferrokey_tests::ctaphid_client::CtapHidClient;
 use ferrokey_tests::usbip_client::UsbipClient;
 use usbip_support::*;
-
-fn cbor(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(value, &mut out).unwrap();
-    out
-}
-
-fn int(i: i64) -> Value {
-    Value::Integer(i.into())
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.into())
-}
 
 #[test]
 #[ignore = "measurement; run explicitly in release"]
@@ -46,56 +33,15 @@ fn get_assertion_latency() {
     client.set_timeout(TIMEOUT);
     client.init().unwrap();
 
-    let make = Value::Map(vec![
-        (int(1), Value::Bytes(vec![1; 32])),
-        (
-            int(2),
-            Value::Map(vec![
-                (text("id"), text("example.com")),
-                (text("name"), text("Example")),
-            ]),
-        ),
-        (
-            int(3),
-            Value::Map(vec![
-                (text("id"), Value::Bytes(vec![7; 16])),
-                (text("name"), text("user")),
-                (text("displayName"), text("User")),
-            ]),
-        ),
-        (
-            int(4),
-            Value::Array(vec![Value::Map(vec![
-                (text("alg"), int(-7)),
-                (text("type"), text("public-key")),
-            ])]),
-        ),
-    ]);
-    let (status, body) = client.cbor(0x01, &cbor(&make)).unwrap();
-    assert_eq!(status, 0, "makeCredential");
-    let response: Value = ciborium::from_reader(body.as_slice()).unwrap();
-    let auth_data = response
-        .as_map()
-        .unwrap()
-        .iter()
-        .find(|(k, _)| k.as_integer() == Some(2.into()))
-        .and_then(|(_, v)| v.as_bytes())
-        .unwrap()
-        .clone();
-    let id_len = usize::from(u16::from_be_bytes([auth_data[53], auth_data[54]]));
-    let credential_id = auth_data[55..55 + id_len].to_vec();
-
-    let get = cbor(&Value::Map(vec![
-        (int(1), text("example.com")),
-        (int(2), Value::Bytes(vec![2; 32])),
-        (
-            int(3),
-            Value::Array(vec![Value::Map(vec![
-                (text("id"), Value::Bytes(credential_id)),
-                (text("type"), text("public-key")),
-            ])]),
-        ),
-    ]));
+    let reg = MakeCredential::new("example.com", &[7; 16])
+        .cdh([1; 32])
+        .must(&mut client);
+    let get = encode(
+        &GetAssertion::new("example.com")
+            .cdh([2; 32])
+            .allow(&reg.credential_id)
+            .build(),
+    );
     // Warm up.
     for _ in 0..20 {
         assert_eq!(client.cbor(0x02, &get).unwrap().0, 0);

@@ -519,3 +519,28 @@ fn imported_resident_credentials_are_managed_like_the_others() {
     h.auth.visit_credentials(|_| left += 1).unwrap();
     assert_eq!(left, 0);
 }
+
+/// Enumeration reports each credential's own credProtect level (1 for one made
+/// without the extension). (Kills the `cred_protect_policy` mutants that
+/// survived the baseline: only level 1 was ever enumerated.)
+#[test]
+fn enumeration_reports_each_credentials_cred_protect_level() {
+    let (mut h, mut p) = with_pin(2);
+    let mut made = vec![];
+    for level in [0i64, 1, 2, 3] {
+        let token = p.must_token(&mut h, perm::MC, None);
+        let mut mc = Mc::new(RP_A, &[level as u8 + 1]).rk();
+        if level > 0 {
+            mc = mc.with(6, Value::Map(vec![(text("credProtect"), int(level))]));
+        }
+        let id = h.make_credential(mc_with(&mc, &token)).id;
+        made.push((id, level.max(1) as u64));
+    }
+    let token = p.must_token(&mut h, perm::CM, None);
+    let creds = all_creds(&mut h, &token, RP_A);
+    assert_eq!(creds.len(), made.len());
+    for (_, id, _, level) in creds {
+        let want = made.iter().find(|(i, _)| *i == id).expect("one of ours").1;
+        assert_eq!(level, want);
+    }
+}

@@ -23,17 +23,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use ciborium::Value;
 use ferrokey::app::{App, CallContext, Message, Outcome, Protocol};
 use ferrokey::device::{Device, DeviceConfig};
 use ferrokey::platform::PresenceStatus;
+use ferrokey_tests::cbor::{decode, encode};
+use ferrokey_tests::ctap2::{GetAssertion, MakeCredential, Registration};
 use ferrokey_tests::ctaphid_client::CtapHidClient;
+use ferrokey_tests::process::try_connect;
 use ferrokey_tests::usbip_client::UsbipClient;
 use firmware_sim::fleet::{Fleet, FleetConfig};
 use firmware_sim::key::KeyOptions;
 use firmware_sim::usbip::{BackgroundServer, Notify, Server, UsbIdentity};
 
 type Client = CtapHidClient<UsbipClient>;
+
+/// The relying party of every request.
+const RP: &str = "example.com";
+/// The clientDataHash of every makeCredential.
+const MAKE_CDH: [u8; 32] = [1; 32];
 type Failure = Box<dyn std::error::Error>;
 
 struct Args {
@@ -128,86 +135,32 @@ fn cores() -> usize {
 
 // ---------------------------------------------------------------- requests
 
-fn int(i: i64) -> Value {
-    Value::Integer(i.into())
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.into())
-}
-
-fn cbor(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Writing into a Vec cannot fail.
-    let _ = ciborium::into_writer(value, &mut out);
-    out
-}
-
+/// The makeCredential request every round trip sends (pre-encoded, so the
+/// timed loop measures the wire and the key, not the builder).
 fn make_credential_request() -> Vec<u8> {
-    cbor(&Value::Map(vec![
-        (int(1), Value::Bytes(vec![1; 32])),
-        (
-            int(2),
-            Value::Map(vec![
-                (text("id"), text("example.com")),
-                (text("name"), text("Example")),
-            ]),
-        ),
-        (
-            int(3),
-            Value::Map(vec![
-                (text("id"), Value::Bytes(vec![7; 16])),
-                (text("name"), text("user")),
-                (text("displayName"), text("User")),
-            ]),
-        ),
-        (
-            int(4),
-            Value::Array(vec![Value::Map(vec![
-                (text("alg"), int(-7)),
-                (text("type"), text("public-key")),
-            ])]),
-        ),
-    ]))
+    encode(&MakeCredential::new(RP, &[7; 16]).cdh(MAKE_CDH).build())
 }
 
+/// The getAssertion request for `credential_id` (pre-encoded).
 fn get_assertion_request(credential_id: &[u8]) -> Vec<u8> {
-    cbor(&Value::Map(vec![
-        (int(1), text("example.com")),
-        (int(2), Value::Bytes(vec![2; 32])),
-        (
-            int(3),
-            Value::Array(vec![Value::Map(vec![
-                (text("id"), Value::Bytes(credential_id.to_vec())),
-                (text("type"), text("public-key")),
-            ])]),
-        ),
-    ]))
+    encode(
+        &GetAssertion::new(RP)
+            .cdh([2; 32])
+            .allow(credential_id)
+            .build(),
+    )
 }
 
+/// The credential ID of a makeCredential response body, after the shared
+/// parser's checks (rpIdHash, attested credential data, COSE key).
 fn credential_id(make_credential_response: &[u8]) -> Result<Vec<u8>, Failure> {
-    let response: Value = ciborium::from_reader(make_credential_response)?;
-    let auth_data = response
-        .as_map()
-        .and_then(|m| m.iter().find(|(k, _)| k.as_integer() == Some(2.into())))
-        .and_then(|(_, v)| v.as_bytes())
-        .ok_or("makeCredential response without authData")?;
-    let len = usize::from(u16::from_be_bytes([
-        *auth_data.get(53).ok_or("short authData")?,
-        *auth_data.get(54).ok_or("short authData")?,
-    ]));
-    Ok(auth_data
-        .get(55..55 + len)
-        .ok_or("short authData")?
-        .to_vec())
+    let response = decode(make_credential_response)?;
+    Ok(Registration::parse(&response, &MAKE_CDH, RP)?.credential_id)
 }
 
 fn connect(addr: SocketAddr, busid: &str) -> Result<Client, Failure> {
-    let mut usb = UsbipClient::import(addr, busid).map_err(|e| format!("import {busid}: {e:?}"))?;
-    usb.enumerate()?;
-    let mut client = CtapHidClient::new(usb);
+    let mut client = try_connect(addr, busid)?;
     client.set_timeout(Duration::from_secs(30));
-    client.init()?;
     Ok(client)
 }
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Tests tools/test-all's own rules on a fake repository (stub cargo, stub stage
+# scripts): a stage script that lost its executable bit is a FAILED stage, not
+# a silent skip; a failing stage does not hide the later ones; the totals line
+# adds up the stages' own closing lines. Prints `N passed, N failed, N skipped`.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+work=$(mktemp -d /tmp/ferrokey-test-all-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+mkdir -p "$work/repo/tools" "$work/repo/tests/lib" "$work/repo/tests/e2e" "$work/repo/tests/browser" \
+  "$work/repo/tests/conformance" "$work/repo/tests/mutants" "$work/repo/tests/control" \
+  "$work/repo/tests/attestation" "$work/bin"
+cp "$repo/tools/test-all" "$work/repo/tools/"
+cat > "$work/bin/cargo" <<'STUB'
+#!/bin/sh
+case "$1" in
+  metadata) echo '{"target_directory": "/nonexistent"}' ;;
+  test) echo "test result: ok. 7 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out" ;;
+esac
+exit 0
+STUB
+echo 'print("2 passed, 0 failed, 0 skipped")' > "$work/repo/tests/lib/test_accounting.py"
+printf '#!/bin/sh\necho "1 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/lib/test_test_all.sh"
+printf '#!/bin/sh\necho "6 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/control/run-control-tests.sh"
+printf '#!/bin/sh\necho "2 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/attestation/run-attestation-tests.sh"
+printf '#!/bin/sh\necho "5 passed, 1 failed, 0 skipped"; exit 1\n' > "$work/repo/tests/e2e/run-kernel-e2e.sh"
+printf '#!/bin/sh\necho "3 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/browser/run-browser-e2e.sh"
+printf '#!/bin/sh\necho "4 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/conformance/run-fido2-suite.sh"
+chmod +x "$work/bin/cargo" "$work/repo/tests/lib/test_test_all.sh" "$work/repo/tests/e2e/run-kernel-e2e.sh" \
+  "$work/repo/tests/browser/run-browser-e2e.sh" "$work/repo/tests/control/run-control-tests.sh" \
+  "$work/repo/tests/attestation/run-attestation-tests.sh"
+# run-fido2-suite.sh is left without its executable bit.
+
+out=$(cd "$work/repo" && PATH="$work/bin:$PATH" bash tools/test-all --no-mutants 2>&1)
+status=$?
+logs=$(sed -n 's/^== summary (logs in \(.*\))$/\1/p' <<< "$out")
+case "$logs" in /tmp/ferrokey-test-all.*) rm -rf "$logs" ;; esac
+passed=0 failed=0
+check() { # description, command...
+  if "${@:2}"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL $1"; fi
+}
+check "exit status is non-zero" test "$status" -ne 0
+check "the non-executable conformance script fails its stage" grep -q "^FAIL conformance: exit 126" <<< "$out"
+check "the message names the script" grep -q "run-fido2-suite.sh is missing or not executable" <<< "$out"
+check "the kernel failure is reported" grep -q "^FAIL kernel: exit 1; 5 passed, 1 failed" <<< "$out"
+check "the browser stage still ran after the kernel failure" grep -q "^PASS browsers: exit 0; 3 passed" <<< "$out"
+check "the host stages ran" grep -q "^PASS control: exit 0; 6 passed" <<< "$out"
+check "the attestation stage ran" grep -q "^PASS attestation: exit 0; 2 passed" <<< "$out"
+check "the totals add up the stages" test "$(tail -n1 <<< "$out")" = "26 passed, 2 failed, 1 skipped"
+if [ "$failed" != 0 ]; then
+  echo "--- test-all output:"; echo "$out"
+fi
+echo "$passed passed, $failed failed, 0 skipped"
+[ "$failed" = 0 ]
