@@ -17,8 +17,12 @@ import { WebSocketClient } from './websocket.js';
 export const DIALOG_CLASS = 'AuthenticatorRequestDialogView';
 /** The Chromium versions this helper was tested with. */
 export const TESTED_VERSIONS = ['156.0.8078.114'];
-/** Labels of the button that closes or cancels a sheet, in order of preference. */
-export const CLOSE_LABELS = ['Close', 'Cancel', 'OK', 'Got it', 'Try again'];
+/**
+ * Labels of the button that closes a notice or error sheet ("already
+ * registered", ...), in order of preference. Not "Cancel": that is on the sheets
+ * of a ceremony still in progress, and pressing it aborts the ceremony.
+ */
+export const CLOSE_LABELS = ['Close', 'OK', 'Got it'];
 const MAX_DEPTH = 200;
 
 /** The Chrome flags the helper needs (UI DevTools on `port`). */
@@ -53,19 +57,23 @@ export class UiDevTools {
   #ws;
   #nextId = 0;
 
+  /** Connects; every later call fails after `timeoutMs` without an answer. */
   static async connect(port, { timeoutMs = 30000 } = {}) {
     const ui = new UiDevTools();
     ui.#ws = await WebSocketClient.connect(port, '/0', { timeoutMs });
+    ui.#timeoutMs = timeoutMs;
     return ui;
   }
 
-  /** One command; its result. */
-  async call(method, params = {}) {
+  #timeoutMs = 30000;
+
+  /** One command; its result (rejects after timeoutMs without an answer). */
+  async call(method, params = {}, { timeoutMs = this.#timeoutMs } = {}) {
     this.#nextId += 1;
     const id = this.#nextId;
     this.#ws.send(JSON.stringify({ id, method, params }));
     for (;;) {
-      const message = JSON.parse(await this.#ws.receive());
+      const message = JSON.parse(await this.#ws.receive(timeoutMs));
       if (message.id === id) {
         if (message.error) throw new Error(`${method}: ${JSON.stringify(message.error)}`);
         return message.result ?? {};
@@ -95,14 +103,18 @@ const attrs = (node) => {
   return out;
 };
 
-/** The widget node holding the WebAuthn dialog, or null. */
+/** The widget node holding the WebAuthn dialog while it is drawn, or null (a closing dialog can stay in the tree a moment). */
 export async function findDialog(ui) {
   const { root } = await ui.call('DOM.getDocument');
   const stack = [[root, null, 0]];
   while (stack.length) {
     const [node, parentWidget, depth] = stack.pop();
     const widget = node.nodeName === 'Widget' ? node : parentWidget;
-    if (attrs(node).class === DIALOG_CLASS) return widget ?? node;
+    if (attrs(node).class === DIALOG_CLASS) {
+      const p = await ui.props(node.nodeId);
+      if ((p.Visible ?? 'true') === 'true' && (p.IsDrawn ?? 'true') === 'true') return widget ?? node;
+      continue;
+    }
     if (depth < MAX_DEPTH) for (const c of [...(node.children ?? [])].reverse()) stack.push([c, widget, depth + 1]);
   }
   return null;
@@ -139,12 +151,23 @@ export async function dialogButtons(ui, dialog) {
   return out;
 }
 
-/** A left click in the middle of a view. */
+/** How long to wait for the answer to the release of a click. */
+export const RELEASE_ANSWER_MS = 3000;
+
+/**
+ * A left click in the middle of a view. A button that closes the sheet is
+ * destroyed while it handles the release, and Chrome then never answers that
+ * command: no answer within RELEASE_ANSWER_MS counts as done.
+ */
 export async function click(ui, nodeId, props) {
   const x = Math.floor(Number(props.Width ?? 2) / 2);
   const y = Math.floor(Number(props.Height ?? 2) / 2);
-  for (const type of ['mousePressed', 'mouseReleased']) {
-    await ui.call('DOM.dispatchMouseEvent', { nodeId, event: { type, x, y, button: 'left', wheelDirection: 'none' } });
+  const event = (type) => ({ nodeId, event: { type, x, y, button: 'left', wheelDirection: 'none' } });
+  await ui.call('DOM.dispatchMouseEvent', event('mousePressed'));
+  try {
+    await ui.call('DOM.dispatchMouseEvent', event('mouseReleased'), { timeoutMs: RELEASE_ANSWER_MS });
+  } catch (e) {
+    if (!/no message within/.test(e.message)) throw e;
   }
 }
 
@@ -217,7 +240,11 @@ export class Chrome {
     }, wanted.map((l) => JSON.stringify(l)).join(' or '), timeoutMs);
   }
 
-  /** Closes the sheet ("Close", "Cancel", ...): after "already registered", create() rejects with InvalidStateError. */
+  /**
+   * Closes a notice or error sheet (its "Close", "OK" or "Got it"; waits for one
+   * while the ceremony is still in progress): after "already registered",
+   * create() rejects with InvalidStateError. To abort a ceremony, press('Cancel').
+   */
   closeSheet({ timeoutMs = 30000 } = {}) {
     return this.press(CLOSE_LABELS, { timeoutMs });
   }

@@ -62,7 +62,7 @@ export const securityKeyFixtures = {
         await recorder.stop({ settleMs: 200 });
         if (testInfo.status !== testInfo.expectedStatus) {
           await testInfo.attach(`ferrokey events (authenticator ${key.authenticatorId})`, {
-            body: recorder.transcript() || '(no events)', contentType: 'application/x-ndjson',
+            body: recorder.transcript() || '(no events)', contentType: 'text/plain',
           });
         }
       }

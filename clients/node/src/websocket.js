@@ -126,12 +126,20 @@ export class WebSocketClient {
     this.#sock.write(Buffer.concat([head, mask, data]));
   }
 
-  /** The next text message (rejects when the connection ends). */
-  async receive() {
+  /** The next text message (rejects when the connection ends, or after timeoutMs). */
+  async receive(timeoutMs) {
+    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     while (this.#messages.length === 0) {
       if (this.#error) throw this.#error;
+      const left = deadline === undefined ? undefined : deadline - Date.now();
+      if (left !== undefined && left <= 0) throw new Error(`no message within ${timeoutMs} ms`);
       await new Promise((resolve) => {
+        const timer = left === undefined ? undefined : setTimeout(() => {
+          this.#waiting = null;
+          resolve();
+        }, left);
         this.#waiting = () => {
+          clearTimeout(timer);
           this.#waiting = null;
           resolve();
         };

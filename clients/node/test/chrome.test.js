@@ -23,8 +23,14 @@ const accountChooser = () => ({
       view(7, 'DialogClientView::ButtonRowContainer', [button(8, 'MdTextButton', 'Cancel')])] }],
 });
 
+const alreadyRegistered = () => ({
+  nodeId: 0, nodeName: 'root', children: [{ nodeId: 1, nodeName: 'Widget', children: [
+    view(2, 'AuthenticatorRequestDialogView', [view(3, 'Label', [], { Text: 'already registered' })]),
+    view(7, 'DialogClientView::ButtonRowContainer', [button(8, 'MdTextButton', 'Close')])] }],
+});
+
 /** A UI DevTools WebSocket server; records the clicks it gets. */
-async function fakeUiDevTools(tree) {
+async function fakeUiDevTools(tree, { silentRelease = [] } = {}) {
   const nodes = new Map();
   const index = (n) => {
     nodes.set(n.nodeId, n);
@@ -69,7 +75,11 @@ async function fakeUiDevTools(tree) {
         const payload = Buffer.from(buf.subarray(off + 4, off + 4 + n)).map((b, i) => b ^ mask[i % 4]);
         buf = buf.subarray(off + 4 + n);
         const msg = JSON.parse(payload.toString());
-        const reply = Buffer.from(JSON.stringify({ id: msg.id, result: answer(msg) }));
+        const result = answer(msg);
+        // Chrome does not answer the release of a click that destroyed its view.
+        if (msg.method === 'DOM.dispatchMouseEvent' && msg.params.event.type === 'mouseReleased'
+          && silentRelease.includes(msg.params.nodeId)) continue;
+        const reply = Buffer.from(JSON.stringify({ id: msg.id, result }));
         let head;
         if (reply.length < 126) head = Buffer.from([0x81, reply.length]);
         else {
@@ -106,10 +116,26 @@ test('selectAccount clicks the named row once', async () => {
   assert.deepEqual(await chrome.sheet(), ['bob / USB security key', 'alice / USB security key', 'Cancel']);
 });
 
-test("closeSheet presses the dialog's own Cancel", async () => {
+test('closeSheet presses Close and never Cancel', async () => {
+  const notice = await fakeUiDevTools(alreadyRegistered());
+  servers.push(notice);
+  assert.equal(await new Chrome(notice.port, { settleMs: 0 }).closeSheet(), 'Close');
+  assert.deepEqual(notice.clicks.map((c) => c[0]), [8, 8]);
+  // a ceremony in progress offers only Cancel: closing waits, and does not abort it
   const fake = await chooser();
-  assert.equal(await new Chrome(fake.port, { settleMs: 0 }).closeSheet(), 'Cancel');
-  assert.deepEqual(fake.clicks.map((c) => c[0]), [8, 8]);
+  await assert.rejects(new Chrome(fake.port, { settleMs: 0 }).closeSheet({ timeoutMs: 500 }), (e) => e instanceof NoSuchButton && e.buttons.includes('Cancel'));
+  assert.deepEqual(fake.clicks, []);
+  assert.equal(await new Chrome(fake.port, { settleMs: 0 }).press('Cancel'), 'Cancel');
+  assert.deepEqual(fake.clicks.map((c) => c[0]), [8, 8]); // not node 10, another widget's Cancel
+});
+
+test('a click that closes the sheet gets no answer and is done', async () => {
+  const fake = await fakeUiDevTools(alreadyRegistered(), { silentRelease: [8] });
+  servers.push(fake);
+  const started = Date.now();
+  assert.equal(await new Chrome(fake.port, { settleMs: 0 }).closeSheet({ timeoutMs: 20000 }), 'Close');
+  assert.ok(Date.now() - started < 10000);
+  assert.deepEqual(fake.clicks.map((c) => c.slice(0, 2)), [[8, 'mousePressed'], [8, 'mouseReleased']]);
 });
 
 test('an account that is not offered is a clear error', async () => {
@@ -125,5 +151,10 @@ test('no sheet and no browser are told apart', async () => {
   await assert.rejects(new Chrome(noDialog.port, { settleMs: 0 }).closeSheet({ timeoutMs: 500 }), (e) => e instanceof SheetNotShown && /showed no WebAuthn sheet/.test(e.message));
   assert.equal(await new Chrome(noDialog.port).sheet(), null);
   assert.deepEqual(noDialog.clicks, []);
+  const closingTree = accountChooser();
+  closingTree.children[1].children[0].props = { Visible: 'true', IsDrawn: 'false' };
+  const closing = await fakeUiDevTools(closingTree);
+  servers.push(closing);
+  await assert.rejects(new Chrome(closing.port, { settleMs: 0 }).press('Cancel', { timeoutMs: 500 }), SheetNotShown);
   await assert.rejects(new Chrome(await freePort()).selectAccount('alice', { timeoutMs: 500 }), (e) => e instanceof SheetNotShown && /enable-ui-devtools/.test(e.message));
 });

@@ -58,7 +58,7 @@ test("a failed test's report gets the key's events", async () => {
   assert.equal(info.attachments.length, 1);
   const [attachment] = info.attachments;
   assert.match(attachment.name, /^ferrokey events \(authenticator \d+\)$/);
-  assert.equal(attachment.contentType, 'application/x-ndjson');
+  assert.equal(attachment.contentType, 'text/plain');
   const events = attachment.body.split('\n').map((l) => JSON.parse(l).event);
   assert.ok(events.indexOf('powerOff') >= 0 && events.indexOf('powerOff') < events.indexOf('powerOn'), events.join(','));
 });

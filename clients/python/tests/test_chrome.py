@@ -6,6 +6,7 @@ import json
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -39,8 +40,9 @@ def account_chooser():
 class FakeUiDevTools:
     """A UI DevTools WebSocket server; records the clicks it gets."""
 
-    def __init__(self, tree):
+    def __init__(self, tree, silent_release=()):
         self.tree = tree
+        self.silent_release = set(silent_release)  # views destroyed by their click
         self.clicks = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -84,7 +86,11 @@ class FakeUiDevTools:
                 mask, payload = buf[off:off + 4], buf[off + 4:off + 4 + n]
                 buf = buf[off + 4 + n:]
                 msg = json.loads(bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-                reply = json.dumps({"id": msg["id"], "result": self.answer(msg)}).encode()
+                result = self.answer(msg)
+                if msg["method"] == "DOM.dispatchMouseEvent" and msg["params"]["event"]["type"] == \
+                        "mouseReleased" and msg["params"]["nodeId"] in self.silent_release:
+                    continue  # Chrome does not answer: the view is gone
+                reply = json.dumps({"id": msg["id"], "result": result}).encode()
                 head = struct.pack(">BB", 0x81, len(reply)) if len(reply) < 126 else \
                     struct.pack(">BBH", 0x81, 126, len(reply)) if len(reply) < 65536 else \
                     struct.pack(">BBQ", 0x81, 127, len(reply))
@@ -107,6 +113,13 @@ class FakeUiDevTools:
         self.listener.close()
 
 
+def already_registered():
+    sheet = view(2, "AuthenticatorRequestDialogView", [view(3, "Label", Text="already registered")])
+    row = view(7, "DialogClientView::ButtonRowContainer", [button(8, "MdTextButton", "Close")])
+    return {"nodeId": 0, "nodeName": "root", "children": [
+        {"nodeId": 1, "nodeName": "Widget", "children": [sheet, row]}]}
+
+
 @pytest.fixture
 def chooser():
     server = FakeUiDevTools(account_chooser())
@@ -127,9 +140,30 @@ def test_select_account_clicks_the_named_row_once(chooser):
     assert chrome.sheet() == ["bob / USB security key", "alice / USB security key", "Cancel"]
 
 
-def test_close_sheet_presses_the_dialogs_own_cancel(chooser):
-    assert Chrome(chooser.port, settle=0).close_sheet() == "Cancel"
+def test_close_sheet_presses_close_and_never_cancel(chooser):
+    notice = FakeUiDevTools(already_registered())
+    try:
+        assert Chrome(notice.port, settle=0).close_sheet() == "Close"
+        assert [c[0] for c in notice.clicks] == [8, 8]
+    finally:
+        notice.close()
+    # a ceremony in progress offers only Cancel: closing waits, and does not abort it
+    with pytest.raises(NoSuchButton, match="'Cancel'"):
+        Chrome(chooser.port, settle=0).close_sheet(timeout=0.5)
+    assert chooser.clicks == []
+    assert Chrome(chooser.port, settle=0).press("Cancel") == "Cancel"
     assert [c[0] for c in chooser.clicks] == [8, 8]  # not node 10, another widget's Cancel
+
+
+def test_a_click_that_closes_the_sheet_gets_no_answer_and_is_done():
+    server = FakeUiDevTools(already_registered(), silent_release={8})
+    try:
+        started = time.monotonic()
+        assert Chrome(server.port, settle=0).close_sheet(timeout=20) == "Close"
+        assert time.monotonic() - started < 10
+        assert [c[:2] for c in server.clicks] == [(8, "mousePressed"), (8, "mouseReleased")]
+    finally:
+        server.close()
 
 
 def test_an_account_that_is_not_offered_is_a_clear_error(chooser):
@@ -148,5 +182,13 @@ def test_no_sheet_and_no_browser_are_told_apart():
         assert Chrome(no_dialog.port).sheet() is None and no_dialog.clicks == []
     finally:
         no_dialog.close()
+    closing = account_chooser()
+    closing["children"][1]["children"][0]["props"] = {"Visible": "true", "IsDrawn": "false"}
+    closing_server = FakeUiDevTools(closing)
+    try:
+        with pytest.raises(SheetNotShown, match="showed no WebAuthn sheet"):
+            Chrome(closing_server.port, settle=0).press("Cancel", timeout=0.5)
+    finally:
+        closing_server.close()
     with pytest.raises(SheetNotShown, match="enable-ui-devtools"):
         Chrome(free_port()).select_account("alice", timeout=0.5)

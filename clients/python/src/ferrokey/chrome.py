@@ -12,7 +12,7 @@ one::
 
     chrome = Chrome(port)                  # launch Chrome with chrome_flags(port)
     chrome.select_account("alice")         # the row whose text contains "alice"
-    chrome.close_sheet()                   # "Close" / "Cancel" on the sheet
+    chrome.close_sheet()                   # "Close" on a notice ("already registered")
 
 Tested with Debian's Chromium 156.0.8078.114 (headless=new, also under
 Playwright and chromedriver). What it cannot do: enter a PIN or answer any
@@ -36,8 +36,10 @@ from .errors import FerrokeyError
 DIALOG_CLASS = "AuthenticatorRequestDialogView"
 #: The Chromium versions this module was tested with.
 TESTED_VERSIONS = ("156.0.8078.114",)
-#: Labels of the button that closes or cancels a sheet, in order of preference.
-CLOSE_LABELS = ("Close", "Cancel", "OK", "Got it", "Try again")
+#: Labels of the button that closes a notice or error sheet ("already registered",
+#: ...), in order of preference. Not "Cancel": that is on the sheets of a ceremony
+#: still in progress ("use your security key"), and pressing it aborts the ceremony.
+CLOSE_LABELS = ("Close", "OK", "Got it")
 
 
 def chrome_flags(port: int) -> List[str]:
@@ -135,8 +137,11 @@ class UiDevTools:
                 out = json.loads(msg)
                 return out if isinstance(out, dict) else {}
 
-    def call(self, method: str, **params: Any) -> Dict[str, Any]:
-        """One command; its result (RuntimeError on a protocol error)."""
+    def call(self, method: str, timeout: Optional[float] = None, **params: Any) -> Dict[str, Any]:
+        """One command; its result (RuntimeError on a protocol error; socket.timeout
+        after ``timeout`` seconds, or the connection's timeout, without an answer)."""
+        if timeout is not None:
+            self.sock.settimeout(timeout)
         self.next_id += 1
         self._send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
@@ -174,7 +179,8 @@ def _walk(node: Dict[str, Any], depth: int = 0):
 
 
 def find_dialog(ui: UiDevTools) -> Optional[Dict[str, Any]]:
-    """The widget node holding the WebAuthn dialog (sheet, button row, frame), or None."""
+    """The widget node holding the WebAuthn dialog (sheet, button row, frame) while
+    the dialog is drawn, or None (a closing dialog can stay in the tree a moment)."""
     widget = None
     stack = [(ui.call("DOM.getDocument")["root"], None, 0)]
     while stack:
@@ -182,7 +188,10 @@ def find_dialog(ui: UiDevTools) -> Optional[Dict[str, Any]]:
         if node.get("nodeName") == "Widget":
             widget = node
         if _attrs(node).get("class") == DIALOG_CLASS:
-            return widget or node
+            props = ui.props(node["nodeId"])
+            if props.get("Visible", "true") == "true" and props.get("IsDrawn", "true") == "true":
+                return widget or node
+            continue
         if depth < 200:
             stack.extend((c, widget, depth + 1) for c in reversed(node.get("children") or []))
     return None
@@ -223,12 +232,24 @@ def buttons(ui: UiDevTools, dialog: Dict[str, Any]) -> List[Dict[str, Any]]:
     return out
 
 
+#: How long to wait for the answer to the release of a click (seconds).
+RELEASE_ANSWER_S = 3.0
+
+
 def click(ui: UiDevTools, node_id: int, props: Dict[str, str]) -> None:
-    """A left click in the middle of a view (press and release)."""
+    """A left click in the middle of a view (press and release). A button that
+    closes the sheet is destroyed while it handles the release, and Chrome then
+    never answers that command: no answer within RELEASE_ANSWER_S counts as done."""
     x, y = int(props.get("Width", "2")) // 2, int(props.get("Height", "2")) // 2
-    for kind in ("mousePressed", "mouseReleased"):
-        ui.call("DOM.dispatchMouseEvent", nodeId=node_id,
-                event={"type": kind, "x": x, "y": y, "button": "left", "wheelDirection": "none"})
+
+    def event(kind: str) -> Dict[str, Any]:
+        return {"type": kind, "x": x, "y": y, "button": "left", "wheelDirection": "none"}
+    ui.call("DOM.dispatchMouseEvent", nodeId=node_id, event=event("mousePressed"))
+    try:
+        ui.call("DOM.dispatchMouseEvent", timeout=RELEASE_ANSWER_S, nodeId=node_id,
+                event=event("mouseReleased"))
+    except socket.timeout:
+        pass
 
 
 Chooser = Callable[[List[Dict[str, Any]]], Optional[Dict[str, Any]]]
@@ -304,8 +325,10 @@ class Chrome:
         return self._answer(choose, " or ".join(map(repr, labels)), timeout)
 
     def close_sheet(self, timeout: float = 30.0) -> str:
-        """Closes the sheet ("Close", "Cancel", ...): after "already registered"
-        the page's create() then rejects with InvalidStateError."""
+        """Closes a notice or error sheet (its "Close", "OK" or "Got it"; waits
+        for one while the ceremony is still in progress): after "already
+        registered" the page's create() then rejects with InvalidStateError. To
+        abort a ceremony in progress, ``press("Cancel")``."""
         return self.press(*CLOSE_LABELS, timeout=timeout)
 
     def sheet(self) -> Optional[List[str]]:

@@ -5,6 +5,8 @@ Fixtures:
   ``ferrokey_server``  (session) a :class:`ferrokey.Server` started with
                        ``--ferrokey-transport`` (default auto), or the server at
                        ``--ferrokey-url`` (then not started nor stopped here).
+                       With uhid or attach, the key it starts with is unplugged
+                       so that a browser sees only the tests' own keys.
   ``security_key``     (function) a new key (Add Virtual Authenticator), removed
                        (unplugged, state deleted) after the test; its events are
                        recorded, and a failed test's report gets them as the
@@ -84,6 +86,11 @@ def ferrokey_server(pytestconfig: pytest.Config) -> Iterator[Any]:
     server: Server = start(binary, transport=transport,
                            args=pytestconfig.getoption("ferrokey_arg"))
     try:
+        if server.transport in ("uhid", "attach"):
+            # Only the tests' own keys may be seen by a browser: unplug the ones
+            # the server started with (a browser would otherwise use any of them).
+            for key in server.keys:
+                key.power(False)
         yield server
     finally:
         server.stop()

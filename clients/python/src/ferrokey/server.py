@@ -192,7 +192,9 @@ def start(binary: Optional[str] = None, *, transport: str = "auto", keys: int = 
             raise StartError(f"cannot read the token file {token_file}: {e}") from e
     cmd += list(args)
     environment = dict(os.environ if env is None else env)
-    environment.setdefault("RUST_LOG", "info")
+    # The ready lines are logged at info: keep RUST_LOG at info or more verbose.
+    if not re.search(r"debug|trace", environment.get("RUST_LOG", "")):
+        environment["RUST_LOG"] = "info"
     environment["NO_COLOR"] = "1"
     try:
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
