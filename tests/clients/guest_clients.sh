@@ -35,6 +35,17 @@ if [ "${RUN_PLAYWRIGHT:-1}" = 1 ]; then
   mark playwright_end
 fi
 
+if [ "${RUN_PLAYWRIGHT:-1}" = 1 ]; then
+  # The same fixture over USB/IP: keys served on the guest's loopback and
+  # attached with `usbip attach` (vhci-hcd) by ferrokeyServerOptions.attach.
+  mark playwright_usbip_start
+  (cd clients/node && FERROKEY_E2E_OUT="$OUT/playwright-usbip" FERROKEY_E2E_TRANSPORT=usbip \
+    FERROKEY_E2E_ATTACH=1 node node_modules/@playwright/test/cli.js test -c e2e/playwright.config.js \
+    -g 'seeded' 2> "$OUT/playwright-usbip-browser.log")
+  echo "guest-clients: playwright (usbip) exited $?"
+  mark playwright_usbip_end
+fi
+
 if [ "${RUN_PYTEST:-1}" = 1 ]; then
   mark pytest_start
   .venv/bin/python -m pytest tests/clients/test_selenium_passkeys.py -v -rfEs -p no:cacheprovider \

@@ -50,7 +50,8 @@ def main(argv):
     rows = []
     for f in files:
         try:
-            rows += [(f"{Path(f).stem}/{n}", o, d) for n, o, d in outcomes(f)]
+            label = Path(f).parent.name if Path(f).stem == "junit" else Path(f).stem
+            rows += [(f"{label}/{n}", o, d) for n, o, d in outcomes(f)]
         except (OSError, ET.ParseError) as e:
             rows.append((f"{stage}-harness/{Path(f).name}", "fail", f"no results: {e}"))
     tested = [r for r in rows if "-harness/" not in r[0]]

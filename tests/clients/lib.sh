@@ -38,8 +38,8 @@ clients_python() {
   stage "python venv (.venv: pytest, fido2, selenium, the ferrokey package)"
   e2e_venv
   .venv/bin/python - 2>/dev/null <<'PY' || .venv/bin/pip install -q --disable-pip-version-check \
-      "pytest>=8,<10" "selenium>=4.40,<5" "cryptography>=41"
-import pytest, selenium, cryptography  # noqa: F401
+      "pytest>=8,<10" "selenium>=4.40,<5" "cryptography>=41" "mypy>=1.10,<2"
+import pytest, selenium, cryptography, mypy  # noqa: F401
 PY
   # Always from the tree (not editable): what `pip install ./clients/python` gives.
   .venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall ./clients/python

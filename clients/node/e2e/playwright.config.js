@@ -16,7 +16,8 @@ export default defineConfig({
   reporter: [['list'], ['junit', { outputFile: `${out}/junit.xml` }]],
   use: {
     baseURL: process.env.FERROKEY_E2E_RP,
-    ferrokeyServerOptions: { transport: process.env.FERROKEY_E2E_TRANSPORT ?? 'uhid' },
+    // uhid; or usbip, each test's key attached with `usbip attach` (FERROKEY_E2E_ATTACH=1)
+    ferrokeyServerOptions: { transport: process.env.FERROKEY_E2E_TRANSPORT ?? 'uhid', attach: process.env.FERROKEY_E2E_ATTACH === '1' },
     launchOptions: {
       executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
       timeout: 300_000,

@@ -247,6 +247,8 @@ export class Server {
   readonly hidraw: string | null;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   keys(): Promise<Authenticator[]>;
+  /** Transport usbip: `usbip attach` the key here (root, vhci-hcd); resolves to its hidraw node. */
+  attach(key: Authenticator, options?: { timeoutMs?: number }): Promise<string>;
   logTail(n?: number): string;
   stop(options?: { timeoutMs?: number }): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   [Symbol.asyncDispose](): Promise<void>;

@@ -7,7 +7,7 @@ export interface SecurityKeyTestOptions {
 }
 export interface SecurityKeyWorkerOptions {
   /** start()'s options, or {url} (and {token}) to use a running server. */
-  ferrokeyServerOptions: StartOptions & { url?: string; token?: string };
+  ferrokeyServerOptions: StartOptions & { url?: string; token?: string; attach?: boolean };
 }
 export interface SecurityKeyTestFixtures {
   /** A fresh key for this test, removed after it; `securityKey.chrome` answers Chrome's sheets. */

@@ -7,7 +7,8 @@
 //   test('sign in', async ({ page, securityKey }) => { ... await securityKey.chrome.selectAccount('alice'); });
 //
 // Options (test.use / config `use`): ferrokeyServerOptions (worker: start()'s
-// options, or {url} for a running server), ferrokeyKeyOptions (Add Virtual
+// options, or {url} for a running server; {transport: 'usbip', attach: true}
+// attaches each key with `usbip attach`), ferrokeyKeyOptions (Add Virtual
 // Authenticator options; {vendor: {...}} for ferrokey's own).
 import { test as base } from '@playwright/test';
 import { Chrome, chromeFlags, freePort } from './chrome.js';
@@ -28,10 +29,13 @@ export const securityKeyFixtures = {
       await use({ url: client.url, client, transport: ferrokeyServerOptions.transport ?? '' });
       return;
     }
-    const server = await start({ transport: 'auto', ...ferrokeyServerOptions });
+    const { attach, ...startOptions } = ferrokeyServerOptions;
+    const server = await start({ transport: attach ? 'usbip' : 'auto', ...startOptions });
     // Only the tests' own keys may be seen by the browser: unplug the ones the
     // server started with (a browser would otherwise pick any of them).
-    if (NEEDS_HIDRAW.has(server.transport)) for (const key of await server.keys()) await key.power(false);
+    if (NEEDS_HIDRAW.has(server.transport) || ferrokeyServerOptions.attach) {
+      for (const key of await server.keys()) await key.power(false);
+    }
     try {
       await use(server);
     } finally {
@@ -47,7 +51,7 @@ export const securityKeyFixtures = {
     await use({ ...launchOptions, args: [...(launchOptions.args ?? []), ...chromeFlags(ferrokeyUiDevtoolsPort)] });
   }, { scope: 'worker' }],
 
-  securityKey: async ({ ferrokeyServer, ferrokeyKeyOptions, ferrokeyUiDevtoolsPort }, use, testInfo) => {
+  securityKey: async ({ ferrokeyServer, ferrokeyServerOptions, ferrokeyKeyOptions, ferrokeyUiDevtoolsPort }, use, testInfo) => {
     const { vendor, ...options } = ferrokeyKeyOptions ?? {};
     const key = await ferrokeyServer.client.addVirtualAuthenticator(options, { vendor });
     let recorder = null;
@@ -55,6 +59,7 @@ export const securityKeyFixtures = {
       recorder = await key.recordEvents();
       key.chrome = new Chrome(ferrokeyUiDevtoolsPort);
       if (NEEDS_HIDRAW.has(ferrokeyServer.transport)) await key.waitForHidraw();
+      else if (ferrokeyServerOptions.attach) await ferrokeyServer.attach(key);
       await key.info();
       await use(key);
     } finally {

@@ -2,7 +2,7 @@
 //   const server = await start({ transport: 'uhid' });   // waits until usable
 //   server.hidraw, server.busid, server.url, server.client
 //   await server.stop();
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { accessSync, constants, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -128,6 +128,22 @@ export class Server {
   /** Key 1's hidraw node (transports uhid and attach), else null. */
   get hidraw() {
     return this.hidraws.get(1) ?? null;
+  }
+
+  /**
+   * Transport usbip: attaches `key` to this machine's vhci-hcd with `usbip attach`
+   * (root, the vhci-hcd module and the usbip tool needed) and resolves to its
+   * hidraw node. Removing the key later unplugs it (the kernel frees the port).
+   */
+  async attach(key, { timeoutMs = 30000 } = {}) {
+    if (this.usbipPort === null) throw new StartError(`attach: the server has no USB/IP port (transport ${this.transport})`);
+    const busid = await key.busid();
+    const args = ['--tcp-port', String(this.usbipPort), 'attach', '-r', '127.0.0.1', '-b', busid];
+    const result = await new Promise((resolve) => {
+      execFile('usbip', args, { timeout: timeoutMs }, (error, stdout, stderr) => resolve({ error, stderr }));
+    });
+    if (result.error) throw new StartError(`usbip ${args.join(' ')}: ${result.error.message} ${result.stderr}`.trim());
+    return key.waitForHidraw({ timeoutMs });
   }
 
   /** The keys the server runs, through the control API. */

@@ -160,6 +160,17 @@ test('presence, the button and power', async () => {
   }
 });
 
+test('attach needs usbip and vhci, and says so', async () => {
+  const key = await freshKey();
+  try {
+    // this host has no vhci-hcd (the guest stage attaches for real)
+    await assert.rejects(server.attach(key, { timeoutMs: 20000 }), (e) => e instanceof fk.StartError
+      && /usbip --tcp-port \d+ attach -r 127\.0\.0\.1 -b 1-/.test(e.message));
+  } finally {
+    await key.remove();
+  }
+});
+
 test('a Unix socket and a token', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'fk-unix-'));
   const tokenFile = join(dir, 'token');

@@ -205,6 +205,16 @@ def test_a_recorder_keeps_a_transcript_until_stopped(fresh_key):
     assert [e.event for e in recorder.events] == names  # stopped: nothing more
 
 
+def test_attach_needs_usbip_and_vhci_and_says_so(usbip_server, fresh_key, ferrokey_bin):
+    # this host has no vhci-hcd (the guest stage attaches for real)
+    with pytest.raises(ferrokey.StartError, match=r"usbip --tcp-port \d+ attach -r 127.0.0.1 -b 1-"):
+        usbip_server.attach(fresh_key, timeout=20)
+    with ferrokey.start(ferrokey_bin, transport="usbip", control="127.0.0.1:0") as other:
+        other.usbip_port = None  # as with uhid or attach: no USB/IP port
+        with pytest.raises(ferrokey.StartError, match="no USB/IP port"):
+            other.attach(other.keys[0])
+
+
 def test_a_unix_socket_and_a_token(ferrokey_bin, tmp_path):
     token = tmp_path / "token"
     token.write_text("a-token-long-enough-1234\n")

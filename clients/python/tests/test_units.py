@@ -126,3 +126,13 @@ def test_start_refuses_what_cannot_work(tmp_path, monkeypatch):
 
 def test_the_package_is_typed():
     assert (Path(ferrokey.__file__).parent / "py.typed").exists()
+
+
+def test_the_package_type_checks_strictly():
+    import subprocess
+    import sys
+    src = Path(ferrokey.__file__).parent
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(src)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found" in result.stdout

@@ -29,7 +29,7 @@ import os
 import socket
 import struct
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .errors import FerrokeyError
 
@@ -170,7 +170,7 @@ def _attrs(node: Dict[str, Any]) -> Dict[str, str]:
     return dict(zip(a[::2], a[1::2]))
 
 
-def _walk(node: Dict[str, Any], depth: int = 0):
+def _walk(node: Dict[str, Any], depth: int = 0) -> Iterator[Dict[str, Any]]:
     if depth > 200:  # views nest a few dozen deep; never recurse without bound
         return
     yield node
@@ -190,7 +190,8 @@ def find_dialog(ui: UiDevTools) -> Optional[Dict[str, Any]]:
         if _attrs(node).get("class") == DIALOG_CLASS:
             props = ui.props(node["nodeId"])
             if props.get("Visible", "true") == "true" and props.get("IsDrawn", "true") == "true":
-                return widget or node
+                found: Dict[str, Any] = widget or node
+                return found
             continue
         if depth < 200:
             stack.extend((c, widget, depth + 1) for c in reversed(node.get("children") or []))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .events import EventRecorder, EventStream
 from .hidraw import find as find_hidraw
@@ -126,7 +126,7 @@ class Authenticator:
         """The AAGUID (UUID text)."""
         return str(self._cached()["aaguid"])
 
-    def _usb_ids(self) -> tuple:
+    def _usb_ids(self) -> Tuple[int, int]:
         options = self._cached().get("options") or {}
         return int(options.get("vendorId", 0x1209)), int(options.get("productId", 0x000A))
 

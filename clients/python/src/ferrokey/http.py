@@ -6,7 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
 from .errors import ConnectionFailed, api_error
@@ -55,7 +55,7 @@ class Http:
             return _UnixConnection(self._unix, timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
-    def _headers(self, body: Optional[bytes]) -> dict:
+    def _headers(self, body: Optional[bytes]) -> Dict[str, str]:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"

@@ -20,12 +20,13 @@ Fixtures:
                        start Chrome with ``ferrokey_chrome.flags``.
 
 Options: ``--ferrokey-bin``, ``--ferrokey-transport``, ``--ferrokey-url``,
+``--ferrokey-attach`` (usbip: ``usbip attach`` each test's key here),
 ``--ferrokey-arg`` (more ``ferrokey serve`` arguments); ini ``ferrokey_bin``,
 ``ferrokey_transport``.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Generator, Iterator, Optional
 
 import pytest
 
@@ -46,6 +47,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="how the keys reach this machine (default: ini ferrokey_transport, auto)")
     group.addoption("--ferrokey-url", default=None,
                     help="use the running control API at this URL instead of starting ferrokey")
+    group.addoption("--ferrokey-attach", action="store_true", default=False,
+                    help="transport usbip: attach each test's key here with `usbip attach` "
+                         "(root, vhci-hcd)")
     group.addoption("--ferrokey-arg", action="append", default=[],
                     help="one more `ferrokey serve` argument (repeatable)")
     parser.addini("ferrokey_bin", "the ferrokey program", default="")
@@ -81,12 +85,13 @@ def ferrokey_server(pytestconfig: pytest.Config) -> Iterator[Any]:
         yield session
         return
     binary = pytestconfig.getoption("ferrokey_bin") or pytestconfig.getini("ferrokey_bin") or None
+    attach = bool(pytestconfig.getoption("ferrokey_attach"))
     transport = (pytestconfig.getoption("ferrokey_transport")
-                 or pytestconfig.getini("ferrokey_transport") or "auto")
+                 or pytestconfig.getini("ferrokey_transport") or ("usbip" if attach else "auto"))
     server: Server = start(binary, transport=transport,
                            args=pytestconfig.getoption("ferrokey_arg"))
     try:
-        if server.transport in ("uhid", "attach"):
+        if server.transport in ("uhid", "attach") or attach:
             # Only the tests' own keys may be seen by a browser: unplug the ones
             # the server started with (a browser would otherwise use any of them).
             for key in server.keys:
@@ -133,6 +138,8 @@ def security_key(request: pytest.FixtureRequest, ferrokey_server: Any,
         key.chrome = ferrokey_chrome
         if getattr(ferrokey_server, "transport", "") in ("uhid", "attach"):
             key.wait_for_hidraw()
+        elif request.config.getoption("ferrokey_attach") and isinstance(ferrokey_server, Server):
+            ferrokey_server.attach(key)
         key.info()
         yield key
     finally:
@@ -141,15 +148,17 @@ def security_key(request: pytest.FixtureRequest, ferrokey_server: Any,
         key.remove()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: "pytest.CallInfo[None]") -> Generator[None, pytest.TestReport,
+                                                                          pytest.TestReport]:
+    report = yield
     if not report.failed:
-        return
+        return report
     recorder = item.stash.get(_RECORDER, None)
     key = item.stash.get(_KEY, None)
     if recorder is None or key is None:
-        return
+        return report
     transcript = recorder.transcript() or "(no events)"
     report.sections.append((f"ferrokey events (authenticator {key.authenticator_id})", transcript))
+    return report

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from .client import Authenticator, Client
 from .errors import FerrokeyError, StartError
@@ -46,7 +46,7 @@ class Server:
     ``transport`` (the one it chose), ``busid``/``hidraw`` of key 1, ``keys``
     (the keys it started with), ``usbip_port`` (transport usbip), ``log_path``."""
 
-    def __init__(self, process: subprocess.Popen, log_path: Path, state_dir: Path,
+    def __init__(self, process: "subprocess.Popen[bytes]", log_path: Path, state_dir: Path,
                  owns_state: bool):
         self.process = process
         self.log_path = log_path
@@ -98,7 +98,7 @@ class Server:
         with self._cond:
             return "\n".join(self._lines[-n:])
 
-    def _wait(self, ready, timeout: float, what: str) -> None:
+    def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not ready():
@@ -121,6 +121,21 @@ class Server:
     def hidraw(self) -> Optional[str]:
         """Key 1's hidraw node (transports uhid and attach), else None."""
         return self.hidraws.get(1)
+
+    def attach(self, key: Authenticator, timeout: float = 30.0) -> str:
+        """Transport usbip: attaches ``key`` to this machine's vhci-hcd with ``usbip
+        attach`` (root, the vhci-hcd module and the usbip tool needed); returns its
+        hidraw node. Removing the key later unplugs it (the kernel frees the port)."""
+        if self.usbip_port is None:
+            raise StartError(f"attach: the server has no USB/IP port (transport {self.transport})")
+        cmd = ["usbip", "--tcp-port", str(self.usbip_port), "attach", "-r", "127.0.0.1", "-b", key.busid]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise StartError(f"{' '.join(cmd)}: {e}") from e
+        if done.returncode != 0:
+            raise StartError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()}")
+        return key.wait_for_hidraw(timeout)
 
     @property
     def keys(self) -> List[Authenticator]:
