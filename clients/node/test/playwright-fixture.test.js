@@ -24,9 +24,9 @@ function testInfo(status) {
   return { status, expectedStatus: 'passed', attachments, attach: async (name, opts) => attachments.push({ name, ...opts }) };
 }
 
-async function runSecurityKey(options, info, body) {
+async function runSecurityKey(options, info, body, { serverOptions = {}, onServer = server } = {}) {
   let seen;
-  await fixture('securityKey')({ ferrokeyServer: server, ferrokeyKeyOptions: options, ferrokeyUiDevtoolsPort: 4321 }, async (key) => {
+  await fixture('securityKey')({ ferrokeyServer: onServer, ferrokeyServerOptions: serverOptions, ferrokeyKeyOptions: options, ferrokeyUiDevtoolsPort: 4321 }, async (key) => {
     seen = key;
     await body(key);
   }, info);
@@ -70,6 +70,15 @@ test('the key is removed even when the test throws', async () => {
     throw new Error('on purpose');
   }), /on purpose/);
   await assert.rejects(server.client.authenticator(id), fk.NoSuchAuthenticator);
+});
+
+test('with {attach: true} each key is attached before the test', async () => {
+  const attached = [];
+  const spy = Object.create(server, { attach: { value: async (k) => attached.push(k.authenticatorId) } });
+  const key = await runSecurityKey({}, testInfo('passed'), async (k) => {
+    assert.deepEqual(attached, [k.authenticatorId]);
+  }, { serverOptions: { attach: true }, onServer: spy });
+  assert.deepEqual(attached, [key.authenticatorId]);
 });
 
 test('launch options get the Chrome flags; a running server can be used by URL', async () => {
