@@ -215,7 +215,8 @@ export class Chrome {
     }
     if (!reached) {
       throw new SheetNotShown(`cannot reach Chrome's UI DevTools on 127.0.0.1:${this.port} (${lastError}): `
-        + `was the browser started with ${this.flags.join(' ')}?`);
+        + `was the browser started with ${this.flags.join(' ')}? (ferrokey/playwright adds them to the `
+        + "configuration's launchOptions; a test.use({ launchOptions }) in a spec file replaces them)");
     }
     if (!dialogSeen) throw new SheetNotShown(`Chrome showed no WebAuthn sheet within ${timeoutMs} ms (wanted ${wants})`);
     throw new NoSuchButton(`Chrome's WebAuthn sheet has no ${wants} within ${timeoutMs} ms; it offers: `

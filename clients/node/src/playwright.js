@@ -6,6 +6,9 @@
 //   import { test, expect } from 'ferrokey/playwright';
 //   test('sign in', async ({ page, securityKey }) => { ... await securityKey.chrome.selectAccount('alice'); });
 //
+// Chrome's flags are added to the launchOptions of the configuration (`use` in
+// playwright.config.js or a project): a test.use({ launchOptions }) in a spec
+// file replaces this fixture, and the sheet helper then cannot reach Chrome.
 // Options (test.use / config `use`): ferrokeyServerOptions (worker: start()'s
 // options, or {url} for a running server; {transport: 'usbip', attach: true}
 // attaches each key with `usbip attach`), ferrokeyKeyOptions (Add Virtual
