@@ -55,8 +55,9 @@ export class Server {
   #waiters = new Set();
   #exited = null;
 
-  constructor(child, { logPath, stateDir, ownsState }) {
+  constructor(child, { logPath, stateDir, ownsState, ownsLog = false }) {
     this.process = child;
+    this.ownsLog = ownsLog;
     this.logPath = logPath;
     this.stateDir = stateDir;
     this.ownsState = ownsState;
@@ -151,7 +152,7 @@ export class Server {
     return this.client.authenticators();
   }
 
-  /** SIGTERM (the keys unplug cleanly), SIGKILL after timeoutMs; removes a state dir start() made. */
+  /** SIGTERM (the keys unplug cleanly), SIGKILL after timeoutMs; removes the state dir and log start() made. */
   async stop({ timeoutMs = 15000 } = {}) {
     if (!this.#exited) {
       this.process.kill('SIGTERM');
@@ -160,6 +161,7 @@ export class Server {
       clearTimeout(timer);
     }
     if (this.ownsState) rmSync(this.stateDir, { recursive: true, force: true });
+    if (this.ownsLog) rmSync(this.logPath, { force: true });
     return this.#exited;
   }
 
@@ -203,7 +205,7 @@ export async function start({
     child.once('error', (e) => resolve(e));
   });
   if (spawned) throw new StartError(`cannot run ${program}: ${spawned.message}`);
-  const server = new Server(child, { logPath: logPath ?? `${state}.log`, stateDir: state, ownsState });
+  const server = new Server(child, { logPath: logPath ?? `${state}.log`, stateDir: state, ownsState, ownsLog: ownsState && !logPath });
   try {
     await server.waitUntil(() => server.url && server.busids.size >= keys, timeoutMs, `control API and ${keys} ready key(s)`);
     if (server.transport === 'uhid' || server.transport === 'attach') {

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -148,7 +148,11 @@ test('presence, the button and power', async () => {
     await all.waitFor('powerOn', { timeoutMs: 10000 });
     await assert.rejects(all.waitFor('nothing-like-this', { timeoutMs: 300 }), (e) => e instanceof fk.EventTimeout && /nothing-like-this/.test(e.message));
     all.close();
-    await recorder.stop({ settleMs: 200 });
+    // the recorder reads its own stream: wait until it has seen the powerOn too
+    for (const end = Date.now() + 10000; !recorder.events.some((e) => e.event === 'powerOn') && Date.now() < end;) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await recorder.stop();
     const names = recorder.events.map((e) => e.event);
     assert.ok(names.indexOf('powerOff') >= 0 && names.indexOf('powerOff') < names.indexOf('powerOn'), names.join(','));
     assert.match(recorder.transcript(), /"event":"powerOff"/);
@@ -184,7 +188,9 @@ test('a Unix socket and a token', async () => {
     const key = await other.client.addVirtualAuthenticator();
     assert.equal((await other.client.authenticators()).length, 2);
     await key.remove();
+    assert.ok(existsSync(other.logPath) && existsSync(other.stateDir));
   } finally {
     await other.stop();
   }
+  assert.ok(!existsSync(other.logPath) && !existsSync(other.stateDir), 'start() made them: removed at stop');
 });

@@ -188,6 +188,7 @@ def test_power_unplugs_and_every_key_event_streams(usbip_server, fresh_key):
         mine.wait_for("powerOn", timeout=10)
         with pytest.raises(ferrokey.EventTimeout, match="no 'nothing-like-this'"):
             mine.wait_for("nothing-like-this", timeout=0.5)
+        assert mine.next_event() is None  # a timed-out stream is closed
 
 
 def test_a_recorder_keeps_a_transcript_until_stopped(fresh_key):
@@ -229,3 +230,5 @@ def test_a_unix_socket_and_a_token(ferrokey_bin, tmp_path):
         key = client.add_virtual_authenticator()
         assert key.info()["powered"] and len(client.authenticators()) == 2
         key.remove()
+        assert server.log_path.exists() and server.state_dir.exists()
+    assert not server.log_path.exists() and not server.state_dir.exists()  # start() made them

@@ -52,7 +52,8 @@ class EventStream:
 
     def next_event(self, timeout: Optional[float] = None) -> Optional[KeyEvent]:
         """The next event; None when the stream ended (closed, server stopped).
-        With a timeout, raises :class:`EventTimeout` if none came in time."""
+        With a timeout, raises :class:`EventTimeout` if none came in time, and
+        the stream is closed (a read cut short cannot be resumed)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._pending:
             if self._closed:
@@ -68,7 +69,10 @@ class EventStream:
             try:
                 line = self._response.readline()
             except socket.timeout:
-                raise EventTimeout(f"no event within {timeout} s") from None
+                # A read cut by a timeout leaves http.client mid-chunk: the
+                # stream ends here (open a new one to go on listening).
+                self.close()
+                raise EventTimeout(f"no event within {timeout} s; the stream is closed") from None
             except (OSError, ValueError, AttributeError, http.client.HTTPException):
                 line = b""  # closed under us (AttributeError: http.client's fp gone)
             finally:
@@ -86,7 +90,8 @@ class EventStream:
 
     def wait_for(self, match: Match, timeout: float = 30.0) -> KeyEvent:
         """The first event named ``match`` (or for which ``match(event)`` is true);
-        raises :class:`EventTimeout` with the names seen if none came in time."""
+        raises :class:`EventTimeout` with the names seen if none came in time
+        (the stream is then closed)."""
         deadline = time.monotonic() + timeout
         seen: List[str] = []
         while True:

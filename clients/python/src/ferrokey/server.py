@@ -47,11 +47,12 @@ class Server:
     (the keys it started with), ``usbip_port`` (transport usbip), ``log_path``."""
 
     def __init__(self, process: "subprocess.Popen[bytes]", log_path: Path, state_dir: Path,
-                 owns_state: bool):
+                 owns_state: bool, owns_log: bool = False):
         self.process = process
         self.log_path = log_path
         self.state_dir = state_dir
         self._owns_state = owns_state
+        self._owns_log = owns_log
         self._lines: List[str] = []
         self._cond = threading.Condition()
         self._eof = False
@@ -145,7 +146,7 @@ class Server:
     # -- stopping
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM (the keys unplug cleanly), SIGKILL after ``timeout``; removes the
-        state directory if ``start()`` made it. Returns the exit status."""
+        state directory and its log if ``start()`` made them. Returns the exit status."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -156,6 +157,8 @@ class Server:
         self._reader.join(5)
         if self._owns_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        if self._owns_log:
+            self.log_path.unlink(missing_ok=True)
         return int(self.process.returncode)
 
     def __enter__(self) -> "Server":
@@ -216,7 +219,7 @@ def start(binary: Optional[str] = None, *, transport: str = "auto", keys: int = 
                                    stderr=subprocess.PIPE, env=environment)
     except OSError as e:
         raise StartError(f"cannot run {program}: {e}") from e
-    server = Server(process, log, state, owns_state)
+    server = Server(process, log, state, owns_state, owns_log=owns_state and not log_path)
     try:
         server._wait(lambda: bool(server.url) and len(server.busids) >= keys, timeout,
                      f"control API and {keys} ready key(s)")
