@@ -3,7 +3,8 @@
 # by tools/vm/run --chroot in the QEMU guest: udevd (so Chromium sees keys
 # plugged after it started), the relying party, then the Playwright suite and
 # the pytest+Selenium suite, each starting ferrokey inside the guest with
-# --transport uhid through its own fixture. Results: JUnit XML in $OUT.
+# --transport uhid through its own fixture (the seeded Playwright test also
+# over usbip and --attach). Results: JUnit XML in $OUT.
 set -u
 cd "$FERROKEY_REPO"
 OUT=${VM_WORK_HOSTPATH:?}/out
@@ -44,6 +45,17 @@ if [ "${RUN_PLAYWRIGHT:-1}" = 1 ]; then
     -g 'seeded' 2> "$OUT/playwright-usbip-browser.log")
   echo "guest-clients: playwright (usbip) exited $?"
   mark playwright_usbip_end
+fi
+
+if [ "${RUN_PLAYWRIGHT:-1}" = 1 ]; then
+  # And with --attach: the key attaches itself to vhci-hcd through sysfs (no
+  # TCP port, no usbip program), so each transport has a browser ceremony.
+  mark playwright_attach_start
+  (cd clients/node && FERROKEY_E2E_OUT="$OUT/playwright-attach" FERROKEY_E2E_TRANSPORT=attach \
+    node node_modules/@playwright/test/cli.js test -c e2e/playwright.config.js \
+    -g 'seeded' 2> "$OUT/playwright-attach-browser.log")
+  echo "guest-clients: playwright (attach) exited $?"
+  mark playwright_attach_end
 fi
 
 if [ "${RUN_PYTEST:-1}" = 1 ]; then

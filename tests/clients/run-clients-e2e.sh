@@ -8,7 +8,8 @@
 #     ferrokey pytest plugin),
 # each starting `ferrokey serve --transport uhid` inside the guest through its
 # fixture (a fresh key per test; the seeded-credential Playwright test runs once
-# more with --transport usbip and `usbip attach` in the guest) and answering Chrome's WebAuthn sheets with the
+# more with --transport usbip and `usbip attach` in the guest, and once with
+# --transport attach) and answering Chrome's WebAuthn sheets with the
 # packages' UI DevTools helper; tests/clients/rp_app.py verifies every
 # ceremony. Ends with `N passed, N failed, N skipped`.
 #
@@ -41,9 +42,9 @@ if [ -z "$E2E_BIN" ]; then
 fi
 
 work=$(mktemp -d /tmp/ferrokey-clients-e2e.XXXXXX)
-run_pw=1 run_py=1 expect=7
+run_pw=1 run_py=1 expect=8
 case "$only" in
-  playwright) run_py=0 expect=4 ;;
+  playwright) run_py=0 expect=5 ;;
   pytest) run_pw=0 expect=3 ;;
   "") ;;
   *) echo "run-clients-e2e: --only playwright|pytest" >&2; exit 2 ;;
@@ -58,11 +59,12 @@ echo "guest finished with exit status $status in $(( $(date +%s) - t0 ))s"
 if [ -f "$work/out/timing" ]; then
   awk '{t[$1]=$2} END {
          if (t["playwright_end"]) printf "  playwright suite (browser start included) %7.1f s\n", t["playwright_end"]-t["playwright_start"];
-         if (t["playwright_usbip_end"]) printf "  playwright, usbip + attach (seeded test) %7.1f s\n", t["playwright_usbip_end"]-t["playwright_usbip_start"];
+         if (t["playwright_usbip_end"]) printf "  playwright, usbip + usbip attach (seeded test) %7.1f s\n", t["playwright_usbip_end"]-t["playwright_usbip_start"];
+         if (t["playwright_attach_end"]) printf "  playwright, --attach (seeded test) %7.1f s\n", t["playwright_attach_end"]-t["playwright_attach_start"];
          if (t["pytest_end"]) printf "  pytest+selenium suite (browser start included) %7.1f s\n", t["pytest_end"]-t["pytest_start"] }' "$work/out/timing"
 fi
 files=()
-[ "$run_pw" = 1 ] && files+=("$work/out/playwright/junit.xml" "$work/out/playwright-usbip/junit.xml")
+[ "$run_pw" = 1 ] && files+=("$work/out/playwright/junit.xml" "$work/out/playwright-usbip/junit.xml" "$work/out/playwright-attach/junit.xml")
 [ "$run_py" = 1 ] && files+=("$work/out/pytest.xml")
 stage "clients-browser: results"
 result=0
