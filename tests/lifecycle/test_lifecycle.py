@@ -204,7 +204,7 @@ def test_a_clone_signs_in_until_the_counters_diverge_and_the_rp_rejects_the_olde
     resident = rp.register(s.device("1"))
     other = rp.register(s.device("1"), resident=False)
     _, first, _ = rp.sign_in(s.device("1"), allow=[resident])
-    assert first.new_sign_count == 1
+    assert first.new_sign_count > 0
     clone = s.ok("POST", "/webauthn/authenticator/1/clone")
     original = s.describe("1")
     assert clone["authenticatorId"] != "1"
@@ -213,15 +213,16 @@ def test_a_clone_signs_in_until_the_counters_diverge_and_the_rp_rejects_the_olde
     assert clone["busid"] in [d[0] for d in usbip_devlist(s.key.port)]
     # The clone holds the same credentials and counters.
     held = {c["credentialId"]: c["signCount"] for c in credentials_of(s, clone["authenticatorId"])}
-    assert held.get(b64(resident)) == 1, held
+    assert held.get(b64(resident)) == first.new_sign_count, held
     assert b64(other) in held
     # The attacker uses the clone: accepted (same key, the counter moves on).
     used, on_clone, _ = rp.sign_in(s.device(clone["authenticatorId"]), allow=[resident])
-    assert used == resident and on_clone.new_sign_count == 2
+    assert used == resident and on_clone.new_sign_count > first.new_sign_count
     # A non-resident credential ID works on the clone too (same device secret).
     used, _, _ = rp.sign_in(s.device(clone["authenticatorId"]), allow=[other])
     assert used == other
-    # The owner's key is now behind: its counter 2 is not above the RP's 2.
+    # The owner's key is now behind: its next counter is not above the RP's
+    # (python-fido2's silent pre-flight moves both keys' counters alike).
     with pytest.raises(InvalidAuthenticationResponse, match="(?i)sign count"):
         rp.sign_in(s.device("1"), allow=[resident])
     assert credentials_of(s, "1")[0]["signCount"] >= 1
@@ -379,6 +380,6 @@ def test_device_loss_two_keys_one_removed_the_other_signs_in(serve, tmp_path):
     assert not Path(spare_info["stateDir"]).exists()
     # Sign-in with the remaining key, the account listing both credentials.
     used, verified, _ = rp.sign_in(s.device("1"), allow=[spare_cred, primary_cred])
-    assert used == primary_cred and verified.new_sign_count == 1
+    assert used == primary_cred and verified.new_sign_count > 0
     with pytest.raises(Exception):
         open_device(s.key.port, spare_info["busid"]).close()
