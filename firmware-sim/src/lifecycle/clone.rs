@@ -88,7 +88,7 @@ pub fn copy_state(source: &Path, target: &Path) -> anyhow::Result<()> {
             anyhow::anyhow!("writing {}: {e}", target.join(name).display())
         })?;
     }
-    let mut identity = Identity::load_or_create(target, &[original.serial.clone()])?;
+    let mut identity = Identity::load_or_create(target, std::slice::from_ref(&original.serial))?;
     identity.aaguid = original.aaguid;
     identity.save(target)?;
     Ok(())
