@@ -442,6 +442,11 @@ impl Fleet {
                 other.number
             )));
         }
+        // A device-bound state directory makes a device-bound key, whatever was asked.
+        let options = KeyOptions {
+            exportable: options.exportable && !crate::lifecycle::policy::is_marked(&built.dir),
+            ..options
+        };
         let (busnum, devnum, busid) = slot_address(slot);
         built.label.set(&busid);
         let info = key_mod::device_info(&busid, busnum, devnum, &built.usb);

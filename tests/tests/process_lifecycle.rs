@@ -96,7 +96,12 @@ fn an_exported_passkey_signs_in_from_the_key_it_was_imported_into() {
 
     let imported = ok(control, "POST", &path, Some(&document));
     assert_eq!(imported["imported"].as_array().unwrap().len(), 1);
-    let busid = ok(control, "GET", &format!("/webauthn/authenticator/{target}"), None)["busid"]
+    let busid = ok(
+        control,
+        "GET",
+        &format!("/webauthn/authenticator/{target}"),
+        None,
+    )["busid"]
         .as_str()
         .unwrap()
         .to_string();
@@ -108,7 +113,10 @@ fn an_exported_passkey_signs_in_from_the_key_it_was_imported_into() {
     // The same document again: the credential is there already, nothing changes.
     let (code, answer) = control_json(control, "POST", &path, Some(&document));
     assert_eq!(code, 400, "{answer}");
-    assert_eq!(ok(control, "GET", &listed, None).as_array().unwrap().len(), 1);
+    assert_eq!(
+        ok(control, "GET", &listed, None).as_array().unwrap().len(),
+        1
+    );
     drop((source, moved));
     served.stop();
 }
@@ -140,7 +148,14 @@ fn no_export_refuses_export_and_clone_and_survives_a_restart_without_the_flag() 
             "{answer}"
         );
     }
-    let listed = ok(control, "GET", "/webauthn/authenticator/1/credentials", None);
+    let me = ok(control, "GET", "/webauthn/authenticator/1", None);
+    assert_eq!(me["options"]["exportable"], false, "{me}");
+    let listed = ok(
+        control,
+        "GET",
+        "/webauthn/authenticator/1/credentials",
+        None,
+    );
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert!(listed[0].get("privateKey").is_none(), "{listed}");
     assert_eq!(
