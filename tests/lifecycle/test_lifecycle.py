@@ -192,6 +192,28 @@ class RelyingParty:
         return credential_id, verified, response.response.user_handle
 
 
+class Events:
+    """A key's Server-Sent Events stream (`GET .../authenticator/{id}/events`)."""
+
+    def __init__(self, served, key_id):
+        url = f"http://127.0.0.1:{served.control}/webauthn/authenticator/{key_id}/events"
+        self.stream = urllib.request.urlopen(url, timeout=15)
+
+    def next_named(self, name):
+        """The data of the next event called `name` (other events are passed over)."""
+        for _ in range(10000):
+            line = self.stream.readline()
+            assert line, f"the event stream ended before a {name} event"
+            if line.startswith(b"data: "):
+                event = json.loads(line[len(b"data: "):])
+                if event.get("event") == name:
+                    return event["data"]
+        raise AssertionError(f"no {name} event")
+
+    def close(self):
+        self.stream.close()
+
+
 def credentials_of(served, key_id):
     return served.ok("GET", f"/webauthn/authenticator/{key_id}/credentials")
 
@@ -205,7 +227,11 @@ def test_a_clone_signs_in_until_the_counters_diverge_and_the_rp_rejects_the_olde
     other = rp.register(s.device("1"), resident=False)
     _, first, _ = rp.sign_in(s.device("1"), allow=[resident])
     assert first.new_sign_count > 0
+    events = Events(s, "1")
     clone = s.ok("POST", "/webauthn/authenticator/1/clone")
+    cloned = events.next_named("cloned")
+    events.close()
+    assert cloned["cloneId"] == clone["authenticatorId"] and cloned["busid"] == clone["busid"]
     original = s.describe("1")
     assert clone["authenticatorId"] != "1"
     assert clone["busid"] != original["busid"] and clone["serial"] != original["serial"]
@@ -285,9 +311,16 @@ def test_used_passkeys_are_left_out_of_an_export_unless_asked_for(serve):
     s = serve()
     rp = RelyingParty()
     passkey = rp.register(s.device("1"))
-    rp.sign_in(s.device("1"), allow=[passkey])
+    _, used, _ = rp.sign_in(s.device("1"), allow=[passkey])
+    events = Events(s, "1")
     document = s.ok("GET", "/webauthn/authenticator/1/export")
     assert [i for a in document["accounts"] for i in a["items"]] == []
+    exported = events.next_named("exported")
+    events.close()
+    assert exported["exported"] == 0
+    assert exported["skipped"] == [{"credentialId": b64(passkey), "rpId": RP_ID,
+                                    "signCount": used.new_sign_count}]
+    assert "privateKey" not in json.dumps(exported) and "key" not in exported
     document = s.ok("GET", "/webauthn/authenticator/1/export?includeUsed=true")
     ids = [c["credentialId"] for a in document["accounts"] for i in a["items"] for c in i["credentials"]]
     assert ids == [b64(passkey)]
