@@ -107,6 +107,12 @@ pub enum Command {
     /// Write FIDO MDS3 metadata for the keys: a metadata statement, a signed
     /// BLOB (JWT) and the MDS root that BLOB chains to.
     Mds(crate::mds::MdsArgs),
+    /// Export a stopped key's resident credentials as a FIDO Credential
+    /// Exchange Format (CXF) document. For testing: a real security key's
+    /// private keys never leave it; device-bound keys refuse.
+    Export(crate::lifecycle::cli::ExportArgs),
+    /// Import the passkeys of a CXF document into a stopped key, all or none.
+    Import(crate::lifecycle::cli::ImportArgs),
 }
 
 /// Options of `ferrokey doctor`.
@@ -217,6 +223,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CC", default_value = crate::attestation::DEFAULT_COUNTRY,
           value_parser = parse_country)]
     pub country: String,
+    /// Device-bound keys: export and clone are refused and the control API
+    /// hands out no private keys. Persisted (a `no-export` marker in each
+    /// key's state directory), so a restart without the flag does not lift it.
+    #[arg(long)]
+    pub no_export: bool,
 }
 
 /// An on/off option.
@@ -331,6 +342,8 @@ pub fn main() -> ExitCode {
         Some(Command::Doctor(args)) => return doctor::run(&args),
         Some(Command::InstallUdev(args)) => udev::install(&args),
         Some(Command::Mds(args)) => admin::mds(&args),
+        Some(Command::Export(args)) => crate::lifecycle::cli::export(&args),
+        Some(Command::Import(args)) => crate::lifecycle::cli::import(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

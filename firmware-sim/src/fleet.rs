@@ -351,6 +351,49 @@ impl Fleet {
         added
     }
 
+    /// Adds a new key like [`Fleet::add`], whose state directory `seed`
+    /// fills first (for a clone: the state of another key). The directory is
+    /// created empty (0700) before `seed` runs, and deleted if `seed` or the
+    /// start fails.
+    pub async fn add_seeded<F, Fut>(
+        &self,
+        options: KeyOptions,
+        seed: F,
+    ) -> Result<KeyInfo, FleetError>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: std::future::Future<Output = Result<(), FleetError>>,
+    {
+        options.validate()?;
+        let (id, number) = self.reserve_number(None)?;
+        let dir = key_dir(self.root(), number);
+        let release = |fleet: &Fleet| {
+            let _ = std::fs::remove_dir_all(&dir);
+            fleet.lock().numbers.remove(&number);
+        };
+        if let Err(e) = crate::storage::create_private_dir(&dir) {
+            release(self);
+            return Err(FleetError::Build(e.into()));
+        }
+        if let Err(e) = seed(dir.clone()).await {
+            release(self);
+            return Err(e);
+        }
+        let slot = match self.inner.exports.reserve(None) {
+            Ok(slot) => slot,
+            Err(error) => {
+                release(self);
+                return Err(FleetError::NoSlot(error.to_string()));
+            }
+        };
+        let added = self.start(id, number, slot, options).await;
+        if added.is_err() {
+            self.inner.exports.withdraw(slot);
+            release(self);
+        }
+        added
+    }
+
     fn reserve_number(&self, wanted: Option<u32>) -> Result<(KeyId, u32), FleetError> {
         let mut state = self.lock();
         let number = match wanted {
@@ -399,6 +442,11 @@ impl Fleet {
                 other.number
             )));
         }
+        // A device-bound state directory makes a device-bound key, whatever was asked.
+        let options = KeyOptions {
+            exportable: options.exportable && !crate::lifecycle::policy::is_marked(&built.dir),
+            ..options
+        };
         let (busnum, devnum, busid) = slot_address(slot);
         built.label.set(&busid);
         let info = key_mod::device_info(&busid, busnum, devnum, &built.usb);

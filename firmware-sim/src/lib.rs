@@ -23,6 +23,7 @@ pub mod events;
 pub mod fleet;
 pub mod identity;
 pub mod key;
+pub mod lifecycle;
 pub mod mds;
 pub mod presence;
 pub mod storage;

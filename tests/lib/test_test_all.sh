@@ -11,7 +11,8 @@ trap 'rm -rf "$work"' EXIT
 
 mkdir -p "$work/repo/tools" "$work/repo/tests/lib" "$work/repo/tests/e2e" "$work/repo/tests/browser" \
   "$work/repo/tests/conformance" "$work/repo/tests/mutants" "$work/repo/tests/control" \
-  "$work/repo/tests/attestation" "$work/repo/tests/clients" "$work/bin"
+  "$work/repo/tests/attestation" "$work/repo/tests/clients" "$work/bin" \
+  "$work/repo/tests/lifecycle"
 cp "$repo/tools/test-all" "$work/repo/tools/"
 cat > "$work/bin/cargo" <<'STUB'
 #!/bin/sh
@@ -25,6 +26,7 @@ echo 'print("2 passed, 0 failed, 0 skipped")' > "$work/repo/tests/lib/test_accou
 printf '#!/bin/sh\necho "1 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/lib/test_test_all.sh"
 printf '#!/bin/sh\necho "6 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/control/run-control-tests.sh"
 printf '#!/bin/sh\necho "2 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/attestation/run-attestation-tests.sh"
+printf '#!/bin/sh\necho "3 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/lifecycle/run-lifecycle-tests.sh"
 printf '#!/bin/sh\necho "FAIL uhid-transport: no hidraw node in 30 s"\necho "5 passed, 1 failed, 0 skipped"; exit 1\n' > "$work/repo/tests/e2e/run-kernel-e2e.sh"
 printf '#!/bin/sh\necho "3 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/browser/run-browser-e2e.sh"
 printf '#!/bin/sh\necho "4 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/conformance/run-fido2-suite.sh"
@@ -33,7 +35,7 @@ printf '#!/bin/sh\necho "clients-browser: 7 passed, 0 failed, 0 skipped"\n' > "$
 chmod +x "$work/bin/cargo" "$work/repo/tests/lib/test_test_all.sh" "$work/repo/tests/e2e/run-kernel-e2e.sh" \
   "$work/repo/tests/browser/run-browser-e2e.sh" "$work/repo/tests/control/run-control-tests.sh" \
   "$work/repo/tests/attestation/run-attestation-tests.sh" "$work/repo/tests/clients/run-clients-tests.sh" \
-  "$work/repo/tests/clients/run-clients-e2e.sh"
+  "$work/repo/tests/clients/run-clients-e2e.sh" "$work/repo/tests/lifecycle/run-lifecycle-tests.sh"
 # run-fido2-suite.sh is left without its executable bit.
 
 out=$(cd "$work/repo" && PATH="$work/bin:$PATH" bash tools/test-all --no-mutants 2>&1)
@@ -52,8 +54,9 @@ check "the summary repeats why the kernel stage failed" grep -q "^     | FAIL uh
 check "the browser stage still ran after the kernel failure" grep -q "^PASS browsers: exit 0; 3 passed" <<< "$out"
 check "the host stages ran" grep -q "^PASS control: exit 0; 6 passed" <<< "$out"
 check "the attestation stage ran" grep -q "^PASS attestation: exit 0; 2 passed" <<< "$out"
+check "the lifecycle stage ran" grep -q "^PASS lifecycle: exit 0; 3 passed" <<< "$out"
 check "the client stages ran" grep -q "^PASS clients-browser: exit 0; clients-browser: 7 passed" <<< "$out"
-check "the totals add up the stages" test "$(tail -n1 <<< "$out")" = "41 passed, 2 failed, 1 skipped"
+check "the totals add up the stages" test "$(tail -n1 <<< "$out")" = "44 passed, 2 failed, 1 skipped"
 if [ "$failed" != 0 ]; then
   echo "--- test-all output:"; echo "$out"
 fi

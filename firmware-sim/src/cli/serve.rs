@@ -41,6 +41,7 @@ pub fn key_options(args: &ServeArgs) -> KeyOptions {
         manufacturer: args.manufacturer.clone(),
         product: args.product.clone(),
         reset_window: args.reset_window.map(|switch| switch == Switch::On),
+        exportable: !args.no_export,
         ..KeyOptions::default()
     }
 }

@@ -143,6 +143,13 @@ pub fn routes() -> Vec<Route> {
         ),
     ];
     routes.extend(webdriver.into_iter().flatten());
+    use crate::lifecycle::api as l;
+    let lifecycle = [
+        Route::webdriver(M::POST, &format!("{ONE}/clone"), l::clone),
+        Route::webdriver(M::GET, &format!("{ONE}/export"), l::export),
+        Route::webdriver(M::POST, &format!("{ONE}/import"), l::import),
+    ];
+    routes.extend(lifecycle.into_iter().flatten());
     routes
 }
 

@@ -194,6 +194,11 @@ impl KeyBuilder {
         options.validate()?;
         let dir = key_dir(&self.root, number);
         let storage = FileStorage::open(&dir)?;
+        // A device-bound key stays so (lifecycle::policy's marker).
+        let options = &KeyOptions {
+            exportable: crate::lifecycle::policy::settle(&dir, options.exportable)?,
+            ..options.clone()
+        };
         let identity = self.identity(&dir, options)?;
         let presence = match (&options.presence_file, options.presence_mode()) {
             (Some(path), _) => PresenceKind::File(path.clone()),
