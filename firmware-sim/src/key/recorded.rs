@@ -17,6 +17,9 @@ use ferrokey::platform::PresenceStatus;
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use ferrokey::pin::controls::PinUvStatus;
+
+use super::pin;
 use crate::events::{CtapEnd, CtapProtocol, EventBus, EventKind, KeyId, RawCtap};
 
 /// A request waiting for presence.
@@ -27,12 +30,16 @@ struct Waiting {
     started: Instant,
 }
 
+/// Reads an app's PIN/UV state (see [`Recorded::with_pin_watch`]).
+pub type PinWatch<A> = fn(&A) -> PinUvStatus;
+
 /// An [`App`] that publishes what passes through it (see the module documentation).
 pub struct Recorded<A> {
     inner: A,
     key: KeyId,
     bus: EventBus,
     waiting: Option<Waiting>,
+    pin_watch: Option<PinWatch<A>>,
 }
 
 impl<A> Recorded<A> {
@@ -43,7 +50,17 @@ impl<A> Recorded<A> {
             key,
             bus,
             waiting: None,
+            pin_watch: None,
         }
+    }
+
+    /// Also publishes the PIN/UV changes a CTAP request makes (`pinSet`,
+    /// `pinChanged`, `pinBlocked`, ... with `source: "ctap"`, see
+    /// [`crate::key::pin::changes`]), reading the state with `watch` before
+    /// and after each request.
+    pub fn with_pin_watch(mut self, watch: PinWatch<A>) -> Self {
+        self.pin_watch = Some(watch);
+        self
     }
 
     /// The wrapped app.
@@ -105,6 +122,7 @@ impl<A: App> App for Recorded<A> {
             .take()
             .filter(|w| context.up_granted && w.channel == context.channel);
         let started = resumed.as_ref().map_or_else(Instant::now, |w| w.started);
+        let pin_before = self.pin_watch.map(|watch| watch(&self.inner));
         let outcome = self.inner.handle(proto, request, context, response);
         match outcome {
             Outcome::Response => self.publish_ctap(RawCtap {
@@ -123,6 +141,11 @@ impl<A: App> App for Recorded<A> {
                     started,
                 });
             }
+        }
+        // After the request's own event: what it did to the PIN/UV state.
+        if let (Some(watch), Some(before)) = (self.pin_watch, pin_before) {
+            let after = watch(&self.inner);
+            pin::publish_changes(&self.bus, self.key, &before, &after, "ctap");
         }
         outcome
     }
