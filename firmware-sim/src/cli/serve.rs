@@ -293,10 +293,13 @@ async fn serve_fleet(
     if let Some(attacher) = &attacher {
         attacher.detach_all();
     }
+    fleet.shutdown().await;
+    // Event streams end cleanly (with the keys' unplugging), then the API goes.
+    fleet.events().close();
     if let Some(task) = control_task {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         task.abort();
     }
-    fleet.shutdown().await;
     if let Some(task) = transcript_task {
         // Let it write the last events (the keys' unplugging) first.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
