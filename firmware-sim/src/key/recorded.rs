@@ -223,6 +223,80 @@ mod tests {
         fn cancel_presence(&mut self) {}
     }
 
+    /// Request `[1]` sets a PIN, `[2]` changes it, `[3]` clears it, anything
+    /// else changes nothing.
+    struct Pinning {
+        status: PinUvStatus,
+    }
+
+    impl App for Pinning {
+        fn handle(
+            &mut self,
+            _: Protocol,
+            request: &[u8],
+            _: CallContext,
+            out: &mut Message,
+        ) -> Outcome {
+            match request.first() {
+                Some(1 | 2) => {
+                    self.status.pin_set = true;
+                    self.status.pin_changes += 1;
+                }
+                Some(3) => self.status.pin_set = false,
+                _ => {}
+            }
+            out.clear();
+            let _ = out.push(0);
+            Outcome::Response
+        }
+        fn request_presence(&mut self, _: u64) {}
+        fn poll_presence(&mut self, _: u64) -> PresenceStatus {
+            PresenceStatus::Approved
+        }
+        fn cancel_presence(&mut self) {}
+    }
+
+    #[test]
+    fn pin_changes_from_ctap_follow_their_request() {
+        let bus = EventBus::new();
+        let mut rx = bus.subscribe();
+        let status = PinUvStatus {
+            pin_set: false,
+            pin_retries: 8,
+            power_cycle_required: false,
+            force_pin_change: false,
+            min_pin_length: 4,
+            builtin_uv: false,
+            uv_retries: 8,
+            pin_changes: 0,
+        };
+        let mut app = Recorded::new(Pinning { status }, KeyId(4), bus)
+            .with_pin_watch(|app: &Pinning| app.status);
+        let mut out = Message::new();
+        for request in [[1u8], [0], [2], [3]] {
+            app.handle(Protocol::Cbor, &request, cx(false), &mut out);
+        }
+        let events = drain(&mut rx);
+        let names: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "ctap",
+                "pinSet",
+                "ctap",
+                "ctap",
+                "pinChanged",
+                "ctap",
+                "pinCleared"
+            ]
+        );
+        assert!(events
+            .iter()
+            .filter(|e| e.kind.name().starts_with("pin"))
+            .all(|e| e.payload["source"] == "ctap"));
+        assert_eq!(events[1].payload["pin"]["state"], "set");
+    }
+
     fn cx(up_granted: bool) -> CallContext {
         CallContext {
             now_ms: 0,
