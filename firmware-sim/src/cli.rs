@@ -228,6 +228,19 @@ pub struct ServeArgs {
     /// key's state directory), so a restart without the flag does not lift it.
     #[arg(long)]
     pub no_export: bool,
+    /// A PIN every key gets at start, read from this file (its first line;
+    /// keep the file 0600). Without it the PIN comes from the environment
+    /// variable FERROKEY_PIN, if set. Never echoed or logged. With a PIN and
+    /// no --pin-state the keys start in state "set" (full retries).
+    #[arg(long, value_name = "PATH")]
+    pub pin_file: Option<PathBuf>,
+    /// The PIN/UV state every key is put in at start: unset, set, blocked
+    /// (no PIN retries left), forcePinChange, uvBlocked (needs --uv
+    /// auto|deny). set, blocked and forcePinChange need a PIN (--pin-file,
+    /// FERROKEY_PIN, or one the key's state already holds). Left out, a key
+    /// keeps the PIN state its state directory holds.
+    #[arg(long, value_name = "STATE", value_parser = parse_pin_state)]
+    pub pin_state: Option<crate::key::pin::PinStateName>,
 }
 
 /// An on/off option.
@@ -283,6 +296,11 @@ fn parse_hex_u16(text: &str) -> Result<u16, String> {
         .unwrap_or(text);
     u16::from_str_radix(digits, 16)
         .map_err(|_| format!("{text:?} is not a 16-bit hex number (e.g. 1209 or 0x1209)"))
+}
+
+fn parse_pin_state(text: &str) -> Result<crate::key::pin::PinStateName, String> {
+    crate::key::pin::PinStateName::parse(text)
+        .ok_or_else(|| "expected unset, set, blocked, forcePinChange or uvBlocked".to_string())
 }
 
 fn parse_country(text: &str) -> Result<String, String> {

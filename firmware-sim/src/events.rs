@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use zeroize::Zeroizing;
 
 /// How many events a subscriber may fall behind before it loses the oldest.
@@ -185,6 +185,8 @@ pub struct Event {
 #[derive(Clone, Debug)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
+    /// Set once by [`EventBus::close`]: the process is stopping.
+    closed: Arc<watch::Sender<bool>>,
 }
 
 impl Default for EventBus {
@@ -198,7 +200,22 @@ impl EventBus {
     pub fn new() -> Self {
         EventBus {
             tx: broadcast::channel(CAPACITY).0,
+            closed: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Says that no more events will come (the server is stopping):
+    /// followers such as the control API's event streams end cleanly once
+    /// they have passed on what was published before.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Completes once [`EventBus::close`] was called (at once if it was).
+    pub async fn closed(&self) {
+        let mut closed = self.closed.subscribe();
+        // An error means the bus is gone, which is as closed as it gets.
+        let _ = closed.wait_for(|closed| *closed).await;
     }
 
     /// A new subscriber; it sees the events published from now on.
@@ -282,6 +299,24 @@ mod tests {
             "{text}"
         );
         assert_eq!(EventKind::Ctap(raw).name(), "ctap");
+    }
+
+    #[tokio::test]
+    async fn closing_is_seen_by_every_clone_even_later() {
+        let bus = EventBus::new();
+        let clone = bus.clone();
+        let waiter = tokio::spawn(async move { clone.closed().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        bus.close();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("a follower did not see the close")
+            .unwrap();
+        // Asking after the close completes at once.
+        tokio::time::timeout(Duration::from_secs(1), bus.closed())
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -488,7 +488,11 @@ impl Fleet {
             busid: busid.clone(),
             serial: serial.clone(),
             aaguid: built.aaguid,
-            options,
+            // The PIN went into the key when it was built; it is not kept.
+            options: KeyOptions {
+                pin: None,
+                ..options
+            },
             dir: built.dir,
             tx: handle.tx.clone(),
             shared: Arc::clone(&handle.shared),

@@ -7,6 +7,8 @@
 //!   ([`build::KeyBuilder`]): state directory, identity, core.
 //! - [`core`]: [`KeyCore`], the core of a served key (CTAPHID transport and
 //!   authenticator, with CTAP events recorded).
+//! - [`pin`]: the PIN/UV states a key is started in or switched to, and
+//!   the events their changes make.
 //! - [`power`]: [`power::PowerCycled`], a core really rebuilt at power-up.
 //! - [`recorded`]: [`Recorded`], the app wrapper that publishes CTAP events.
 //! - [`runtimes`]: the few threads all keys run on.
@@ -15,6 +17,7 @@
 pub mod build;
 pub mod core;
 pub mod options;
+pub mod pin;
 pub mod power;
 pub mod recorded;
 pub mod runtimes;

@@ -203,6 +203,7 @@ impl PinUv {
             .update(storage, |s| s.set_pin(verifier, new_pin.code_points))
             .map_err(storage_error)?;
         self.consecutive_mismatches = 0;
+        self.count_pin_change();
         Ok(Response::default())
     }
 
@@ -238,6 +239,7 @@ impl PinUv {
             .update(storage, |s| s.set_pin(verifier, new_pin.code_points))
             .map_err(storage_error)?;
         self.token.reset(rng);
+        self.count_pin_change();
         Ok(Response::default())
     }
 

@@ -66,6 +66,9 @@ pub struct PinUvStatus {
     pub builtin_uv: bool,
     /// uvRetries.
     pub uv_retries: u8,
+    /// How many times the PIN was set or changed since power-up (tells a
+    /// changePIN from no change).
+    pub pin_changes: u32,
 }
 
 impl PinUv {
@@ -95,7 +98,13 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     /// The PIN/UV state.
     pub fn pin_uv_status(&mut self) -> Result<PinUvStatus, ControlError> {
         self.settle_for_control()?;
-        Ok(PinUvStatus {
+        Ok(self.pin_uv_peek())
+    }
+
+    /// The PIN/UV state as it is in memory, without finishing a decided
+    /// authenticatorReset first (for observers that must not change the key).
+    pub fn pin_uv_peek(&self) -> PinUvStatus {
+        PinUvStatus {
             pin_set: self.pin.is_pin_set(),
             pin_retries: self.pin.retries(),
             power_cycle_required: self.pin.power_cycle_required(),
@@ -103,7 +112,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             min_pin_length: self.pin.min_pin_length(),
             builtin_uv: self.pin.has_builtin_uv(),
             uv_retries: self.pin.uv_retries(),
-        })
+            pin_changes: self.pin.pin_changes(),
+        }
     }
 
     /// Sets or replaces the PIN: stored as setPIN stores it, with full
@@ -126,6 +136,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         })?;
         self.pin.token.reset(&mut self.platform.rng);
         self.pin.consecutive_mismatches = 0;
+        self.pin.count_pin_change();
         Ok(())
     }
 
@@ -297,8 +308,14 @@ mod tests {
             p.token(&mut h, "1234", Some(perm::MC), None).err(),
             Some(PIN_POLICY_VIOLATION)
         );
+        let before = h.auth.pin_uv_peek().pin_changes;
         assert_eq!(p.change_pin(&mut h, "1234", "5678"), 0);
-        assert!(!h.auth.pin_uv_status().unwrap().force_pin_change);
+        let after = h.auth.pin_uv_status().unwrap();
+        assert!(!after.force_pin_change);
+        // changePIN counts as a change; a refused one does not.
+        assert_eq!(after.pin_changes, before + 1);
+        assert_ne!(p.change_pin(&mut h, "0000", "2468"), 0);
+        assert_eq!(h.auth.pin_uv_peek().pin_changes, before + 1);
     }
 
     #[test]

@@ -123,6 +123,9 @@ pub struct PinUv {
     consecutive_mismatches: u8,
     key_agreement: [KeyAgreementKey; 2],
     token: PinUvAuthToken,
+    /// How many times the PIN was set or changed since power-up (volatile;
+    /// lets an observer tell a changePIN from no change).
+    pin_changes: u32,
 }
 
 impl PinUv {
@@ -158,6 +161,7 @@ impl PinUv {
                 KeyAgreementKey::generate(rng),
             ],
             token: PinUvAuthToken::new(rng),
+            pin_changes: 0,
         })
     }
 
@@ -286,6 +290,17 @@ impl PinUv {
         peer: &cosey::EcdhEsHkdf256PublicKey,
     ) -> Result<protocol::SharedSecret, protocol::CryptoError> {
         self.key_agreement[version.index()].decapsulate(version, peer)
+    }
+
+    /// How many times the PIN was set or changed (by CTAP or a control)
+    /// since power-up.
+    pub fn pin_changes(&self) -> u32 {
+        self.pin_changes
+    }
+
+    /// Counts one more PIN set or change (see [`PinUv::pin_changes`]).
+    pub(crate) fn count_pin_change(&mut self) {
+        self.pin_changes = self.pin_changes.wrapping_add(1);
     }
 
     /// Whether three consecutive wrong PINs require a power cycle (powerCycleState).

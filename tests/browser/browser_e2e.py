@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE.parent / "e2e"))
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests" / "lib"))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from e2e_common import Key, boot_and_attach_result, run_guest, vm_command  # noqa: E402
+from e2e_common import Key, boot_and_attach_result, free_port, run_guest, vm_command  # noqa: E402
 from guest_browsers import BROWSERS, COMMANDS, SCENARIOS, stop  # noqa: E402  (no venv needed)
 from accounting import Results, load_known_failures  # noqa: E402
 
@@ -145,8 +145,12 @@ def main():
         t0 = time.monotonic()
         # --uv auto: a key with built-in user verification (a fingerprint that
         # always matches), as browsers want for discoverable credentials.
+        # --control: the instrument-* scenarios drive the keys through the control
+        # API, which the guest reaches at 10.0.2.2 (QEMU's user network).
+        control_port = free_port()
         key = Key(args.ferrokey, "browsers", work / "state", logs, "auto", keys=len(browsers),
-                  extra_args=["--uv", "auto"])
+                  extra_args=["--uv", "auto", "--control", f"127.0.0.1:{control_port}",
+                              "--control-allow-host", "10.0.2.2"])
         key.state_dir.mkdir(mode=0o700)
         key.start()
         if len(key.busids) < len(browsers):
@@ -171,6 +175,7 @@ def main():
                 log(f"no warm {b} profile ({e}); the guest starts from an empty one")
             general.append((f"warm {b} profile (host, cached)", time.monotonic() - t0))
         cfg = {"port": key.port, "busids": key.busids, "ca_pem": str(work / "ca.pem"),
+               "control": f"http://10.0.2.2:{control_port}/",
                "browsers": browsers, "only": only, "browser_timeout": args.browser_timeout,
                "warm_profiles": warm}
         if args.transport != "usbip":

@@ -38,6 +38,10 @@ SCENARIOS = [
     "exclude-credentials",
     "attestation-direct",
     "counter-and-flags",
+    # The key as a test instrument (ferrokey's control API, driven by the RP):
+    "instrument-seeded-signin",
+    "instrument-bogus-signature",
+    "instrument-bad-up",
 ]
 BROWSERS = ["chromium", "firefox"]
 
@@ -218,6 +222,7 @@ class Run:
         self.browsers = self.cfg.get("browsers") or BROWSERS
         self.only = [s for s in self.cfg.get("only", []) if s]
         self.guest_key = None  # with --transport: ferrokey running in the guest
+        self.guest_control = None  # ... and its control API (http://127.0.0.1:PORT/)
 
     def fail_all(self, browser, why):
         for name in SCENARIOS:
@@ -257,7 +262,7 @@ class Run:
         with open(log_path, "w") as log_file:
             proc = subprocess.Popen(
                 [self.cfg["ferrokey"], "serve", "--transport", transport, "--uv", "auto",
-                 "--state-dir", str(state)],
+                 "--state-dir", str(state), "--control", "127.0.0.1:0"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
                 env=dict(os.environ, RUST_LOG="info"))
         pattern = re.compile(r"key-1 (?:is a uhid device|attached on vhci port \d+): (/dev/hidraw\d+)")
@@ -271,6 +276,8 @@ class Run:
                 raise RuntimeError(f"ferrokey --transport {transport}: {log_path.read_text()[-400:]!r}")
             time.sleep(0.05)
         self.guest_key, self.dev = proc, m.group(1)
+        control = re.search(r"control API on (http://\S+/)", log_path.read_text())
+        self.guest_control = control.group(1) if control else None
         took = round(time.monotonic() - t0, 2)
         log(f"key {index + 1}: ferrokey --transport {transport} in the guest as {self.dev} in {took}s")
         return took
@@ -295,6 +302,12 @@ class Run:
             attach_s = self.switch_key(index)
         except Exception as e:
             return self.fail_all(browser, f"attach failed: {e}")
+        # The key's control API, for the instrument-* scenarios (the RP drives it).
+        from instrument import Control  # the venv's cryptography and fido2
+        if self.cfg.get("transport") and self.guest_control:
+            rp.instruments[browser] = Control(self.guest_control, authenticator="1")
+        elif self.cfg.get("control"):
+            rp.instruments[browser] = Control(self.cfg["control"], busid=self.cfg["busids"][index])
         profile = Path(tempfile.mkdtemp(prefix=f"{browser}-profile-"))
         warm = (self.cfg.get("warm_profiles") or {}).get(browser)
         if warm and Path(warm).is_dir():  # made on the host by browser_e2e.py (native speed)

@@ -21,6 +21,12 @@ API (POST, JSON in and out; `browser` names the run, each has its own state):
   /api/login/options    {browser, allow: [credId]}  ([] = discoverable) -> {token, publicKey}
   /api/login/verify     {browser, token, credential}
       -> {ok, id, signCount, prevSignCount, counterHistory, userHandleMatches, deviceType, backedUp}
+      (a refusal also says the authenticator data's flags: {ok: false, error, up, uv})
+  /api/instrument/seed  {browser, signCount}  seed a resident P-256 credential on the
+      browser's key through ferrokey's control API, with a key pair made here -> {ok, id}
+  /api/instrument/override {browser, isBogusSignature, isBadUV, isBadUP}  CDP's overrides
+  /api/instrument/check {browser, id, signCount}  the credentialAsserted event came, and
+      Get Credentials lists the credential with that counter
   /api/result           {browser, scenario, ok, detail, timings}   a scenario's verdict
   /api/log              {browser, msg}                             progress lines
   /api/done             {browser, userAgent}                       the page finished
@@ -110,6 +116,7 @@ class RelyingParty:
         self.events = []        # (monotonic time, browser, kind, data): for an embedding program
         self.ui = {}            # browser -> [{"kind": "ui-step"|"ctap-error", "value": ...}]
         self.cond = threading.Condition(self.lock)
+        self.instruments = {}   # browser -> instrument.Control of the browser's key
 
     # ------------------------------------------------------------ bookkeeping
     def event(self, browser, kind, data=None):
@@ -229,10 +236,16 @@ class RelyingParty:
         if extra["allow"] and cred_id not in extra["allow"]:
             return {"ok": False, "error": "the browser returned a credential not in allowCredentials"}
         prev = record["sign_count"]
-        verified = verify_authentication_response(
-            credential=cred, expected_challenge=challenge, expected_origin=self.origin(port),
-            expected_rp_id=RP_ID, credential_public_key=record["public_key"],
-            credential_current_sign_count=prev, require_user_verification=False)
+        flags = auth_data_flags(cred)
+        try:
+            verified = verify_authentication_response(
+                credential=cred, expected_challenge=challenge, expected_origin=self.origin(port),
+                expected_rp_id=RP_ID, credential_public_key=record["public_key"],
+                credential_current_sign_count=prev, require_user_verification=False)
+        except Exception as e:  # the page wants the flags the RP saw, with the refusal
+            out = {"ok": False, "error": f"{type(e).__name__}: {e}", "id": cred_id, **flags}
+            self.event(browser, "login-refused", {k: v for k, v in out.items() if k != "ok"})
+            return out
         user_handle = (cred.get("response") or {}).get("userHandle")
         with self.lock:
             record["sign_count"] = verified.new_sign_count
@@ -244,9 +257,65 @@ class RelyingParty:
             "userHandleMatches": (unb64u(user_handle) == record["user_id"]) if user_handle else None,
             "deviceType": enum_str(verified.credential_device_type),
             "backedUp": verified.credential_backed_up, "userVerified": verified.user_verified,
+            **flags,
         }
         self.event(browser, "login", {k: v for k, v in out.items() if k != "ok"})
         return out
+
+    # ------------------------------------------------------------ the key as an instrument
+    def instrument(self, browser):
+        control = self.instruments.get(browser)
+        if control is None:
+            raise RuntimeError(f"no control API for {browser}'s key")
+        return control
+
+    def instrument_seed(self, req):
+        """Seeds a resident P-256 credential for RP_ID on the browser's key
+        (through the control API) with a key pair made here, and records it
+        as registered: the RP verifies its signatures with the public key it
+        holds. Starts following the key's events."""
+        browser = req["browser"]
+        control = self.instrument(browser)
+        control.watch()
+        user_id = secrets.token_bytes(16)
+        start = int(req.get("signCount", 7))
+        cred_id, cose = control.seed_resident(RP_ID, user_id, f"seeded-{browser}", start)
+        record = {"user": f"seeded-{browser}", "user_id": user_id, "public_key": cose,
+                  "sign_count": start, "history": [start], "device_type": "single_device",
+                  "backed_up": False, "fmt": "seeded"}
+        with self.lock:
+            self.creds.setdefault(browser, {})[b64u(cred_id)] = record
+        self.event(browser, "seeded", {"id": b64u(cred_id), "signCount": start})
+        return {"ok": True, "id": b64u(cred_id), "signCount": start}
+
+    def instrument_override(self, req):
+        """CDP's response overrides on the browser's key."""
+        bits = {k: bool(req.get(k)) for k in ("isBogusSignature", "isBadUV", "isBadUP")}
+        return {"ok": True, "overrides": self.instrument(req["browser"]).set_overrides(**bits)}
+
+    def instrument_check(self, req):
+        """After a sign-in with credential `id` that the RP saw at `signCount`:
+        the key's credentialAsserted event for it arrived with that counter,
+        and Get Credentials lists it with that counter."""
+        control = self.instrument(req["browser"])
+        cred_id, count = req["id"], int(req["signCount"])
+        t0 = time.monotonic()
+        event = control.wait_event(lambda e: e.get("event") == "credentialAsserted"
+                                   and e["data"]["credential"]["credentialId"] == cred_id
+                                   and e["data"]["credential"]["signCount"] == count)
+        waited = round(time.monotonic() - t0, 3)
+        if event is None:
+            seen = [e.get("event") for e in control.events][-12:]
+            return {"ok": False, "error": f"no credentialAsserted event for {cred_id[:16]}... with "
+                                          f"signCount {count} (last events: {seen})"}
+        listed = control.credential(unb64u(cred_id))
+        if listed is None:
+            return {"ok": False, "error": "Get Credentials does not list the seeded credential"}
+        if listed["signCount"] != count:
+            return {"ok": False, "error": f"Get Credentials says signCount {listed['signCount']}, "
+                                          f"the assertion {count}"}
+        return {"ok": True, "eventWaitS": waited, "listedSignCount": listed["signCount"],
+                "eventAuthenticatorId": event["data"].get("authenticatorId")}
 
     # ------------------------------------------------------------ page reports
     def result(self, req):
@@ -275,6 +344,15 @@ class RelyingParty:
                       "deviceType": enum_str(r["device_type"]), "backedUp": r["backed_up"]}
                 for cid, r in self.creds.get(browser, {}).items()}
             return {"credentials": creds, "results": list(self.results.get(browser, []))}
+
+
+def auth_data_flags(cred):
+    """The UP and UV flags of an assertion's authenticator data, as sent."""
+    try:
+        flags = unb64u(cred["response"]["authenticatorData"])[32]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return {}
+    return {"up": bool(flags & 0x01), "uv": bool(flags & 0x04)}
 
 
 def make_handler(rp: RelyingParty, verbose=False):
@@ -326,6 +404,9 @@ def make_handler(rp: RelyingParty, verbose=False):
                     "/api/register/verify": lambda: rp.register_verify(req, port),
                     "/api/login/options": lambda: rp.login_options(req),
                     "/api/login/verify": lambda: rp.login_verify(req, port),
+                    "/api/instrument/seed": lambda: rp.instrument_seed(req),
+                    "/api/instrument/override": lambda: rp.instrument_override(req),
+                    "/api/instrument/check": lambda: rp.instrument_check(req),
                     "/api/result": lambda: rp.result(req),
                     "/api/log": lambda: (rp.event(req["browser"], "log", {"msg": req.get("msg", "")}),
                                          {"ok": True})[1],

@@ -12,7 +12,11 @@
 # 3.0.1 verifies every ceremony server-side, trusting the `ferrokey ca` root.
 # Scenarios per browser: nonresident-register-signin, discoverable-register-signin,
 # exclude-credentials (InvalidStateError), attestation-direct (packed, chain to
-# the root), counter-and-flags (counter increases, BE/BS false).
+# the root), counter-and-flags (counter increases, BE/BS false), and the key as a
+# test instrument through its control API (driven by the RP): instrument-seeded-signin
+# (a seeded resident P-256 credential signs in, the RP verifies with its own public
+# key, credentialAsserted arrives, Get Credentials shows the counter),
+# instrument-bogus-signature and instrument-bad-up (CDP response overrides).
 # Prints PASS/FAIL per scenario per browser, a timing table per browser, and
 # last `N passed, N failed, N skipped` (tests/lib/accounting.py); exit status 0
 # only if nothing failed. Known failures: tests/browser/known-failures.txt
@@ -30,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 case "${1:-}" in
-  -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 # shellcheck source=tests/e2e/lib.sh

@@ -172,6 +172,42 @@ export class Authenticator {
     return this.client.http.call('POST', `${this.path}/touch`, { on: Boolean(on) });
   }
 
+  /**
+   * The PIN/UV state: isSet, state ('unset', 'set', 'blocked', 'forcePinChange',
+   * 'uvBlocked'), retries, uvRetries (null without built-in UV), forcePinChange,
+   * powerCycleRequired, minPinLength, builtinUv.
+   */
+  async pinState() {
+    return this.client.http.call('GET', `${this.path}/pin`);
+  }
+
+  /** Sets or replaces the PIN (full retries); resolves to the new state. */
+  async setPin(pin) {
+    if (typeof pin !== 'string') throw new TypeError('pin must be a string (clearPin() removes it)');
+    return this.client.http.call('POST', `${this.path}/pin`, { pin });
+  }
+
+  /** Removes the PIN; resolves to the new state. */
+  async clearPin() {
+    return this.client.http.call('POST', `${this.path}/pin`, { pin: null });
+  }
+
+  /** Sets pinRetries and/or uvRetries (0 to 8; 0 blocks); resolves to the new state. */
+  async setPinRetries({ retries, uvRetries } = {}) {
+    const body = {};
+    if (retries !== undefined) body.retries = retries;
+    if (uvRetries !== undefined) body.uvRetries = uvRetries;
+    if (!Object.keys(body).length) throw new TypeError('give retries and/or uvRetries');
+    return this.client.http.call('POST', `${this.path}/pin/retries`, body);
+  }
+
+  /** Puts the key in `state`, setting `pin` first when given; resolves to the new state. */
+  async setPinState(state, pin) {
+    const body = { state };
+    if (pin !== undefined) body.pin = pin;
+    return this.client.http.call('POST', `${this.path}/pin/state`, body);
+  }
+
   /** This key's live events. */
   async events() {
     return EventStream.open(this.client.http, `${this.path}/events`);

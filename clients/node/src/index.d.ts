@@ -37,6 +37,8 @@ export interface VendorOptions {
   manufacturer?: string;
   product?: string;
   profile?: string;
+  pin?: string;
+  pinState?: PinStateName;
   [option: string]: unknown;
 }
 
@@ -95,6 +97,21 @@ export interface AuthenticatorInfo {
   stateDir: string;
   options: Json;
   status: KeyStatus;
+}
+
+/** A key's PIN/UV states. */
+export type PinStateName = 'unset' | 'set' | 'blocked' | 'forcePinChange' | 'uvBlocked';
+
+/** GET .../pin: the key's PIN/UV state as CTAP clients see it. */
+export interface PinStatus {
+  isSet: boolean;
+  state: PinStateName;
+  retries: number;
+  uvRetries: number | null;
+  forcePinChange: boolean;
+  powerCycleRequired: boolean;
+  minPinLength: number;
+  builtinUv: boolean;
 }
 
 export interface ResponseOverrides {
@@ -171,6 +188,11 @@ export class Authenticator {
   setAutomaticPresenceSimulation(enabled: boolean): Promise<void>;
   presence(mode: 'approve' | 'deny' | 'touch' | 'default'): Promise<void>;
   setResponseOverrideBits(bits: ResponseOverrides): Promise<Required<ResponseOverrides>>;
+  pinState(): Promise<PinStatus>;
+  setPin(pin: string): Promise<PinStatus>;
+  clearPin(): Promise<PinStatus>;
+  setPinRetries(retries: { retries?: number; uvRetries?: number }): Promise<PinStatus>;
+  setPinState(state: PinStateName, pin?: string): Promise<PinStatus>;
   power(on: boolean): Promise<KeyStatus>;
   touch(on?: boolean): Promise<KeyStatus>;
   events(): Promise<EventStream>;

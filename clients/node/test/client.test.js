@@ -109,6 +109,52 @@ test('non-resident credentials are found by id only; overrides break what they s
   }
 });
 
+/** clientPIN getPINRetries over USB/IP: {retries} or {error}. */
+async function pinRetries(key) {
+  const args = [join(HERE, 'ctap_helper.py'), String(server.usbipPort), await key.busid(), '--pin-retries'];
+  const { stdout } = await promisify(execFile)(PYTHON, args, { timeout: 60000 });
+  return JSON.parse(stdout);
+}
+
+test('PIN state through the API is what CTAP reports', async () => {
+  const key = await freshKey();
+  const events = await key.events();
+  try {
+    assert.equal((await key.pinState()).state, 'unset');
+    assert.deepEqual(await pinRetries(key), { error: 'PIN_NOT_SET' });
+    const set = await key.setPin('node-client-2468');
+    assert.ok(set.isSet && set.retries === 8 && !JSON.stringify(set).includes('node-client-2468'));
+    const pinSet = await events.waitFor('pinSet', { timeoutMs: 10000 });
+    assert.equal(pinSet.data.source, 'api');
+    assert.equal((await key.setPinRetries({ retries: 3 })).retries, 3);
+    assert.deepEqual(await pinRetries(key), { retries: 3 });
+    assert.equal((await key.setPinState('blocked')).state, 'blocked');
+    assert.deepEqual(await pinRetries(key), { retries: 0 });
+    assert.equal((await key.setPinState('uvBlocked')).uvRetries, 0);
+    assert.equal((await key.setPinRetries({ uvRetries: 8 })).state, 'set');
+    assert.equal((await key.clearPin()).isSet, false);
+    assert.equal((await events.waitFor('pinCleared', { timeoutMs: 10000 })).data.source, 'api');
+    await assert.rejects(key.setPin('12'), (e) => e instanceof fk.InvalidArgument);
+    await assert.rejects(key.setPinState('forcePinChange'), (e) => e instanceof fk.UnsupportedOperation && e.status === 409);
+    await assert.rejects(key.setPinRetries({}), TypeError);
+  } finally {
+    events.close();
+    await key.remove();
+  }
+});
+
+test('a key is added in a PIN state', async () => {
+  const key = await freshKey({}, { vendor: { pin: 'node-client-1357', pinState: 'forcePinChange' } });
+  try {
+    const state = await key.pinState();
+    assert.equal(state.state, 'forcePinChange');
+    assert.equal(state.forcePinChange, true);
+    assert.deepEqual(await pinRetries(key), { retries: 8 });
+  } finally {
+    await key.remove();
+  }
+});
+
 test('credentials are removed and their properties set', async () => {
   const key = await freshKey();
   try {

@@ -3,6 +3,7 @@ getAssertion on a key served over USB/IP (python-fido2 through
 tests/attestation/usbip_hid.py, no kernel), printed as JSON.
 
   python ctap_helper.py PORT BUSID RP_ID CLIENT_DATA_HASH_HEX [ALLOW_ID_B64URL]
+  python ctap_helper.py PORT BUSID --pin-retries     clientPIN getPINRetries: {retries} or {error}
 """
 import base64
 import json
@@ -19,9 +20,19 @@ def b64u(data):
     return base64.urlsafe_b64encode(bytes(data)).rstrip(b"=").decode()
 
 
-def main(port, busid, rp_id, cdh_hex, allow=None):
+def pin_retries(device):
+    from fido2.ctap2.pin import ClientPin
+    try:
+        print(json.dumps({"retries": ClientPin(Ctap2(device)).get_pin_retries()[0]}))
+    except CtapError as e:
+        print(json.dumps({"error": e.code.name}))
+
+
+def main(port, busid, rp_id, cdh_hex=None, allow=None):
     device = open_device(int(port), busid)
     try:
+        if rp_id == "--pin-retries":
+            return pin_retries(device)
         allow_list = [{"type": "public-key", "id": base64.urlsafe_b64decode(allow + "=" * (-len(allow) % 4))}] if allow else None
         try:
             a = Ctap2(device).get_assertion(rp_id, bytes.fromhex(cdh_hex), allow_list=allow_list)

@@ -1,6 +1,6 @@
 // Compiled by `tsc` (test/types.test.js): the README's uses type-check against
 // the package's declarations, and misuses do not.
-import { Client, generateCredential, start, NoSuchAuthenticator, type Credential } from 'ferrokey';
+import { Client, generateCredential, start, NoSuchAuthenticator, type Credential, type PinStatus } from 'ferrokey';
 import { test, expect } from 'ferrokey/playwright';
 
 async function use(): Promise<number> {
@@ -10,6 +10,9 @@ async function use(): Promise<number> {
   await key.addCredential(cred.params);
   const creds: Credential[] = await key.getCredentials();
   await key.setResponseOverrideBits({ isBadUP: true });
+  const pin: PinStatus = await key.setPinState('forcePinChange', 'a-pin-1234');
+  if (pin.uvRetries !== null && pin.state === 'uvBlocked') await key.setPinRetries({ uvRetries: 8 });
+  await key.clearPin();
   const events = await key.events();
   const added = await events.waitFor('credentialAdded', { timeoutMs: 5000 });
   events.close();
@@ -22,6 +25,8 @@ async function use(): Promise<number> {
   await start({ transport: 'bluetooth' });
   // @ts-expect-error: presence modes are named
   await key.presence('maybe');
+  // @ts-expect-error: PIN states are named
+  await key.setPinState('locked');
   await server.stop();
   return creds.length + added.data.credential.signCount;
 }

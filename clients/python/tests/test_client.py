@@ -232,3 +232,52 @@ def test_a_unix_socket_and_a_token(ferrokey_bin, tmp_path):
         key.remove()
         assert server.log_path.exists() and server.state_dir.exists()
     assert not server.log_path.exists() and not server.state_dir.exists()  # start() made them
+
+
+def test_pin_state_through_the_api_is_what_ctap_reports(usbip_server, fresh_key, ctap):
+    from fido2.ctap2.pin import ClientPin
+    client_pin = ClientPin(ctap(fresh_key))
+    events = fresh_key.events()
+    try:
+        assert fresh_key.pin_state()["state"] == "unset"
+        state = fresh_key.set_pin("py-client-2468")
+        assert state["isSet"] and state["retries"] == 8 and "py-client-2468" not in repr(state)
+        assert events.wait_for("pinSet", timeout=10).data["source"] == "api"
+        assert client_pin.get_pin_retries()[0] == 8
+        assert fresh_key.set_pin_retries(2)["retries"] == 2
+        assert client_pin.get_pin_retries()[0] == 2
+        blocked = fresh_key.set_pin_state("blocked")
+        assert blocked["state"] == "blocked" and blocked["retries"] == 0
+        with pytest.raises(CtapError) as refused:
+            client_pin.get_pin_token("py-client-2468")
+        assert refused.value.code == CtapError.ERR.PIN_BLOCKED
+        assert fresh_key.set_pin_state("uvBlocked")["uvRetries"] == 0
+        assert client_pin.get_uv_retries() == 0
+        assert fresh_key.set_pin_retries(uv_retries=8)["state"] == "set"
+        assert client_pin.get_pin_token("py-client-2468")
+        assert fresh_key.clear_pin()["isSet"] is False
+        assert events.wait_for("pinCleared", timeout=10).data["source"] == "api"
+        with pytest.raises(CtapError) as no_pin:
+            client_pin.get_pin_retries()
+        assert no_pin.value.code == CtapError.ERR.PIN_NOT_SET
+        with pytest.raises(ferrokey.InvalidArgument):
+            fresh_key.set_pin("12")
+        with pytest.raises(ferrokey.UnsupportedOperation):
+            fresh_key.set_pin_state("forcePinChange")
+        with pytest.raises(ValueError):
+            fresh_key.set_pin_retries()
+    finally:
+        events.close()
+
+
+def test_a_key_is_added_in_a_pin_state(usbip_server, ctap):
+    from fido2.ctap2.pin import ClientPin
+    key = usbip_server.client.add_virtual_authenticator(
+        vendor={"pin": "py-client-1357", "pinState": "forcePinChange"})
+    try:
+        assert key.pin_state()["state"] == "forcePinChange"
+        ctap2 = ctap(key)
+        assert ctap2.get_info().force_pin_change is True
+        assert ClientPin(ctap2).get_pin_retries()[0] == 8
+    finally:
+        key.remove()

@@ -42,8 +42,41 @@ pub fn key_options(args: &ServeArgs) -> KeyOptions {
         product: args.product.clone(),
         reset_window: args.reset_window.map(|switch| switch == Switch::On),
         exportable: !args.no_export,
+        pin_state: args.pin_state,
         ..KeyOptions::default()
     }
+}
+
+/// The environment variable `serve` takes the keys' PIN from (when no
+/// `--pin-file` is given).
+pub const PIN_ENV: &str = "FERROKEY_PIN";
+
+/// The PIN the keys start with: the first line of `--pin-file`, else the
+/// value of [`PIN_ENV`] (`env`), else none. Checked against the PIN policy;
+/// the error never shows the PIN.
+pub fn start_pin(
+    args: &ServeArgs,
+    env: Option<std::ffi::OsString>,
+) -> Result<Option<crate::key::pin::PinSecret>> {
+    use zeroize::Zeroizing;
+    let text = match (&args.pin_file, env) {
+        (Some(path), _) => {
+            let all = Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the PIN file {}", path.display()))?,
+            );
+            Zeroizing::new(all.lines().next().unwrap_or_default().to_string())
+        }
+        (None, Some(value)) => Zeroizing::new(
+            value
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("{PIN_ENV} is not UTF-8"))?,
+        ),
+        (None, None) => return Ok(None),
+    };
+    crate::key::pin::PinSecret::new(text.to_string())
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("the PIN given to serve: {e}"))
 }
 
 /// The `usbip attach` command for a key served at `addr`.
@@ -87,7 +120,8 @@ impl Signals {
 
 /// `ferrokey serve`.
 pub fn run(args: ServeArgs) -> Result<()> {
-    let options = key_options(&args);
+    let mut options = key_options(&args);
+    options.pin = start_pin(&args, std::env::var_os(PIN_ENV))?;
     options.validate()?;
     let root = state_dir(&args.state)?;
     let transport = match args.requested_transport() {
@@ -260,10 +294,13 @@ async fn serve_fleet(
     if let Some(attacher) = &attacher {
         attacher.detach_all();
     }
+    fleet.shutdown().await;
+    // Event streams end cleanly (with the keys' unplugging), then the API goes.
+    fleet.events().close();
     if let Some(task) = control_task {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         task.abort();
     }
-    fleet.shutdown().await;
     if let Some(task) = transcript_task {
         // Let it write the last events (the keys' unplugging) first.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -321,6 +358,40 @@ mod tests {
         assert_eq!(options.presence, None);
         assert_eq!(options.presence_name(), "file");
         assert!(options.validate().is_ok());
+    }
+
+    #[test]
+    fn the_pin_comes_from_a_file_or_the_environment() {
+        use clap::Parser;
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("pin");
+        std::fs::write(&file, "86420\nignored\n").unwrap();
+        let path = file.to_str().unwrap();
+        let cli = crate::cli::Cli::try_parse_from([
+            "ferrokey",
+            "--pin-file",
+            path,
+            "--pin-state",
+            "forcePinChange",
+        ])
+        .unwrap();
+        let pin = start_pin(&cli.serve, Some("11111".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pin.expose(), "86420", "the file wins over the environment");
+        assert_eq!(
+            key_options(&cli.serve).pin_state,
+            Some(crate::key::pin::PinStateName::ForcePinChange)
+        );
+        let plain = crate::cli::Cli::try_parse_from(["ferrokey"]).unwrap();
+        let pin = start_pin(&plain.serve, Some("24680".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pin.expose(), "24680");
+        assert!(start_pin(&plain.serve, None).unwrap().is_none());
+        let short = start_pin(&plain.serve, Some("975".into())).unwrap_err();
+        assert!(!format!("{short:#}").contains("975"), "{short:#}");
+        assert!(crate::cli::Cli::try_parse_from(["ferrokey", "--pin-state", "locked"]).is_err());
     }
 
     #[test]

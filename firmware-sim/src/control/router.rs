@@ -74,6 +74,7 @@ impl Route {
 pub fn routes() -> Vec<Route> {
     use webauthn::authenticators as a;
     use webauthn::credentials as c;
+    use webauthn::pin;
     use Method as M;
     let mut routes = vec![
         Route::new(M::GET, "/openapi.json", "/openapi.json", openapi),
@@ -141,6 +142,10 @@ pub fn routes() -> Vec<Route> {
             &format!("{ONE}/response-override"),
             c::set_overrides,
         ),
+        Route::webdriver(M::GET, &format!("{ONE}/pin"), pin::get),
+        Route::webdriver(M::POST, &format!("{ONE}/pin"), pin::set),
+        Route::webdriver(M::POST, &format!("{ONE}/pin/retries"), pin::set_retries),
+        Route::webdriver(M::POST, &format!("{ONE}/pin/state"), pin::set_state),
     ];
     routes.extend(webdriver.into_iter().flatten());
     use crate::lifecycle::api as l;

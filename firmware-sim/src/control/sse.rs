@@ -2,7 +2,9 @@
 //! .../authenticator/{id}/events` (one key). Each SSE event is named after
 //! the line's `event` and carries the whole [`super::feed::Line`] JSON as
 //! data. A subscriber that falls behind gets a `lagged` event saying how many
-//! it missed; the keys never wait for it.
+//! it missed; the keys never wait for it. When the server stops
+//! ([`crate::events::EventBus::close`]) every stream ends cleanly after the
+//! events published before.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -40,11 +42,12 @@ fn stream_of(
     control: &super::Control,
     only: Option<KeyId>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let receiver = control.fleet.events().subscribe();
+    let bus = control.fleet.events().clone();
+    let receiver = bus.subscribe();
     let state = (receiver, Feed::new(), VecDeque::<Line>::new());
-    let events = stream::unfold(
-        state,
-        move |(mut receiver, mut feed, mut pending)| async move {
+    let events = stream::unfold(state, move |(mut receiver, mut feed, mut pending)| {
+        let bus = bus.clone();
+        async move {
             loop {
                 if let Some(line) = pending.pop_front() {
                     let event = SseEvent::default()
@@ -52,7 +55,14 @@ fn stream_of(
                         .data(line.json.to_string());
                     return Some((Ok(event), (receiver, feed, pending)));
                 }
-                match receiver.recv().await {
+                // Events already published go out before a close ends
+                // the stream (cleanly: the client sees the body end).
+                let received = tokio::select! {
+                    biased;
+                    received = receiver.recv() => received,
+                    () = bus.closed() => return None,
+                };
+                match received {
                     Ok(event) if only.map_or(true, |id| id == event.key) => {
                         pending.extend(feed.lines(&event))
                     }
@@ -61,7 +71,7 @@ fn stream_of(
                     Err(RecvError::Closed) => return None,
                 }
             }
-        },
-    );
+        }
+    });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -6,12 +6,14 @@
 //! - [`config`]: Add Virtual Authenticator's Authenticator Configuration.
 //! - [`credential`]: Credential Parameters (PKCS#8 private keys) in and out.
 //! - [`binary`]: base64url fields.
+//! - [`pin`]: PIN/UV state (set, clear, retries, named states).
 
 pub mod authenticators;
 pub mod binary;
 pub mod config;
 pub mod credential;
 pub mod credentials;
+pub mod pin;
 
 use std::collections::HashMap;
 

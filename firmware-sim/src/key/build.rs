@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use super::core::KeyCore;
 use super::options::KeyOptions;
+use super::pin::PinSecret;
 use super::power::PowerCycled;
 use super::UsbIdentity;
 use crate::attestation::{Ca, CaOptions, KeyAttestation};
@@ -218,12 +219,21 @@ impl KeyBuilder {
             identity: identity.clone(),
             attestation: KeyAttestation::new(&self.ca, options.attestation)?,
             presence,
-            options: options.clone(),
+            // The PIN is applied once, here; the recipe does not keep it.
+            options: KeyOptions {
+                pin: None,
+                ..options.clone()
+            },
             wake: wake.clone(),
             label: label.clone(),
             switch: switch.clone(),
         };
-        let first = recipe.start(storage)?;
+        let mut first = recipe.start(storage)?;
+        if let Some(state) = options.pin_state_at_start() {
+            let pin = options.pin.as_ref().map(PinSecret::expose);
+            super::pin::apply(first.authenticator_mut(), state, pin)
+                .with_context(|| format!("putting key {number} in PIN state {state}"))?;
+        }
         let core = PowerCycled::new(first, Box::new(move || recipe.power_up()));
         let usb = UsbIdentity {
             vendor_id: options.vendor_id,

@@ -31,7 +31,10 @@ impl KeyCore {
         config: DeviceConfig,
     ) -> Self {
         KeyCore {
-            device: Device::new(Recorded::new(authenticator, id, bus), config),
+            device: Device::new(
+                Recorded::new(authenticator, id, bus).with_pin_watch(KeyAuthenticator::pin_uv_peek),
+                config,
+            ),
         }
     }
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::pin::{PinSecret, PinStateName};
 use super::MAX_STRING_UNITS;
 use crate::identity::{
     Aaguid, DEFAULT_MANUFACTURER, DEFAULT_PRODUCT, DEFAULT_PRODUCT_ID, DEFAULT_VENDOR_ID,
@@ -58,6 +59,13 @@ pub struct KeyOptions {
     /// `auto`, `deny` and a presence file (scripts and CI reset whenever
     /// they like). See [`KeyOptions::reset_window_in_force`].
     pub reset_window: Option<bool>,
+    /// A PIN the key gets when it is built (never serialized or logged).
+    #[serde(skip_serializing)]
+    pub pin: Option<PinSecret>,
+    /// The PIN/UV state the key is put in when it is built (`unset`, `set`,
+    /// `blocked`, `forcePinChange`, `uvBlocked`); left out, the state is
+    /// what the key's state directory holds (with `pin`: `set`).
+    pub pin_state: Option<PinStateName>,
 }
 
 impl Default for KeyOptions {
@@ -76,6 +84,8 @@ impl Default for KeyOptions {
             default_backup_eligibility: false,
             default_backup_state: false,
             reset_window: None,
+            pin: None,
+            pin_state: None,
         }
     }
 }
@@ -140,11 +150,33 @@ impl KeyOptions {
                 ));
             }
         }
+        self.check_pin_state(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
             Err(InvalidOptions(problems))
         }
+    }
+
+    /// `pin` and `pinState` together.
+    fn check_pin_state(&self, problems: &mut Vec<String>) {
+        match self.pin_state {
+            Some(PinStateName::Unset) if self.pin.is_some() => {
+                problems.push("pinState \"unset\" and a pin exclude each other".to_string())
+            }
+            Some(PinStateName::UvBlocked) if !self.uv.is_builtin() => problems.push(
+                "pinState \"uvBlocked\" needs built-in user verification (uv \"auto\" or \"deny\")"
+                    .to_string(),
+            ),
+            _ => {}
+        }
+    }
+
+    /// The PIN/UV state to put a newly built key in, if any: `pinState`, or
+    /// `set` when only a PIN is given.
+    pub fn pin_state_at_start(&self) -> Option<PinStateName> {
+        self.pin_state
+            .or_else(|| self.pin.as_ref().map(|_| PinStateName::Set))
     }
 
     /// The presence mode in force (`auto` unless set; ignored with a presence file).
@@ -249,6 +281,36 @@ mod tests {
         assert!(options.validate().is_ok());
         let back = parse(serde_json::to_value(&options).unwrap()).unwrap();
         assert_eq!(back, options);
+    }
+
+    #[test]
+    fn the_pin_is_taken_checked_and_never_serialized() {
+        let options = parse(json!({"pin": "97531", "pinState": "blocked"})).unwrap();
+        assert!(options.validate().is_ok());
+        assert_eq!(options.pin_state_at_start(), Some(PinStateName::Blocked));
+        let out = serde_json::to_value(&options).unwrap();
+        assert_eq!(out["pinState"], "blocked");
+        assert!(!out.to_string().contains("97531"), "{out}");
+        assert!(!format!("{options:?}").contains("97531"));
+        let only_pin = parse(json!({"pin": "97531"})).unwrap();
+        assert_eq!(only_pin.pin_state_at_start(), Some(PinStateName::Set));
+        assert_eq!(KeyOptions::default().pin_state_at_start(), None);
+        assert!(parse(json!({"pin": "975"}))
+            .unwrap_err()
+            .contains("at least 4"));
+        assert!(parse(json!({"pinState": "locked"})).is_err());
+        let clash = parse(json!({"pin": "97531", "pinState": "unset"})).unwrap();
+        assert!(clash
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("exclude"));
+        let uv = parse(json!({"pinState": "uvBlocked"})).unwrap();
+        assert!(uv.validate().unwrap_err().to_string().contains("built-in"));
+        assert!(parse(json!({"pinState": "uvBlocked", "uv": "auto"}))
+            .unwrap()
+            .validate()
+            .is_ok());
     }
 
     #[test]

@@ -17,6 +17,9 @@ use ferrokey::platform::PresenceStatus;
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use ferrokey::pin::controls::PinUvStatus;
+
+use super::pin;
 use crate::events::{CtapEnd, CtapProtocol, EventBus, EventKind, KeyId, RawCtap};
 
 /// A request waiting for presence.
@@ -27,12 +30,16 @@ struct Waiting {
     started: Instant,
 }
 
+/// Reads an app's PIN/UV state (see [`Recorded::with_pin_watch`]).
+pub type PinWatch<A> = fn(&A) -> PinUvStatus;
+
 /// An [`App`] that publishes what passes through it (see the module documentation).
 pub struct Recorded<A> {
     inner: A,
     key: KeyId,
     bus: EventBus,
     waiting: Option<Waiting>,
+    pin_watch: Option<PinWatch<A>>,
 }
 
 impl<A> Recorded<A> {
@@ -43,7 +50,17 @@ impl<A> Recorded<A> {
             key,
             bus,
             waiting: None,
+            pin_watch: None,
         }
+    }
+
+    /// Also publishes the PIN/UV changes a CTAP request makes (`pinSet`,
+    /// `pinChanged`, `pinBlocked`, ... with `source: "ctap"`, see
+    /// [`crate::key::pin::changes`]), reading the state with `watch` before
+    /// and after each request.
+    pub fn with_pin_watch(mut self, watch: PinWatch<A>) -> Self {
+        self.pin_watch = Some(watch);
+        self
     }
 
     /// The wrapped app.
@@ -105,6 +122,7 @@ impl<A: App> App for Recorded<A> {
             .take()
             .filter(|w| context.up_granted && w.channel == context.channel);
         let started = resumed.as_ref().map_or_else(Instant::now, |w| w.started);
+        let pin_before = self.pin_watch.map(|watch| watch(&self.inner));
         let outcome = self.inner.handle(proto, request, context, response);
         match outcome {
             Outcome::Response => self.publish_ctap(RawCtap {
@@ -123,6 +141,11 @@ impl<A: App> App for Recorded<A> {
                     started,
                 });
             }
+        }
+        // After the request's own event: what it did to the PIN/UV state.
+        if let (Some(watch), Some(before)) = (self.pin_watch, pin_before) {
+            let after = watch(&self.inner);
+            pin::publish_changes(&self.bus, self.key, &before, &after, "ctap");
         }
         outcome
     }
@@ -198,6 +221,80 @@ mod tests {
             self.presence
         }
         fn cancel_presence(&mut self) {}
+    }
+
+    /// Request `[1]` sets a PIN, `[2]` changes it, `[3]` clears it, anything
+    /// else changes nothing.
+    struct Pinning {
+        status: PinUvStatus,
+    }
+
+    impl App for Pinning {
+        fn handle(
+            &mut self,
+            _: Protocol,
+            request: &[u8],
+            _: CallContext,
+            out: &mut Message,
+        ) -> Outcome {
+            match request.first() {
+                Some(1 | 2) => {
+                    self.status.pin_set = true;
+                    self.status.pin_changes += 1;
+                }
+                Some(3) => self.status.pin_set = false,
+                _ => {}
+            }
+            out.clear();
+            let _ = out.push(0);
+            Outcome::Response
+        }
+        fn request_presence(&mut self, _: u64) {}
+        fn poll_presence(&mut self, _: u64) -> PresenceStatus {
+            PresenceStatus::Approved
+        }
+        fn cancel_presence(&mut self) {}
+    }
+
+    #[test]
+    fn pin_changes_from_ctap_follow_their_request() {
+        let bus = EventBus::new();
+        let mut rx = bus.subscribe();
+        let status = PinUvStatus {
+            pin_set: false,
+            pin_retries: 8,
+            power_cycle_required: false,
+            force_pin_change: false,
+            min_pin_length: 4,
+            builtin_uv: false,
+            uv_retries: 8,
+            pin_changes: 0,
+        };
+        let mut app = Recorded::new(Pinning { status }, KeyId(4), bus)
+            .with_pin_watch(|app: &Pinning| app.status);
+        let mut out = Message::new();
+        for request in [[1u8], [0], [2], [3]] {
+            app.handle(Protocol::Cbor, &request, cx(false), &mut out);
+        }
+        let events = drain(&mut rx);
+        let names: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "ctap",
+                "pinSet",
+                "ctap",
+                "ctap",
+                "pinChanged",
+                "ctap",
+                "pinCleared"
+            ]
+        );
+        assert!(events
+            .iter()
+            .filter(|e| e.kind.name().starts_with("pin"))
+            .all(|e| e.payload["source"] == "ctap"));
+        assert_eq!(events[1].payload["pin"]["state"], "set");
     }
 
     fn cx(up_granted: bool) -> CallContext {

@@ -303,12 +303,81 @@ async function counterAndFlags(t) {
   return `counter history ${h.join(" -> ")}; BE=0 BS=0 (single_device)`;
 }
 
+// ------------------------------------------------------------ the key as an instrument
+// The RP drives ferrokey's control API (WebDriver's Add Credential, CDP's
+// response overrides, the event stream): /api/instrument/* in rp_server.py.
+
+// A resident P-256 credential seeded on the key with a private key the RP made
+// (the only credential on the key), signed in with through the browser's normal
+// path (empty allowCredentials); the RP verifies the signature with the public
+// key it holds; the key's credentialAsserted event arrives; Get Credentials
+// shows the counter moved.
+async function ensureSeeded(t) {
+  if (!state.seeded) {
+    const seed = await api("/api/instrument/seed", { signCount: 7 });
+    check(seed.ok, "seeding through the control API failed: " + seed.error);
+    state.seeded = seed;
+  }
+  return state.seeded;
+}
+
+async function seededSignIn(t) {
+  const seed = await ensureSeeded(t);
+  const a = await signIn(t, []);
+  check(a.id === seed.id, `signed in with ${a.id}, not the seeded credential ${seed.id}`);
+  check(a.userHandleMatches === true, `userHandle missing or wrong (${a.userHandleMatches})`);
+  check(a.signCount > seed.signCount, `counter ${a.signCount} did not move past the seeded ${seed.signCount}`);
+  check(a.up === true, "UP flag not set");
+  const c = await api("/api/instrument/check", { id: a.id, signCount: a.signCount });
+  check(c.ok, c.error);
+  return `seeded at ${seed.signCount}; discoverable sign-in verified with the RP's own public key, counter ` +
+    `${a.signCount}; credentialAsserted arrived (${c.eventWaitS} s after the RP's verdict), Get Credentials ` +
+    `says ${c.listedSignCount}`;
+}
+
+// One sign-in with the seeded credential while the key applies CDP's response
+// overrides `bits`; the overrides are reset afterwards. Returns the RP's answer
+// (a refusal is an answer here, not an error).
+async function signInWithOverrides(t, bits) {
+  const seed = await ensureSeeded(t);
+  const set = await api("/api/instrument/override", bits);
+  check(set.ok, "setting the response overrides failed: " + set.error);
+  try {
+    const o = await api("/api/login/options", { allow: [seed.id] });
+    const cred = await timed(t, "get_ms", o.publicKey.timeout + DEADLINE_SLACK_MS,
+      (signal) => navigator.credentials.get({ publicKey: requestOptions(o.publicKey), signal }));
+    return await api("/api/login/verify", { token: o.token, credential: credentialJSON(cred) });
+  } finally {
+    await api("/api/instrument/override", {});
+  }
+}
+
+async function bogusSignature(t) {
+  const v = await signInWithOverrides(t, { isBogusSignature: true });
+  check(!v.ok, "the RP accepted an assertion with isBogusSignature set");
+  check(/signature/i.test(v.error), `the RP refused, but not for the signature: ${v.error}`);
+  check(v.up === true, "UP flag not set (only the signature should be wrong)");
+  // The next, honest sign-in verifies again.
+  const a = await signIn(t, [state.seeded.id]);
+  return `RP refused: ${v.error}; the next sign-in verified (counter ${a.signCount})`;
+}
+
+async function badUp(t) {
+  const v = await signInWithOverrides(t, { isBadUP: true });
+  check(v.up === false, `the RP saw UP=${v.up} with isBadUP set (${JSON.stringify(v)})`);
+  check(!v.ok, "the RP accepted an assertion without user presence");
+  return `the RP saw UP=0 and refused: ${v.error}`;
+}
+
 const SCENARIOS = [
   ["nonresident-register-signin", nonResident],
   ["discoverable-register-signin", discoverable],
   ["exclude-credentials", excluded],
   ["attestation-direct", attestationDirect],
   ["counter-and-flags", counterAndFlags],
+  ["instrument-seeded-signin", seededSignIn],
+  ["instrument-bogus-signature", bogusSignature],
+  ["instrument-bad-up", badUp],
 ];
 
 async function main() {

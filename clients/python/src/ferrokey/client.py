@@ -230,6 +230,42 @@ class Authenticator:
         """Hold (True) or release (False) the button."""
         return dict(self.client.http.call("POST", f"{self.path}/touch", {"on": bool(on)}))
 
+    # -- PIN/UV state (what a real key adds; CTAP clients see exactly this state)
+    def pin_state(self) -> Json:
+        """The PIN/UV state: ``isSet``, ``state`` (``unset``, ``set``,
+        ``blocked``, ``forcePinChange``, ``uvBlocked``), ``retries``,
+        ``uvRetries`` (None without built-in UV), ``forcePinChange``,
+        ``powerCycleRequired``, ``minPinLength``, ``builtinUv``."""
+        return dict(self.client.http.call("GET", f"{self.path}/pin"))
+
+    def set_pin(self, pin: str) -> Json:
+        """Sets or replaces the PIN (full retries, forcePinChange off); returns
+        the new state. The PIN is never answered back or logged."""
+        if not isinstance(pin, str):
+            raise TypeError("pin must be a str (use clear_pin() to remove it)")
+        return dict(self.client.http.call("POST", f"{self.path}/pin", {"pin": pin}))
+
+    def clear_pin(self) -> Json:
+        """Removes the PIN; returns the new state."""
+        return dict(self.client.http.call("POST", f"{self.path}/pin", {"pin": None}))
+
+    def set_pin_retries(self, retries: Optional[int] = None, *,
+                        uv_retries: Optional[int] = None) -> Json:
+        """Sets pinRetries and/or uvRetries (0 to 8; 0 blocks); returns the new state."""
+        body = {k: v for k, v in (("retries", retries), ("uvRetries", uv_retries)) if v is not None}
+        if not body:
+            raise ValueError("give retries and/or uv_retries")
+        return dict(self.client.http.call("POST", f"{self.path}/pin/retries", body))
+
+    def set_pin_state(self, state: str, pin: Optional[str] = None) -> Json:
+        """Puts the key in ``state`` (``unset``, ``set``, ``blocked``,
+        ``forcePinChange``, ``uvBlocked``), setting ``pin`` first when given;
+        returns the new state."""
+        body: Json = {"state": state}
+        if pin is not None:
+            body["pin"] = pin
+        return dict(self.client.http.call("POST", f"{self.path}/pin/state", body))
+
     # -- events
     def events(self) -> EventStream:
         """This key's live events (an iterator; ``wait_for(name)``; close it when done)."""

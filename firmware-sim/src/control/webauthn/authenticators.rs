@@ -51,10 +51,25 @@ pub fn describe(key: &KeyRef) -> Value {
         "powered": info.powered,
         "attached": info.attached,
         "stateDir": info.state_dir.display().to_string(),
+        "hidraw": hidraw_node(key),
         "options": serde_json::to_value(&info.options).unwrap_or(Value::Null),
     });
     out["status"] = rig::status(key);
     out
+}
+
+/// The host-side hidraw node of the key, when a host on this machine holds
+/// it (uhid, or a vhci attach here) and the kernel made one; `null` otherwise
+/// (a remote USB/IP host's nodes are not visible from here).
+fn hidraw_node(key: &KeyRef) -> Value {
+    if !key.info().attached {
+        return Value::Null;
+    }
+    crate::transport::hidraw::find(
+        std::path::Path::new(crate::transport::hidraw::HIDRAW_CLASS),
+        &key.hid_match(),
+    )
+    .map_or(Value::Null, |node| json!(node.display().to_string()))
 }
 
 /// The [`KeyOptions`] an Authenticator Configuration asks for.
@@ -92,6 +107,13 @@ pub fn key_options(config: &AuthenticatorConfig) -> Result<KeyOptions, ApiError>
     options
         .validate()
         .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+    if let Some(state) = options.pin_state.filter(|s| s.needs_pin()) {
+        if options.pin.is_none() {
+            return Err(ApiError::invalid_argument(format!(
+                "ferrokey:pinState \"{state}\" needs ferrokey:pin (a new authenticator has no PIN)"
+            )));
+        }
+    }
     Ok(options)
 }
 
@@ -364,6 +386,25 @@ mod tests {
         assert_eq!(
             with("ferrokey:resetWindow", json!("on")).0,
             ErrorCode::InvalidArgument
+        );
+        let (code, message) = with("ferrokey:pinState", json!("blocked"));
+        assert_eq!(code, ErrorCode::InvalidArgument);
+        assert!(message.contains("ferrokey:pin"), "{message}");
+        assert_eq!(
+            with("ferrokey:pinState", json!("uvBlocked")).0,
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            with("ferrokey:pin", json!("12")).0,
+            ErrorCode::InvalidArgument
+        );
+        let mut pinned = json!({"protocol": "ctap2_1", "transport": "usb"});
+        pinned["ferrokey:pin"] = json!("1357");
+        pinned["ferrokey:pinState"] = json!("forcePinChange");
+        let pinned = options(pinned).unwrap();
+        assert_eq!(
+            pinned.pin_state_at_start(),
+            Some(crate::key::pin::PinStateName::ForcePinChange)
         );
     }
 }
