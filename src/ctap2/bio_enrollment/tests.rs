@@ -1,0 +1,1 @@
+//! authenticatorBioEnrollment through the authenticator.
