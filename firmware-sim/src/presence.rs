@@ -138,6 +138,9 @@ pub struct Presence {
     switch: PresenceSwitch,
     /// How built-in user verification answers without a switch override.
     uv: UvMode,
+    /// The last presence request was approved (by a touch): the fingerprint
+    /// sensor's next read sees the touching finger.
+    touched_for_sensor: bool,
 }
 
 #[derive(Debug)]
@@ -161,6 +164,7 @@ impl Presence {
             wake,
             label,
             uv: UvMode::Off,
+            touched_for_sensor: false,
         }
     }
 
@@ -256,6 +260,7 @@ impl Presence {
 impl UserPresence for Presence {
     fn request(&mut self, _now_ms: u64) {
         self.pending = true;
+        self.touched_for_sensor = false;
         match &mut self.kind {
             Kind::Prompt { hub, slot } => hub.request(slot),
             // Let the key poll right away instead of at its next timer tick.
@@ -282,6 +287,7 @@ impl UserPresence for Presence {
         if answer != PresenceStatus::Pending {
             self.pending = false;
         }
+        self.touched_for_sensor = answer == PresenceStatus::Approved;
         answer
     }
 
@@ -290,6 +296,30 @@ impl UserPresence for Presence {
         if let Kind::Prompt { hub, slot } = &self.kind {
             hub.cancel(slot);
         }
+    }
+
+    /// The fingerprint sensor: a finger placed through the control API
+    /// (`bio/finger`), else the finger that just gave an approved touch (0),
+    /// else 0 when the key would approve a touch right now (auto, a held
+    /// button, an approve override or presence file), else nothing.
+    fn read_finger(&mut self, _now_ms: u64) -> Option<u8> {
+        let reading = if let Some(finger) = self.switch.take_finger() {
+            Some(finger)
+        } else if std::mem::take(&mut self.touched_for_sensor) {
+            Some(0)
+        } else {
+            let would_approve = match self.switch.decide() {
+                Some(answer) => answer == PresenceStatus::Approved,
+                None => match &self.kind {
+                    Kind::Fixed(answer) => *answer == PresenceStatus::Approved,
+                    Kind::File(path) => read_answer_file(path) == PresenceStatus::Approved,
+                    Kind::Touch | Kind::Prompt { .. } => false,
+                },
+            };
+            would_approve.then_some(0)
+        };
+        tracing::info!(key = %self.label.get(), finger = ?reading, "fingerprint sensor read");
+        reading
     }
 
     fn verify_user(&mut self, _now_ms: u64) -> UvStatus {

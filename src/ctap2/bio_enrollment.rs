@@ -146,6 +146,11 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         true
     }
 
+    /// Whether the next fingerprint match is set to fail.
+    pub fn bio_next_match_fails(&self) -> bool {
+        self.pin.next_match_fails()
+    }
+
     /// Handles one authenticatorBioEnrollment request.
     pub(crate) fn bio_enrollment(
         &mut self,

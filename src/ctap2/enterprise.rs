@@ -19,6 +19,9 @@ use rand_core::{CryptoRng, RngCore};
 use crate::authenticator::Authenticator;
 use crate::platform::{RecordKey, Storage, StorageError, UserPresence};
 
+#[cfg(test)]
+mod tests;
+
 /// The record's contents (magic and version).
 const RECORD: [u8; 5] = *b"FKEP\x01";
 

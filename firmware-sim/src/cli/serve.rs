@@ -41,6 +41,9 @@ pub fn key_options(args: &ServeArgs) -> KeyOptions {
         manufacturer: args.manufacturer.clone(),
         product: args.product.clone(),
         reset_window: args.reset_window.map(|switch| switch == Switch::On),
+        bio: args.bio,
+        enterprise_attestation: args.enterprise,
+        enterprise_rp_ids: args.enterprise_rp.clone(),
         ..KeyOptions::default()
     }
 }

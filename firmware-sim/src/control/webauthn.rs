@@ -6,9 +6,11 @@
 //! - [`config`]: Add Virtual Authenticator's Authenticator Configuration.
 //! - [`credential`]: Credential Parameters (PKCS#8 private keys) in and out.
 //! - [`binary`]: base64url fields.
+//! - [`bio`]: the fingerprint sensor of a key with biometrics.
 
 pub mod authenticators;
 pub mod binary;
+pub mod bio;
 pub mod config;
 pub mod credential;
 pub mod credentials;

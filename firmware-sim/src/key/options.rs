@@ -58,7 +58,21 @@ pub struct KeyOptions {
     /// `auto`, `deny` and a presence file (scripts and CI reset whenever
     /// they like). See [`KeyOptions::reset_window_in_force`].
     pub reset_window: Option<bool>,
+    /// A simulated fingerprint sensor: authenticatorBioEnrollment, getInfo
+    /// `bioEnroll`, and user verification by an enrolled finger (not with
+    /// built-in `uv`, which it replaces). Starts with no finger enrolled.
+    pub bio: bool,
+    /// Enterprise attestation capable (getInfo `ep`, false until
+    /// authenticatorConfig enables it): a per-key certificate from the
+    /// ferrokey CA that identifies this one key.
+    pub enterprise_attestation: bool,
+    /// RP IDs given vendor-facilitated enterprise attestation
+    /// (enterpriseAttestation 1); platform-managed (2) serves any RP.
+    pub enterprise_rp_ids: Vec<String>,
 }
+
+/// The most RP IDs of vendor-facilitated enterprise attestation.
+pub const MAX_ENTERPRISE_RP_IDS: usize = ferrokey::authenticator::MAX_ENTERPRISE_RP_IDS;
 
 impl Default for KeyOptions {
     fn default() -> Self {
@@ -76,6 +90,9 @@ impl Default for KeyOptions {
             default_backup_eligibility: false,
             default_backup_state: false,
             reset_window: None,
+            bio: false,
+            enterprise_attestation: false,
+            enterprise_rp_ids: Vec::new(),
         }
     }
 }
@@ -140,10 +157,44 @@ impl KeyOptions {
                 ));
             }
         }
+        self.validate_bio_and_enterprise(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
             Err(InvalidOptions(problems))
+        }
+    }
+
+    /// The checks of `bio`, `enterpriseAttestation` and `enterpriseRpIds`.
+    fn validate_bio_and_enterprise(&self, problems: &mut Vec<String>) {
+        if self.bio && self.uv.is_builtin() {
+            problems.push(format!(
+                "bio and uv {} exclude each other (the fingerprint sensor is the key's built-in user verification)",
+                self.uv.name()
+            ));
+        }
+        if !self.enterprise_rp_ids.is_empty() && !self.enterprise_attestation {
+            problems.push("enterpriseRpIds needs enterpriseAttestation".to_string());
+        }
+        if self.enterprise_attestation && self.attestation == AttestationMode::None {
+            problems.push(
+                "enterpriseAttestation needs an attestation other than none (enterprise attestation is a packed statement)"
+                    .to_string(),
+            );
+        }
+        if self.enterprise_rp_ids.len() > MAX_ENTERPRISE_RP_IDS {
+            problems.push(format!(
+                "enterpriseRpIds has {} RP IDs; at most {MAX_ENTERPRISE_RP_IDS}",
+                self.enterprise_rp_ids.len()
+            ));
+        }
+        for id in &self.enterprise_rp_ids {
+            let max = ferrokey::authenticator::MAX_ENTERPRISE_RP_ID_LENGTH;
+            if id.is_empty() || id.len() > max || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                problems.push(format!(
+                    "enterprise RP ID {id:?} must be 1 to {max} bytes without spaces"
+                ));
+            }
         }
     }
 
