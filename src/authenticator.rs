@@ -129,10 +129,7 @@ pub struct EnterpriseAttestation {
     /// The device's own attestation key and certificate (and intermediate).
     pub attestation: Attestation,
     /// RP IDs of vendor-facilitated enterprise attestation.
-    pub rp_ids: heapless::Vec<
-        heapless::String<MAX_ENTERPRISE_RP_ID_LENGTH>,
-        MAX_ENTERPRISE_RP_IDS,
-    >,
+    pub rp_ids: heapless::Vec<heapless::String<MAX_ENTERPRISE_RP_ID_LENGTH>, MAX_ENTERPRISE_RP_IDS>,
 }
 
 /// Why [`Authenticator::new`] failed.

@@ -87,7 +87,10 @@ impl Templates {
             return storage.remove(RecordKey::Bio);
         }
         let mut out: heapless::Vec<u8, MAX_RECORD> = heapless::Vec::new();
-        let mut put = |bytes: &[u8]| out.extend_from_slice(bytes).map_err(|_| StorageError::TooLarge);
+        let mut put = |bytes: &[u8]| {
+            out.extend_from_slice(bytes)
+                .map_err(|_| StorageError::TooLarge)
+        };
         put(MAGIC)?;
         put(&[VERSION, self.entries.len() as u8])?;
         for t in &self.entries {
@@ -321,7 +324,10 @@ mod tests {
         assert_eq!(e.sample(Some(3), &enrolled), sample_status::FP_EXISTS);
         assert_eq!(e.remaining, SAMPLES_REQUIRED);
         assert_eq!(e.sample(Some(1), &enrolled), sample_status::FP_GOOD);
-        assert_eq!(e.sample(Some(2), &enrolled), sample_status::FP_MERGE_FAILURE);
+        assert_eq!(
+            e.sample(Some(2), &enrolled),
+            sample_status::FP_MERGE_FAILURE
+        );
         assert_eq!(e.remaining, SAMPLES_REQUIRED - 1);
         for _ in 1..SAMPLES_REQUIRED {
             assert!(!e.is_complete());

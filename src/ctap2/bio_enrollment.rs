@@ -112,7 +112,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
     /// authenticatorReset: no templates, no enrollment (the record itself is
     /// removed by the reset).
     pub(crate) fn reset_bio(&mut self) -> Result<(), StorageError> {
-        self.platform.storage.remove(crate::platform::RecordKey::Bio)?;
+        self.platform
+            .storage
+            .remove(crate::platform::RecordKey::Bio)?;
         if let Some(bio) = &mut self.bio {
             *bio = BioSensor::default();
         }
@@ -219,9 +221,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
 
         match sub_command {
             sub::ENROLL_BEGIN => self.enroll_begin(context, response),
-            sub::ENROLL_CAPTURE_NEXT_SAMPLE => {
-                self.enroll_capture_next(params, context, response)
-            }
+            sub::ENROLL_CAPTURE_NEXT_SAMPLE => self.enroll_capture_next(params, context, response),
             sub::ENUMERATE_ENROLLMENTS => self.enumerate_enrollments(response),
             sub::SET_FRIENDLY_NAME => self.set_friendly_name(params, response),
             _ => self.remove_enrollment(params, response),

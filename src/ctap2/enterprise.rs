@@ -50,7 +50,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
 
     /// authenticatorReset: enterprise attestation disabled again.
     pub(crate) fn reset_enterprise(&mut self) -> Result<(), StorageError> {
-        self.platform.storage.remove(RecordKey::EnterpriseAttestation)?;
+        self.platform
+            .storage
+            .remove(RecordKey::EnterpriseAttestation)?;
         self.ep_enabled = false;
         Ok(())
     }

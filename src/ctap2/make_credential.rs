@@ -14,8 +14,8 @@ use super::{
     HandlerResult,
 };
 use crate::app::{CallContext, Message, Outcome};
-use crate::authenticator::{Attestation, Authenticator};
 use crate::authenticator::COUNTER_BLOCK;
+use crate::authenticator::{Attestation, Authenticator};
 use crate::credential::{
     self, Algorithm, CoseKey, CredentialId, CredentialKey, CredentialRecord, RecordKind,
 };

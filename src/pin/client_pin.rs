@@ -124,9 +124,7 @@ impl PinUv {
             PinV1Subcommand::GetPinUvAuthTokenUsingPinWithPermissions => {
                 self.get_pin_uv_auth_token_using_pin(request, storage, rng, now_ms)
             }
-            PinV1Subcommand::GetPinUvAuthTokenUsingUvWithPermissions
-                if self.has_builtin_uv() =>
-            {
+            PinV1Subcommand::GetPinUvAuthTokenUsingUvWithPermissions if self.has_builtin_uv() => {
                 self.get_pin_uv_auth_token_using_uv(request, storage, rng, presence, now_ms)
             }
             // A sensor with no finger enrolled: the method exists but is

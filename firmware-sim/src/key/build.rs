@@ -258,7 +258,8 @@ impl KeyBuilder {
             return Ok(None);
         }
         let (private_key, certificate) =
-            self.ca.enterprise_certificate(dir, &identity.serial, &identity.aaguid)?;
+            self.ca
+                .enterprise_certificate(dir, &identity.serial, &identity.aaguid)?;
         let mut rp_ids = heapless::Vec::new();
         for id in &options.enterprise_rp_ids {
             let id = heapless::String::try_from(id.as_str())
@@ -270,8 +271,9 @@ impl KeyBuilder {
         Ok(Some(ferrokey::authenticator::EnterpriseAttestation {
             attestation: ferrokey::authenticator::Attestation {
                 private_key,
-                certificate: heapless::Vec::from_slice(&certificate)
-                    .map_err(|_| anyhow::anyhow!("the enterprise certificate is over 1024 bytes"))?,
+                certificate: heapless::Vec::from_slice(&certificate).map_err(|_| {
+                    anyhow::anyhow!("the enterprise certificate is over 1024 bytes")
+                })?,
                 intermediate: None,
             },
             rp_ids,

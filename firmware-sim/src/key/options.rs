@@ -190,7 +190,10 @@ impl KeyOptions {
         }
         for id in &self.enterprise_rp_ids {
             let max = ferrokey::authenticator::MAX_ENTERPRISE_RP_ID_LENGTH;
-            if id.is_empty() || id.len() > max || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if id.is_empty()
+                || id.len() > max
+                || id.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 problems.push(format!(
                     "enterprise RP ID {id:?} must be 1 to {max} bytes without spaces"
                 ));

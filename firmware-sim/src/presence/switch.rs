@@ -115,7 +115,10 @@ impl PresenceSwitch {
     /// The finger a placed finger left for the sensor to read (taking it).
     pub fn take_finger(&self) -> Option<u8> {
         let mut state = lock(&self.state);
-        state.approving_finger.take().or_else(|| state.finger.take())
+        state
+            .approving_finger
+            .take()
+            .or_else(|| state.finger.take())
     }
 
     /// The switch's answer to a pending request: `Some` decides it (the mode's

@@ -96,7 +96,10 @@ fn enroll(h: &mut Harness, token: &Token, finger: u8) -> Vec<u8> {
         assert_eq!(status, 0, "enrollCaptureNextSample");
         assert!(needed);
         let value = value.unwrap();
-        assert!(map_int(&value, 4).is_none(), "no templateId after the first sample");
+        assert!(
+            map_int(&value, 4).is_none(),
+            "no templateId after the first sample"
+        );
         assert_eq!(uint(&value, 5), 0);
         assert_eq!(uint(&value, 6), u64::from(left));
     }
@@ -131,7 +134,10 @@ fn get_info_shows_bio_only_on_a_bio_key_and_uv_false_until_a_finger_is_enrolled(
     assert_eq!(option(&i, "bioEnroll"), None);
     assert_eq!(option(&i, "uvBioEnroll"), None);
     assert_eq!(option(&i, "uv"), None);
-    assert!(map_int(&i, 0x11).is_none(), "no preferredPlatformUvAttempts");
+    assert!(
+        map_int(&i, 0x11).is_none(),
+        "no preferredPlatformUvAttempts"
+    );
 
     let (mut h, mut p) = bio_key();
     let i = info(&mut h);
@@ -181,7 +187,11 @@ fn requests_are_checked_in_order() {
     // Authenticated subcommands: no pinUvAuthParam, a token without `be`,
     // a wrong MAC.
     for sub in [1u8, 2, 4, 5, 6] {
-        assert_eq!(bio(&mut h, request(sub, None, None)).0, PUAT_REQUIRED, "{sub}");
+        assert_eq!(
+            bio(&mut h, request(sub, None, None)).0,
+            PUAT_REQUIRED,
+            "{sub}"
+        );
     }
     let cm = p.must_token(&mut h, perm::CM, None);
     assert_eq!(bio(&mut h, request(4, None, Some(&cm))).0, PIN_AUTH_INVALID);
@@ -207,7 +217,10 @@ fn requests_are_checked_in_order() {
         INVALID_PARAMETER
     );
     let rename = Value::Map(vec![(int(1), bytes(&[9])), (int(2), text("x"))]);
-    assert_eq!(bio(&mut h, request(5, Some(rename), Some(&be))).0, INVALID_PARAMETER);
+    assert_eq!(
+        bio(&mut h, request(5, Some(rename), Some(&be))).0,
+        INVALID_PARAMETER
+    );
 }
 
 #[test]
@@ -219,16 +232,29 @@ fn enroll_name_enumerate_remove_and_cancel() {
     assert_ne!(first, second);
     assert_eq!(
         enumerate(&mut h, &token).unwrap(),
-        vec![(first.clone(), String::new()), (second.clone(), String::new())]
+        vec![
+            (first.clone(), String::new()),
+            (second.clone(), String::new())
+        ]
     );
     let longest = "n".repeat(MAX_TEMPLATE_FRIENDLY_NAME);
-    let rename = |id: &[u8], name: &str| {
-        Value::Map(vec![(int(1), bytes(id)), (int(2), text(name))])
-    };
-    assert_eq!(bio(&mut h, request(5, Some(rename(&second, &longest)), Some(&token))).0, 0);
+    let rename =
+        |id: &[u8], name: &str| Value::Map(vec![(int(1), bytes(id)), (int(2), text(name))]);
+    assert_eq!(
+        bio(
+            &mut h,
+            request(5, Some(rename(&second, &longest)), Some(&token))
+        )
+        .0,
+        0
+    );
     let too_long = "n".repeat(MAX_TEMPLATE_FRIENDLY_NAME + 1);
     assert_eq!(
-        bio(&mut h, request(5, Some(rename(&second, &too_long)), Some(&token))).0,
+        bio(
+            &mut h,
+            request(5, Some(rename(&second, &too_long)), Some(&token))
+        )
+        .0,
         INVALID_PARAMETER
     );
     assert_eq!(
@@ -242,17 +268,41 @@ fn enroll_name_enumerate_remove_and_cancel() {
     let pending = map_bytes(&value.unwrap(), 4).to_vec();
     assert_eq!(bio(&mut h, request(3, None, None)).0, 0);
     assert_eq!(
-        bio(&mut h, request(2, Some(template_param(&pending)), Some(&token))).0,
+        bio(
+            &mut h,
+            request(2, Some(template_param(&pending)), Some(&token))
+        )
+        .0,
         INVALID_PARAMETER
     );
     assert_eq!(enumerate(&mut h, &token).unwrap().len(), 2);
     // Remove both: no enrollments, UV is gone.
-    assert_eq!(bio(&mut h, request(6, Some(template_param(&first)), Some(&token))).0, 0);
-    assert_eq!(enumerate(&mut h, &token).unwrap(), vec![(second.clone(), longest)]);
-    assert_eq!(bio(&mut h, request(6, Some(template_param(&second)), Some(&token))).0, 0);
+    assert_eq!(
+        bio(
+            &mut h,
+            request(6, Some(template_param(&first)), Some(&token))
+        )
+        .0,
+        0
+    );
+    assert_eq!(
+        enumerate(&mut h, &token).unwrap(),
+        vec![(second.clone(), longest)]
+    );
+    assert_eq!(
+        bio(
+            &mut h,
+            request(6, Some(template_param(&second)), Some(&token))
+        )
+        .0,
+        0
+    );
     assert_eq!(enumerate(&mut h, &token), Err(INVALID_OPTION));
     assert_eq!(option(&info(&mut h), "uv"), Some(false));
-    assert_eq!(p.uv_token(&mut h, perm::MC, Some("example.com")).err(), Some(NOT_ALLOWED));
+    assert_eq!(
+        p.uv_token(&mut h, perm::MC, Some("example.com")).err(),
+        Some(NOT_ALLOWED)
+    );
 }
 
 #[test]
@@ -266,12 +316,18 @@ fn bad_samples_say_why_and_do_not_count() {
     assert_eq!(status, 0);
     let value = value.unwrap();
     let id = map_bytes(&value, 4).to_vec();
-    assert_eq!((uint(&value, 5), uint(&value, 6)), (0x0B, u64::from(SAMPLES_REQUIRED)));
+    assert_eq!(
+        (uint(&value, 5), uint(&value, 6)),
+        (0x0B, u64::from(SAMPLES_REQUIRED))
+    );
     // Nothing read.
     h.presence.set_finger(None);
     let (_, value, _) = bio(&mut h, request(2, Some(template_param(&id)), Some(&token)));
     let value = value.unwrap();
-    assert_eq!((uint(&value, 5), uint(&value, 6)), (0x0D, u64::from(SAMPLES_REQUIRED)));
+    assert_eq!(
+        (uint(&value, 5), uint(&value, 6)),
+        (0x0D, u64::from(SAMPLES_REQUIRED))
+    );
     // A good sample, then another finger: a merge failure.
     h.presence.set_finger(Some(3));
     let (_, value, _) = bio(&mut h, request(2, Some(template_param(&id)), Some(&token)));
@@ -279,8 +335,15 @@ fn bad_samples_say_why_and_do_not_count() {
     h.presence.set_finger(Some(5));
     let (_, value, _) = bio(&mut h, request(2, Some(template_param(&id)), Some(&token)));
     let value = value.unwrap();
-    assert_eq!((uint(&value, 5), uint(&value, 6)), (0x0A, u64::from(SAMPLES_REQUIRED - 1)));
-    assert_eq!(enumerate(&mut h, &token).unwrap().len(), 1, "not stored yet");
+    assert_eq!(
+        (uint(&value, 5), uint(&value, 6)),
+        (0x0A, u64::from(SAMPLES_REQUIRED - 1))
+    );
+    assert_eq!(
+        enumerate(&mut h, &token).unwrap().len(),
+        1,
+        "not stored yet"
+    );
 }
 
 #[test]
@@ -342,10 +405,18 @@ fn templates_survive_a_power_cycle_and_a_crash_and_reset_wipes_them() {
     let mut h = h.reopen();
     assert_eq!(option(&info(&mut h), "uv"), Some(true));
     let token = p.must_token(&mut h, perm::BE, None);
-    assert_eq!(enumerate(&mut h, &token).unwrap(), vec![(id.clone(), "thumb".into())]);
+    assert_eq!(
+        enumerate(&mut h, &token).unwrap(),
+        vec![(id.clone(), "thumb".into())]
+    );
     let mut h = h.crash();
     assert_eq!(
-        h.auth.bio_enrollments().unwrap().iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        h.auth
+            .bio_enrollments()
+            .unwrap()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>(),
         vec!["thumb"]
     );
     h.presence.set_finger(Some(3));
@@ -354,7 +425,10 @@ fn templates_survive_a_power_cycle_and_a_crash_and_reset_wipes_them() {
     // authenticatorReset: no PIN, no templates, no record, uv false.
     assert_eq!(h.ctap2(0x07, None).0, 0);
     let mut buf = [0u8; 512];
-    assert_eq!(h.storage.clone().read(RecordKey::Bio, &mut buf).unwrap(), None);
+    assert_eq!(
+        h.storage.clone().read(RecordKey::Bio, &mut buf).unwrap(),
+        None
+    );
     assert!(h.auth.bio_enrollments().unwrap().is_empty());
     let i = info(&mut h);
     assert_eq!(option(&i, "uv"), Some(false));
@@ -372,9 +446,13 @@ fn a_failed_template_write_stores_nothing() {
     let (_, value, _) = bio(&mut h, request(1, None, Some(&token)));
     let id = map_bytes(&value.unwrap(), 4).to_vec();
     for _ in 0..SAMPLES_REQUIRED - 2 {
-        assert_eq!(bio(&mut h, request(2, Some(template_param(&id)), Some(&token))).0, 0);
+        assert_eq!(
+            bio(&mut h, request(2, Some(template_param(&id)), Some(&token))).0,
+            0
+        );
     }
-    h.storage.set_fail_writes(Some(crate::platform::StorageError::Io));
+    h.storage
+        .set_fail_writes(Some(crate::platform::StorageError::Io));
     let (status, _, _) = bio(&mut h, request(2, Some(template_param(&id)), Some(&token)));
     assert_ne!(status, 0, "the last sample's write failed");
     h.storage.set_fail_writes(None);
@@ -387,8 +465,14 @@ fn a_key_without_biometrics_has_no_bio_enrollment() {
     let mut h = Harness::new();
     let mut p = Platform::new(2);
     assert_eq!(p.set_pin(&mut h, PIN), 0);
-    assert_eq!(h.ctap2(0x09, Some(request(7, None, None))).0, INVALID_COMMAND);
-    assert_eq!(h.ctap2(0x40, Some(request(7, None, None))).0, INVALID_COMMAND);
+    assert_eq!(
+        h.ctap2(0x09, Some(request(7, None, None))).0,
+        INVALID_COMMAND
+    );
+    assert_eq!(
+        h.ctap2(0x40, Some(request(7, None, None))).0,
+        INVALID_COMMAND
+    );
     assert_eq!(
         p.token(&mut h, PIN, Some(perm::BE), None).err(),
         Some(UNAUTHORIZED_PERMISSION)

@@ -38,7 +38,9 @@ fn enterprise_config() -> (Config, p256::ecdsa::VerifyingKey, p256::ecdsa::Verif
     let (batch, batch_vk) = batch_attestation();
     let (device, device_vk) = device_attestation();
     let mut rp_ids = heapless::Vec::new();
-    rp_ids.push(heapless::String::try_from(LISTED_RP).unwrap()).unwrap();
+    rp_ids
+        .push(heapless::String::try_from(LISTED_RP).unwrap())
+        .unwrap();
     let config = Config {
         aaguid: AAGUID,
         attestation: Some(batch),
@@ -84,7 +86,11 @@ fn certificate_checked(value: &Value, vk: &p256::ecdsa::VerifyingKey) -> std::ve
     let made = MadeCredential::parse(value, &client_data_hash("make-credential"));
     assert_eq!(made.fmt, "packed");
     let sig = map_text(&made.att_stmt, "sig").unwrap().as_bytes().unwrap();
-    verify(vk, &[&made.raw_auth_data, &client_data_hash("make-credential")], sig);
+    verify(
+        vk,
+        &[&made.raw_auth_data, &client_data_hash("make-credential")],
+        sig,
+    );
     let x5c = map_text(&made.att_stmt, "x5c").unwrap().as_array().unwrap();
     x5c[0].as_bytes().unwrap().clone()
 }
@@ -103,7 +109,11 @@ fn enterprise_attestation_is_refused_until_enabled_then_given_by_mode() {
     let mut h = Harness::with_config(config);
     assert_eq!(ep(&mut h), Some(false));
     for mode in [1, 2, 3] {
-        assert_eq!(mc(&mut h, LISTED_RP, Some(mode)).0, INVALID_PARAMETER, "{mode}");
+        assert_eq!(
+            mc(&mut h, LISTED_RP, Some(mode)).0,
+            INVALID_PARAMETER,
+            "{mode}"
+        );
     }
     assert_eq!(enable(&mut h, None), 0);
     assert_eq!(ep(&mut h), Some(true));
@@ -151,7 +161,11 @@ fn enabling_needs_acfg_once_a_pin_is_set_survives_restart_and_reset_disables_it(
     assert_eq!(p.set_pin(&mut h, PIN), 0);
     assert_eq!(enable(&mut h, None), 0x36, "PUAT_REQUIRED");
     let cm = p.must_token(&mut h, perm::CM, None);
-    assert_eq!(enable(&mut h, Some(&cm)), 0x33, "PIN_AUTH_INVALID without acfg");
+    assert_eq!(
+        enable(&mut h, Some(&cm)),
+        0x33,
+        "PIN_AUTH_INVALID without acfg"
+    );
     assert_eq!(ep(&mut h), Some(false));
     let acfg = p.must_token(&mut h, perm::ACFG, None);
     assert_eq!(enable(&mut h, Some(&acfg)), 0);
@@ -161,7 +175,10 @@ fn enabling_needs_acfg_once_a_pin_is_set_survives_restart_and_reset_disables_it(
     assert_eq!(ep(&mut h), Some(false));
     let mut buf = [0u8; 16];
     assert_eq!(
-        h.storage.clone().read(RecordKey::EnterpriseAttestation, &mut buf).unwrap(),
+        h.storage
+            .clone()
+            .read(RecordKey::EnterpriseAttestation, &mut buf)
+            .unwrap(),
         None
     );
     let mut h = h.reopen();
@@ -172,7 +189,8 @@ fn enabling_needs_acfg_once_a_pin_is_set_survives_restart_and_reset_disables_it(
 fn a_failed_write_leaves_it_disabled() {
     let (config, _, _) = enterprise_config();
     let mut h = Harness::with_config(config);
-    h.storage.set_fail_writes(Some(crate::platform::StorageError::Io));
+    h.storage
+        .set_fail_writes(Some(crate::platform::StorageError::Io));
     assert_ne!(enable(&mut h, None), 0);
     h.storage.set_fail_writes(None);
     assert_eq!(ep(&mut h), Some(false));

@@ -64,7 +64,12 @@ pub async fn place_finger(
         )));
     }
     key.switch().place_finger(finger);
-    publish(&control, &key, "bioFingerPlaced", json!({ "finger": finger }));
+    publish(
+        &control,
+        &key,
+        "bioFingerPlaced",
+        json!({ "finger": finger }),
+    );
     Ok(Reply(json!({ "finger": finger })))
 }
 
@@ -106,7 +111,11 @@ pub async fn status(
             let auth = core.authenticator_mut();
             let enrollments = auth.bio_enrollments();
             let status = auth.pin_uv_status().ok();
-            (enrollments, auth.bio_next_match_fails(), status.map(|s| s.uv_retries))
+            (
+                enrollments,
+                auth.bio_next_match_fails(),
+                status.map(|s| s.uv_retries),
+            )
         })
         .await
         .map_err(fleet_error)?;
