@@ -584,6 +584,41 @@ mod tests {
     }
 
     #[test]
+    fn the_fingerprint_sensor_reads_placed_fingers_and_touches() {
+        // auto: the touching finger whenever asked.
+        let mut auto = Presence::auto(Arc::new(Notify::new()));
+        assert_eq!(auto.read_finger(0), Some(0));
+        // A placed finger approves the pending request and is read after it.
+        auto.switch().place_finger(4);
+        auto.request(0);
+        assert_eq!(auto.poll(0), PresenceStatus::Approved);
+        assert_eq!(auto.read_finger(0), Some(4));
+        assert_eq!(auto.read_finger(0), Some(0), "read once");
+        // touch: nothing unless the button is held or a finger placed.
+        let mut touch = Presence::touch(Arc::new(Notify::new()));
+        assert_eq!(touch.read_finger(0), None);
+        touch.switch().place_finger(7);
+        assert_eq!(touch.read_finger(0), Some(7), "a finger placed without a request");
+        touch.request(0);
+        assert_eq!(touch.poll(0), PresenceStatus::Pending);
+        touch.switch().set_touch(true);
+        assert_eq!(touch.poll(0), PresenceStatus::Approved);
+        assert_eq!(touch.read_finger(0), Some(0), "the touch that approved");
+        // deny: a placed finger still answers the sensor and the request,
+        // unless a deny override is in force.
+        let mut deny = Presence::deny(Arc::new(Notify::new()));
+        assert_eq!(deny.read_finger(0), None);
+        deny.switch().place_finger(2);
+        deny.request(0);
+        assert_eq!(deny.poll(0), PresenceStatus::Approved);
+        assert_eq!(deny.read_finger(0), Some(2));
+        deny.switch().set_policy(Some(Policy::Deny));
+        deny.switch().place_finger(3);
+        deny.request(0);
+        assert_eq!(deny.poll(0), PresenceStatus::Denied);
+    }
+
+    #[test]
     fn deny_refuses() {
         let mut p = Presence::deny(Arc::new(Notify::new()));
         p.request(0);

@@ -326,6 +326,30 @@ mod tests {
     }
 
     #[test]
+    fn bio_and_enterprise_flags_map_onto_key_options() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from([&["ferrokey"], args].concat())
+                .map(|cli| key_options(&cli.serve))
+        };
+        let options = parse(&[
+            "--bio",
+            "--enterprise",
+            "--enterprise-rp",
+            "a.example",
+            "--enterprise-rp",
+            "b.example",
+        ])
+        .unwrap();
+        assert!(options.bio && options.enterprise_attestation);
+        assert_eq!(options.enterprise_rp_ids, vec!["a.example", "b.example"]);
+        assert!(options.validate().is_ok());
+        assert!(!parse(&[]).unwrap().bio);
+        assert!(parse(&["--bio", "--uv", "auto"]).is_err());
+        assert!(parse(&["--enterprise-rp", "a.example"]).is_err());
+    }
+
+    #[test]
     fn release_is_bcd() {
         use crate::key::build::device_release;
         assert_eq!(device_release() & 0x00FF, {

@@ -337,6 +337,36 @@ mod tests {
     }
 
     #[test]
+    fn bio_and_enterprise_options_parse_and_are_checked() {
+        let options = parse(json!({
+            "bio": true,
+            "enterpriseAttestation": true,
+            "enterpriseRpIds": ["corp.example"],
+        }))
+        .unwrap();
+        assert!(options.bio && options.enterprise_attestation);
+        assert_eq!(options.enterprise_rp_ids, vec!["corp.example"]);
+        assert!(options.validate().is_ok());
+        let bad = KeyOptions {
+            bio: true,
+            uv: UvMode::Auto,
+            enterprise_attestation: false,
+            enterprise_rp_ids: vec!["".into(); MAX_ENTERPRISE_RP_IDS + 1],
+            ..KeyOptions::default()
+        };
+        let text = bad.validate().unwrap_err().0.join("\n");
+        for needle in ["bio and uv auto", "needs enterpriseAttestation", "at most 8", "1 to 128"] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        let none = KeyOptions {
+            enterprise_attestation: true,
+            attestation: AttestationMode::None,
+            ..KeyOptions::default()
+        };
+        assert!(none.validate().unwrap_err().0[0].contains("other than none"));
+    }
+
+    #[test]
     fn validate_names_every_problem() {
         let options = KeyOptions {
             presence: Some(PresenceMode::Deny),
