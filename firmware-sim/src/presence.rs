@@ -598,7 +598,11 @@ mod tests {
         let mut touch = Presence::touch(Arc::new(Notify::new()));
         assert_eq!(touch.read_finger(0), None);
         touch.switch().place_finger(7);
-        assert_eq!(touch.read_finger(0), Some(7), "a finger placed without a request");
+        assert_eq!(
+            touch.read_finger(0),
+            Some(7),
+            "a finger placed without a request"
+        );
         touch.request(0);
         assert_eq!(touch.poll(0), PresenceStatus::Pending);
         touch.switch().set_touch(true);

@@ -355,7 +355,12 @@ mod tests {
             ..KeyOptions::default()
         };
         let text = bad.validate().unwrap_err().0.join("\n");
-        for needle in ["bio and uv auto", "needs enterpriseAttestation", "at most 8", "1 to 128"] {
+        for needle in [
+            "bio and uv auto",
+            "needs enterpriseAttestation",
+            "at most 8",
+            "1 to 128",
+        ] {
             assert!(text.contains(needle), "{needle}: {text}");
         }
         let none = KeyOptions {
