@@ -105,6 +105,31 @@ pub struct Config {
     /// The cost of the stored PIN verifier (PBKDF2 iterations; see
     /// [`crate::pin::verifier`]). Defaults to [`PinKdfCost::DEFAULT`].
     pub pin_kdf_cost: PinKdfCost,
+    /// A simulated fingerprint sensor ([`crate::bio`]): authenticatorBioEnrollment,
+    /// getInfo `bioEnroll` / `uvBioEnroll`, and built-in user verification by
+    /// an enrolled finger (getInfo `uv` true once one is). Defaults to `false`.
+    /// Leave `builtin_uv` off with it.
+    pub bio: bool,
+    /// Enterprise attestation (CTAP 2.1 §7.1): getInfo `ep`, authenticatorConfig
+    /// enableEnterpriseAttestation and makeCredential enterpriseAttestation.
+    /// `None` (the default): not capable.
+    pub enterprise: Option<EnterpriseAttestation>,
+}
+
+/// The most RP IDs of vendor-facilitated enterprise attestation.
+pub const MAX_ENTERPRISE_RP_IDS: usize = 8;
+/// The longest such RP ID, in bytes.
+pub const MAX_ENTERPRISE_RP_ID_LENGTH: usize = 128;
+
+/// Enterprise attestation: the key and certificate that identify this one
+/// device (not a batch), and the RP IDs vendor-facilitated enterprise
+/// attestation (enterpriseAttestation 1) is given to.
+#[derive(Clone, Debug)]
+pub struct EnterpriseAttestation {
+    /// The device's own attestation key and certificate (and intermediate).
+    pub attestation: Attestation,
+    /// RP IDs of vendor-facilitated enterprise attestation.
+    pub rp_ids: heapless::Vec<heapless::String<MAX_ENTERPRISE_RP_ID_LENGTH>, MAX_ENTERPRISE_RP_IDS>,
 }
 
 /// Why [`Authenticator::new`] failed.
@@ -214,6 +239,10 @@ pub struct Authenticator<S: Storage, U: UserPresence, R: RngCore + CryptoRng> {
     /// An authenticatorReset was decided but not finished (see
     /// [`crate::ctap2`]'s reset module): nothing is served until it is.
     pub(crate) reset_pending: bool,
+    /// The fingerprint sensor (with [`Config::bio`]).
+    pub(crate) bio: Option<crate::ctap2::bio_enrollment::BioSensor>,
+    /// Enterprise attestation is enabled (persisted; with [`Config::enterprise`]).
+    pub(crate) ep_enabled: bool,
 }
 
 impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
@@ -247,6 +276,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         // Power-up of PIN/UV auth: fresh key agreement keys and tokens.
         let features = Features {
             builtin_uv: config.builtin_uv,
+            bio_enroll: config.bio,
             ..Features::default()
         };
         let pin = PinUv::power_up(
@@ -274,6 +304,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             cred_mgmt: None,
             large_blob_writer: Default::default(),
             reset_pending: false,
+            bio: None,
+            ep_enabled: false,
         };
         this.scan_records().map_err(init_error)?;
         this.upgrade_device_record().map_err(init_error)?;
@@ -284,6 +316,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             this.reset_pending = true;
             this.finish_pending_reset().map_err(init_error)?;
         }
+        this.load_bio().map_err(InitError::Storage)?;
+        this.load_enterprise().map_err(InitError::Storage)?;
         Ok(this)
     }
 

@@ -5,10 +5,12 @@
 //! its one-byte status response. Parsing uses ctap-types after a CBOR pre-pass
 //! ([`validate`]) that gives the precise CTAP2 error codes and bounds nesting.
 
+pub mod bio_enrollment;
 mod cbor_out;
 mod client_pin;
 mod config;
 pub(crate) mod credential_management;
+mod enterprise;
 pub(crate) mod extensions;
 mod get_assertion;
 mod get_info;
@@ -47,6 +49,11 @@ pub mod command {
     pub const RESET: u8 = 0x07;
     /// authenticatorGetNextAssertion.
     pub const GET_NEXT_ASSERTION: u8 = 0x08;
+    /// authenticatorBioEnrollment (keys with biometrics).
+    pub const BIO_ENROLLMENT: u8 = 0x09;
+    /// The CTAP 2.1 prototype code of authenticatorBioEnrollment
+    /// (userVerificationMgmtPreview), accepted as an alias.
+    pub const BIO_ENROLLMENT_PREVIEW: u8 = 0x40;
     /// authenticatorCredentialManagement.
     pub const CREDENTIAL_MANAGEMENT: u8 = 0x0A;
     /// authenticatorSelection.
@@ -132,6 +139,9 @@ pub(crate) fn handle<S: Storage, U: UserPresence, R: RngCore + CryptoRng>(
         }
         command::CONFIG => auth.authenticator_config(body, &context, response),
         command::LARGE_BLOBS => auth.large_blobs(body, &context, response),
+        command::BIO_ENROLLMENT | command::BIO_ENROLLMENT_PREVIEW => {
+            auth.bio_enrollment(body, &context, response)
+        }
         _ => Err(Error::InvalidCommand),
     };
     match result {
@@ -155,6 +165,8 @@ fn is_known(cmd: u8) -> bool {
             | command::CREDENTIAL_MANAGEMENT_PREVIEW
             | command::CONFIG
             | command::LARGE_BLOBS
+            | command::BIO_ENROLLMENT
+            | command::BIO_ENROLLMENT_PREVIEW
     )
 }
 

@@ -20,6 +20,7 @@ extern crate std;
 
 pub mod app;
 pub mod authenticator;
+pub mod bio;
 pub mod credential;
 pub mod crypto;
 pub mod ctap1;

@@ -19,6 +19,12 @@ pub enum RecordKey {
     ResetJournal,
     /// One discoverable (resident) credential, by slot number.
     Credential(u16),
+    /// The fingerprint templates of a key with a simulated sensor
+    /// ([`crate::bio`]).
+    Bio,
+    /// Enterprise attestation enabled (authenticatorConfig
+    /// enableEnterpriseAttestation); absent while disabled.
+    EnterpriseAttestation,
 }
 
 impl RecordKey {
@@ -30,6 +36,8 @@ impl RecordKey {
             RecordKey::LargeBlobs => 3,
             RecordKey::ResetJournal => 4,
             RecordKey::Credential(slot) => 0x1_0000 + u32::from(slot),
+            RecordKey::Bio => 0x10,
+            RecordKey::EnterpriseAttestation => 0x11,
         }
     }
 
@@ -40,6 +48,8 @@ impl RecordKey {
             2 => Some(RecordKey::Pin),
             3 => Some(RecordKey::LargeBlobs),
             4 => Some(RecordKey::ResetJournal),
+            0x10 => Some(RecordKey::Bio),
+            0x11 => Some(RecordKey::EnterpriseAttestation),
             0x1_0000..=0x1_FFFF => Some(RecordKey::Credential((id - 0x1_0000) as u16)),
             _ => None,
         }
@@ -112,6 +122,15 @@ pub trait UserPresence {
     /// built-in method and always fails.
     fn verify_user(&mut self, _now_ms: u64) -> UvStatus {
         UvStatus::Failed
+    }
+    /// Reads the fingerprint sensor of a key with biometrics ([`crate::bio`]):
+    /// the finger on it (0 to [`crate::bio::MAX_FINGER`]; 0 is the finger
+    /// that touches the key), or `None` when it reads nothing. Asked right
+    /// after an approved presence request (an enrollment sample: the finger
+    /// that gave the touch) and for built-in user verification (a match).
+    /// The default: the touching finger.
+    fn read_finger(&mut self, _now_ms: u64) -> Option<u8> {
+        Some(0)
     }
 }
 

@@ -203,6 +203,9 @@ struct PresenceState {
     cancels: u32,
     uv: UvStatus,
     uv_requests: u32,
+    /// What the fingerprint sensor reads ([`ScriptedPresence::set_finger`]).
+    finger: Option<u8>,
+    finger_reads: u32,
 }
 
 /// A user-presence test that answers as scripted and counts calls. Clones share state.
@@ -231,6 +234,8 @@ impl ScriptedPresence {
                 cancels: 0,
                 uv: UvStatus::Verified,
                 uv_requests: 0,
+                finger: Some(0),
+                finger_reads: 0,
             })),
         }
     }
@@ -243,6 +248,17 @@ impl ScriptedPresence {
     /// How built-in user verification answers from now on (initially `Verified`).
     pub fn set_uv(&self, answer: UvStatus) {
         lock(&self.state).uv = answer;
+    }
+
+    /// What the fingerprint sensor reads from now on (initially `Some(0)`,
+    /// the touching finger; `None`: nothing).
+    pub fn set_finger(&self, finger: Option<u8>) {
+        lock(&self.state).finger = finger;
+    }
+
+    /// How many times the fingerprint sensor was read.
+    pub fn finger_reads(&self) -> u32 {
+        lock(&self.state).finger_reads
     }
 
     /// How many times built-in user verification was performed.
@@ -326,6 +342,12 @@ impl UserPresence for ScriptedPresence {
         let mut s = lock(&self.state);
         s.uv_requests += 1;
         s.uv
+    }
+
+    fn read_finger(&mut self, _now_ms: u64) -> Option<u8> {
+        let mut s = lock(&self.state);
+        s.finger_reads += 1;
+        s.finger
     }
 }
 

@@ -385,6 +385,73 @@ impl Ca {
     }
 }
 
+/// A key's enterprise attestation directory (inside its state directory).
+pub const ENTERPRISE_DIR: &str = "enterprise";
+/// Subject CN prefix of enterprise attestation certificates (the key's
+/// serial number follows: the certificate identifies the one device).
+const ENTERPRISE_CN: &str = "ferrokey Enterprise Attestation";
+
+impl Ca {
+    /// The enterprise attestation key and certificate of the key whose state
+    /// is `key_dir`: `<key_dir>/enterprise/{batch-cert.pem,batch-key.pem}`,
+    /// made on first use (a fresh P-256 key; a certificate issued by the
+    /// root, subject CN "ferrokey Enterprise Attestation SERIAL", with the
+    /// AAGUID extension), created whole like the CA's directories. Unlike the
+    /// batch certificate it identifies this one key. Returns the private
+    /// scalar and the DER certificate, checked like the batch certificate.
+    pub fn enterprise_certificate(
+        &self,
+        key_dir: &Path,
+        serial: &str,
+        aaguid: &[u8; 16],
+    ) -> Result<([u8; 32], Vec<u8>), CaError> {
+        let dir = key_dir.join(ENTERPRISE_DIR);
+        let root_path = self.dir.join(ROOT_CERT_FILE);
+        let root = load_root(&root_path, &self.root_cert_der)?;
+        if !dir.exists() {
+            let _lock = lock(&self.state_dir)?;
+            let country = root_country(&root, &root_path)?;
+            let root_key = read_key(&self.dir.join(ROOT_KEY_FILE))?;
+            let issuer = Issuer::new(&self.root_cert_der, &root_key)?;
+            let key = NewKey::generate()?;
+            let common_name = format!("{ENTERPRISE_CN} {serial}");
+            let (_, pem) = issue(
+                &Subject {
+                    country: &country,
+                    organization: ORGANIZATION,
+                    unit: Some(ATTESTATION_OU),
+                    common_name: &common_name,
+                },
+                &key.key,
+                Profile::Signer {
+                    aaguid: Some(*aaguid),
+                },
+                BATCH_VALIDITY_YEARS,
+                Some(&issuer),
+            )?;
+            create_dir_whole(
+                &dir,
+                &[
+                    (BATCH_CERT_FILE, pem.as_bytes()),
+                    (BATCH_KEY_FILE, key.pem.as_bytes()),
+                ],
+            )?;
+            tracing::info!(dir = %dir.display(), "created the key's enterprise attestation certificate");
+        }
+        let cert_path = dir.join(BATCH_CERT_FILE);
+        let (_, der) = read_cert(&cert_path)?;
+        let key = read_key(&dir.join(BATCH_KEY_FILE))?;
+        check_attestation_cert(&der, &root, aaguid).map_err(|e| invalid(&cert_path, e))?;
+        if strict(&cert_path, &der)?.public_key() != public_key_sec1(&key) {
+            return Err(invalid(&cert_path, "is not for the key beside it"));
+        }
+        if der.len() > MAX_CERTIFICATE_SIZE {
+            return Err(invalid(&cert_path, "is over the 1024-byte limit"));
+        }
+        Ok((key.to_bytes().into(), der))
+    }
+}
+
 /// Parses the root strictly; a root made by an older ferrokey that fails only
 /// the canonical-encoding round trip (its keyUsage) is kept, with a warning:
 /// relying parties were given it, so it is never replaced.

@@ -190,6 +190,19 @@ pub struct ServeArgs {
     /// time through the control API (/usbN/uv/approve|deny|default).
     #[arg(long, value_enum, default_value_t = UvMode::Off)]
     pub uv: UvMode,
+    /// A simulated fingerprint sensor (authenticatorBioEnrollment): fingers
+    /// are enrolled by touches or the control API's bio/finger, and an
+    /// enrolled finger verifies the user. Starts with none enrolled.
+    #[arg(long, conflicts_with = "uv")]
+    pub bio: bool,
+    /// Enterprise attestation capable (getInfo ep, enabled through
+    /// authenticatorConfig): a per-key certificate that identifies the key.
+    #[arg(long)]
+    pub enterprise: bool,
+    /// An RP ID for vendor-facilitated enterprise attestation (repeatable;
+    /// needs --enterprise).
+    #[arg(long = "enterprise-rp", value_name = "RP_ID", requires = "enterprise")]
+    pub enterprise_rp: Vec<String>,
     /// CTAP 2.1's reset window: authenticatorReset is refused (NOT_ALLOWED)
     /// when asked more than 10 s after the key was powered up (plugged in).
     /// Default: on with --presence prompt|touch (a person at the key), off

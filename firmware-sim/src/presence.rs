@@ -138,6 +138,9 @@ pub struct Presence {
     switch: PresenceSwitch,
     /// How built-in user verification answers without a switch override.
     uv: UvMode,
+    /// The last presence request was approved (by a touch): the fingerprint
+    /// sensor's next read sees the touching finger.
+    touched_for_sensor: bool,
 }
 
 #[derive(Debug)]
@@ -161,6 +164,7 @@ impl Presence {
             wake,
             label,
             uv: UvMode::Off,
+            touched_for_sensor: false,
         }
     }
 
@@ -256,6 +260,7 @@ impl Presence {
 impl UserPresence for Presence {
     fn request(&mut self, _now_ms: u64) {
         self.pending = true;
+        self.touched_for_sensor = false;
         match &mut self.kind {
             Kind::Prompt { hub, slot } => hub.request(slot),
             // Let the key poll right away instead of at its next timer tick.
@@ -282,6 +287,7 @@ impl UserPresence for Presence {
         if answer != PresenceStatus::Pending {
             self.pending = false;
         }
+        self.touched_for_sensor = answer == PresenceStatus::Approved;
         answer
     }
 
@@ -290,6 +296,30 @@ impl UserPresence for Presence {
         if let Kind::Prompt { hub, slot } = &self.kind {
             hub.cancel(slot);
         }
+    }
+
+    /// The fingerprint sensor: a finger placed through the control API
+    /// (`bio/finger`), else the finger that just gave an approved touch (0),
+    /// else 0 when the key would approve a touch right now (auto, a held
+    /// button, an approve override or presence file), else nothing.
+    fn read_finger(&mut self, _now_ms: u64) -> Option<u8> {
+        let reading = if let Some(finger) = self.switch.take_finger() {
+            Some(finger)
+        } else if std::mem::take(&mut self.touched_for_sensor) {
+            Some(0)
+        } else {
+            let would_approve = match self.switch.decide() {
+                Some(answer) => answer == PresenceStatus::Approved,
+                None => match &self.kind {
+                    Kind::Fixed(answer) => *answer == PresenceStatus::Approved,
+                    Kind::File(path) => read_answer_file(path) == PresenceStatus::Approved,
+                    Kind::Touch | Kind::Prompt { .. } => false,
+                },
+            };
+            would_approve.then_some(0)
+        };
+        tracing::info!(key = %self.label.get(), finger = ?reading, "fingerprint sensor read");
+        reading
     }
 
     fn verify_user(&mut self, _now_ms: u64) -> UvStatus {
@@ -551,6 +581,45 @@ mod tests {
         assert_eq!(deny.verify_user(0), UvStatus::Verified);
         // Verification is not presence: no request is left outstanding.
         assert_eq!(deny.poll(0), PresenceStatus::Pending);
+    }
+
+    #[test]
+    fn the_fingerprint_sensor_reads_placed_fingers_and_touches() {
+        // auto: the touching finger whenever asked.
+        let mut auto = Presence::auto(Arc::new(Notify::new()));
+        assert_eq!(auto.read_finger(0), Some(0));
+        // A placed finger approves the pending request and is read after it.
+        auto.switch().place_finger(4);
+        auto.request(0);
+        assert_eq!(auto.poll(0), PresenceStatus::Approved);
+        assert_eq!(auto.read_finger(0), Some(4));
+        assert_eq!(auto.read_finger(0), Some(0), "read once");
+        // touch: nothing unless the button is held or a finger placed.
+        let mut touch = Presence::touch(Arc::new(Notify::new()));
+        assert_eq!(touch.read_finger(0), None);
+        touch.switch().place_finger(7);
+        assert_eq!(
+            touch.read_finger(0),
+            Some(7),
+            "a finger placed without a request"
+        );
+        touch.request(0);
+        assert_eq!(touch.poll(0), PresenceStatus::Pending);
+        touch.switch().set_touch(true);
+        assert_eq!(touch.poll(0), PresenceStatus::Approved);
+        assert_eq!(touch.read_finger(0), Some(0), "the touch that approved");
+        // deny: a placed finger still answers the sensor and the request,
+        // unless a deny override is in force.
+        let mut deny = Presence::deny(Arc::new(Notify::new()));
+        assert_eq!(deny.read_finger(0), None);
+        deny.switch().place_finger(2);
+        deny.request(0);
+        assert_eq!(deny.poll(0), PresenceStatus::Approved);
+        assert_eq!(deny.read_finger(0), Some(2));
+        deny.switch().set_policy(Some(Policy::Deny));
+        deny.switch().place_finger(3);
+        deny.request(0);
+        assert_eq!(deny.poll(0), PresenceStatus::Denied);
     }
 
     #[test]

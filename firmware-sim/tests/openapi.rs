@@ -165,6 +165,15 @@ async fn every_documented_operation_is_served_with_the_documented_shape() {
                 .to_string();
             uri = uri.replace("/authenticator/1", &format!("/authenticator/{key}"));
         }
+        if path.contains("/bio") {
+            // The fingerprint sensor's routes need a key that has one.
+            let bio = KeyOptions {
+                bio: true,
+                ..KeyOptions::default()
+            };
+            key = fleet.add(bio).await.unwrap().id.to_string();
+            uri = uri.replace("/authenticator/1", &format!("/authenticator/{key}"));
+        }
         // The documented example credential exists exactly when the operation needs it.
         let credential_op = path.contains("/credential");
         if credential_op {

@@ -94,6 +94,11 @@ impl<'a> CborWriter<'a> {
         self.head(TEXT, value.len() as u64)?;
         self.put(value.as_bytes())
     }
+
+    /// A boolean (simple value 20 or 21).
+    pub(crate) fn bool(&mut self, value: bool) -> Result<(), Error> {
+        self.put(&[if value { 0xF5 } else { 0xF4 }])
+    }
 }
 
 #[cfg(test)]

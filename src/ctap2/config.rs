@@ -7,9 +7,10 @@
 //! `acfg` permission. Without either, the platform may configure freely (a
 //! pinUvAuthParam that is sent anyway must still verify).
 //!
-//! Enterprise attestation is not supported (no `ep` in getInfo), so
-//! enableEnterpriseAttestation is an unsupported subcommand:
-//! INVALID_PARAMETER (§6.11 step 2), like any unknown one. vendorPrototype is
+//! enableEnterpriseAttestation exists on keys capable of enterprise
+//! attestation (getInfo `ep`, see [`super::enterprise`]); elsewhere it is an
+//! unsupported subcommand: INVALID_PARAMETER (§6.11 step 2), like any
+//! unknown one. vendorPrototype is
 //! not implemented either (no `vendorPrototypeConfigCommands` in getInfo):
 //! INVALID_SUBCOMMAND.
 
@@ -28,6 +29,7 @@ use crate::platform::{Storage, UserPresence};
 mod tests;
 
 /// The subcommand codes implemented here.
+const ENABLE_ENTERPRISE_ATTESTATION: u64 = 0x01;
 const TOGGLE_ALWAYS_UV: u64 = 0x02;
 const SET_MIN_PIN_LENGTH: u64 = 0x03;
 const VENDOR_PROTOTYPE: u64 = 0xFF;
@@ -54,6 +56,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             None => return Err(Error::MissingParameter),
             Some(VENDOR_PROTOTYPE) => return Err(Error::InvalidSubcommand),
             Some(value @ (TOGGLE_ALWAYS_UV | SET_MIN_PIN_LENGTH)) => value as u8,
+            Some(ENABLE_ENTERPRISE_ATTESTATION) if self.enterprise_capable() => {
+                ENABLE_ENTERPRISE_ATTESTATION as u8
+            }
             Some(_) => return Err(Error::InvalidParameter),
         };
         let raw_params = validate::raw_value(body, 0x02)?.unwrap_or(&[]);
@@ -83,6 +88,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
 
         let storage = &mut self.platform.storage;
         match request.sub_command {
+            Subcommand::EnableEnterpriseAttestation => self.enable_enterprise_attestation()?,
             Subcommand::ToggleAlwaysUv => {
                 let on = !self.pin.always_uv();
                 self.pin.set_always_uv(storage, on)?;

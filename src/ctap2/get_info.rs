@@ -41,6 +41,17 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         options.plat = Some(false);
         options.large_blobs = Some(true);
         self.pin_uv_info(&mut options);
+        // Biometrics and enterprise attestation: only on keys that have them.
+        // bioEnroll: whether a finger is enrolled; uv false while none is
+        // (the method exists but is not configured).
+        if let Some(bio) = &self.bio {
+            options.bio_enroll = Some(!bio.templates.is_empty());
+            options.uv_bio_enroll = Some(true);
+            options.uv = Some(self.pin.has_builtin_uv());
+        }
+        if self.config.enterprise.is_some() {
+            options.ep = Some(self.ep_enabled);
+        }
         info.options = Some(options);
         info.max_msg_size = Some(MAX_MESSAGE_SIZE);
         info.max_creds_in_list = Some(MAX_CREDENTIAL_COUNT_IN_LIST);
@@ -70,7 +81,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         info.min_pin_length = Some(self.pin.min_pin_length());
         info.force_pin_change = Some(self.pin.force_pin_change());
         info.max_rpids_for_set_min_pin_length = Some(MAX_MIN_PIN_LENGTH_RP_IDS);
-        if self.pin.has_builtin_uv() {
+        if self.pin.has_builtin_uv() || self.bio.is_some() {
             info.preferred_platform_uv_attempts = Some(PREFERRED_PLATFORM_UV_ATTEMPTS);
             info.uv_modality = Some(UV_MODALITY_FINGERPRINT);
         }

@@ -14,8 +14,8 @@ use super::{
     HandlerResult,
 };
 use crate::app::{CallContext, Message, Outcome};
-use crate::authenticator::Authenticator;
 use crate::authenticator::COUNTER_BLOCK;
+use crate::authenticator::{Attestation, Authenticator};
 use crate::credential::{
     self, Algorithm, CoseKey, CredentialId, CredentialKey, CredentialRecord, RecordKind,
 };
@@ -43,6 +43,8 @@ struct Prepared {
     /// authData BE and BS of the new credential (the key's defaults).
     backup_eligible: bool,
     backup_state: bool,
+    /// Enterprise attestation is to be given (step 9).
+    enterprise: bool,
 }
 
 /// The new credential (step 15).
@@ -101,10 +103,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         // Steps 5 ("uv"), 6 (alwaysUv), 7–8 (makeCredUvNotRqd).
         let builtin_uv =
             self.make_credential_uv_policy(pin_auth.is_some(), options.and_then(|o| o.uv), rk)?;
-        // Step 9: no enterprise attestation.
-        if request.enterprise_attestation.is_some() {
-            return Err(Error::InvalidParameter);
-        }
+        // Step 9: enterprise attestation (INVALID_PARAMETER unless enabled).
+        let enterprise =
+            self.enterprise_attestation_for(request.enterprise_attestation, &request.rp.id)?;
         // Step 11: the pinUvAuthToken (mc permission, bound to rp.id) or
         // built-in UV gives UV; built-in UV also evidences presence.
         let verification = self.verify_pin_uv_auth(
@@ -181,6 +182,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             slot,
             backup_eligible: self.config.default_backup_eligible,
             backup_state: self.config.default_backup_state,
+            enterprise,
         }))
     }
 
@@ -295,16 +297,29 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             attestation_format(request)
         };
 
+        // Enterprise attestation is a packed statement (never with fmt "none").
+        let enterprise = match (&self.config.enterprise, format) {
+            (_, AttestationStatementFormat::None) => None,
+            (Some(e), _) if p.enterprise => Some(&e.attestation),
+            _ => None,
+        };
+
         let mut w = CborWriter::response(response)?;
-        w.map(if large_blob_key.is_some() { 4 } else { 3 })?;
+        w.map(3 + usize::from(large_blob_key.is_some()) + usize::from(enterprise.is_some()))?;
         w.int(1)?;
         w.text(format.into())?;
         w.int(2)?;
         w.bytes(&auth_data)?;
         w.int(3)?;
-        match format {
-            AttestationStatementFormat::None => w.map(0)?,
+        match (format, enterprise) {
+            (AttestationStatementFormat::None, _) => w.map(0)?,
+            (_, Some(att)) => self.write_certified_statement(&mut w, att, &auth_data, &p.cdh)?,
             _ => self.write_packed_statement(&mut w, &created.key, &auth_data, &p.cdh)?,
+        }
+        if enterprise.is_some() {
+            // epAtt.
+            w.int(4)?;
+            w.bool(true)?;
         }
         if let Some(large_blob_key) = &large_blob_key {
             w.int(5)?;
@@ -357,28 +372,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         cdh: &[u8; 32],
     ) -> Result<(), Error> {
         match &self.config.attestation {
-            Some(att) => {
-                let batch = SecretKey::from_bytes(&att.private_key).map_err(crypto_error)?;
-                let mut sig = batch.sign(&[auth_data, cdh]).map_err(crypto_error)?;
-                self.overrides.signature(&mut sig);
-                w.map(3)?;
-                w.text("alg")?;
-                w.int(COSE_ALG_ES256.into())?;
-                w.text("sig")?;
-                w.bytes(&sig)?;
-                w.text("x5c")?;
-                match &att.intermediate {
-                    Some(intermediate) => {
-                        w.array(2)?;
-                        w.bytes(&att.certificate)?;
-                        w.bytes(intermediate)
-                    }
-                    None => {
-                        w.array(1)?;
-                        w.bytes(&att.certificate)
-                    }
-                }
-            }
+            Some(att) => self.write_certified_statement(w, att, auth_data, cdh),
             None => {
                 let mut sig = credential_key
                     .sign(&[auth_data, cdh])
@@ -389,6 +383,40 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                 w.int(credential_key.algorithm().cose().into())?;
                 w.text("sig")?;
                 w.bytes(&sig)
+            }
+        }
+    }
+}
+
+impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R> {
+    /// A packed statement with a certificate: `{"alg": ES256, "sig", "x5c":
+    /// [certificate[, intermediate]]}`, signed by `att`'s key (the batch key,
+    /// or for enterprise attestation the device's own).
+    fn write_certified_statement(
+        &self,
+        w: &mut CborWriter<'_>,
+        att: &Attestation,
+        auth_data: &[u8],
+        cdh: &[u8; 32],
+    ) -> Result<(), Error> {
+        let key = SecretKey::from_bytes(&att.private_key).map_err(crypto_error)?;
+        let mut sig = key.sign(&[auth_data, cdh]).map_err(crypto_error)?;
+        self.overrides.signature(&mut sig);
+        w.map(3)?;
+        w.text("alg")?;
+        w.int(COSE_ALG_ES256.into())?;
+        w.text("sig")?;
+        w.bytes(&sig)?;
+        w.text("x5c")?;
+        match &att.intermediate {
+            Some(intermediate) => {
+                w.array(2)?;
+                w.bytes(&att.certificate)?;
+                w.bytes(intermediate)
+            }
+            None => {
+                w.array(1)?;
+                w.bytes(&att.certificate)
             }
         }
     }

@@ -98,6 +98,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         self.wipe()?;
         self.pin
             .reset(&mut self.platform.storage, &mut self.platform.rng)?;
+        self.reset_bio()?;
+        self.reset_enterprise()?;
         self.platform.storage.remove(RecordKey::ResetJournal)?;
         self.reset_pending = false;
         Ok(())

@@ -168,6 +168,45 @@ pub fn uint_value(body: &[u8], key: u64) -> Result<Option<u64>, Error> {
     }
 }
 
+/// Like [`raw_value`], for a value that must be a byte string (its content).
+pub fn bytes_value(body: &[u8], key: u64) -> Result<Option<&[u8]>, Error> {
+    string_value(body, key, BYTES)
+}
+
+/// Like [`raw_value`], for a value that must be a text string (its UTF-8).
+pub fn text_value(body: &[u8], key: u64) -> Result<Option<&str>, Error> {
+    string_value(body, key, TEXT)?
+        .map(|b| core::str::from_utf8(b).map_err(|_| Error::InvalidCbor))
+        .transpose()
+}
+
+/// Like [`raw_value`], for a value that must be a boolean.
+pub fn bool_value(body: &[u8], key: u64) -> Result<Option<bool>, Error> {
+    let Some(raw) = raw_value(body, key)? else {
+        return Ok(None);
+    };
+    match raw {
+        [0xF4] => Ok(Some(false)),
+        [0xF5] => Ok(Some(true)),
+        _ => Err(Error::CborUnexpectedType),
+    }
+}
+
+fn string_value(body: &[u8], key: u64, major: u8) -> Result<Option<&[u8]>, Error> {
+    let Some(raw) = raw_value(body, key)? else {
+        return Ok(None);
+    };
+    let mut c = Cursor { data: raw, pos: 0 };
+    match c.head()? {
+        (m, len) if m == major => {
+            let len = usize::try_from(len).map_err(|_| Error::InvalidCbor)?;
+            let end = c.pos.checked_add(len).ok_or(Error::InvalidCbor)?;
+            raw.get(c.pos..end).map(Some).ok_or(Error::InvalidCbor)
+        }
+        _ => Err(Error::CborUnexpectedType),
+    }
+}
+
 /// The number of elements of an encoded array (`None` for anything else).
 pub fn array_len(value: &[u8]) -> Option<u64> {
     let mut c = Cursor {

@@ -124,12 +124,21 @@ impl PinUv {
             PinV1Subcommand::GetPinUvAuthTokenUsingPinWithPermissions => {
                 self.get_pin_uv_auth_token_using_pin(request, storage, rng, now_ms)
             }
-            PinV1Subcommand::GetPinUvAuthTokenUsingUvWithPermissions
-                if self.features.builtin_uv =>
-            {
+            PinV1Subcommand::GetPinUvAuthTokenUsingUvWithPermissions if self.has_builtin_uv() => {
                 self.get_pin_uv_auth_token_using_uv(request, storage, rng, presence, now_ms)
             }
-            PinV1Subcommand::GetUVRetries if self.features.builtin_uv => self.get_uv_retries(),
+            // A sensor with no finger enrolled: the method exists but is
+            // not configured (getInfo `uv: false`).
+            PinV1Subcommand::GetPinUvAuthTokenUsingUvWithPermissions
+                if self.builtin_uv_unconfigured() =>
+            {
+                Err(Error::NotAllowed)
+            }
+            PinV1Subcommand::GetUVRetries
+                if self.has_builtin_uv() || self.builtin_uv_unconfigured() =>
+            {
+                self.get_uv_retries()
+            }
             // Without built-in user verification the UV subcommands do not exist.
             PinV1Subcommand::GetPinUvAuthTokenUsingUvWithPermissions
             | PinV1Subcommand::GetUVRetries => Err(Error::InvalidSubcommand),

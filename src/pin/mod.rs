@@ -126,6 +126,11 @@ pub struct PinUv {
     /// How many times the PIN was set or changed since power-up (volatile;
     /// lets an observer tell a changePIN from no change).
     pin_changes: u32,
+    /// With biometrics ([`Features::bio_enroll`]): the enrolled fingers, one
+    /// bit each (see [`crate::bio`]); built-in UV exists while any is.
+    bio_fingers: u16,
+    /// The next fingerprint match fails whatever finger is read (a control).
+    fail_next_match: bool,
 }
 
 impl PinUv {
@@ -162,7 +167,33 @@ impl PinUv {
             ],
             token: PinUvAuthToken::new(rng),
             pin_changes: 0,
+            bio_fingers: 0,
+            fail_next_match: false,
         })
+    }
+
+    /// With biometrics: the fingers now enrolled (bit N for finger N). Built-in
+    /// UV (getInfo `uv: true`) exists while any is; without one the sensor is
+    /// "capable but not configured" (`uv: false`).
+    pub fn set_bio_fingers(&mut self, fingers: u16) {
+        self.bio_fingers = fingers;
+    }
+
+    /// With biometrics: the next fingerprint match fails, whatever finger the
+    /// sensor reads (it spends a uvRetries attempt like any failed match).
+    pub fn fail_next_match(&mut self) {
+        self.fail_next_match = true;
+    }
+
+    /// Whether a match is set to fail ([`PinUv::fail_next_match`]).
+    pub fn next_match_fails(&self) -> bool {
+        self.fail_next_match
+    }
+
+    /// A key with biometrics whose sensor has no finger enrolled: getInfo
+    /// `uv: false` (a UV method exists but is not configured).
+    pub fn builtin_uv_unconfigured(&self) -> bool {
+        self.features.bio_enroll && !self.features.builtin_uv && self.bio_fingers == 0
     }
 
     /// authenticatorReset: removes the PIN record and regenerates the
@@ -178,6 +209,7 @@ impl PinUv {
         }
         self.token.reset(rng);
         self.consecutive_mismatches = 0;
+        self.fail_next_match = false;
         storage.remove(RecordKey::Pin)?;
         self.state = PinState::default();
         Ok(())
@@ -212,7 +244,7 @@ impl PinUv {
 
     /// Whether the key has built-in user verification (getInfo `options.uv`).
     pub fn has_builtin_uv(&self) -> bool {
-        self.features.builtin_uv
+        self.features.builtin_uv || (self.features.bio_enroll && self.bio_fingers != 0)
     }
 
     /// The remaining built-in user verification attempts (uvRetries).
@@ -223,7 +255,7 @@ impl PinUv {
     /// Whether the key "is protected by some form of user verification"
     /// (CTAP 2.1 §6.1.2): a PIN is set or built-in UV exists.
     pub fn is_protected(&self) -> bool {
-        self.state.is_pin_set() || self.features.builtin_uv
+        self.state.is_pin_set() || self.has_builtin_uv()
     }
 
     /// `performBuiltInUv()` (CTAP 2.1 §6.5.5.7.3, §6.1.2 step 11): asks the
@@ -241,7 +273,7 @@ impl PinUv {
         presence: &mut P,
         now_ms: u64,
     ) -> Result<(), Error> {
-        if !self.features.builtin_uv {
+        if !self.has_builtin_uv() {
             return Err(Error::InvalidOption);
         }
         let retries = self.state.uv_retries();
@@ -252,7 +284,12 @@ impl PinUv {
         self.state
             .update(storage, |s| s.set_uv_retries(remaining))
             .map_err(|_| Error::Other)?;
-        match presence.verify_user(now_ms) {
+        let answer = if self.features.bio_enroll && !self.features.builtin_uv {
+            self.match_finger(presence, now_ms)
+        } else {
+            presence.verify_user(now_ms)
+        };
+        match answer {
             UvStatus::Verified => self
                 .state
                 .update(storage, |s| s.set_uv_retries(MAX_UV_RETRIES))
@@ -262,6 +299,19 @@ impl PinUv {
             } else {
                 Error::UvInvalid
             }),
+        }
+    }
+
+    /// A fingerprint match: the finger the sensor reads must be enrolled (a
+    /// failure set by [`PinUv::fail_next_match`] is used up first).
+    fn match_finger<P: UserPresence>(&mut self, presence: &mut P, now_ms: u64) -> UvStatus {
+        let finger = presence.read_finger(now_ms);
+        if core::mem::take(&mut self.fail_next_match) {
+            return UvStatus::Failed;
+        }
+        match finger {
+            Some(f) if f < 16 && self.bio_fingers & (1 << f) != 0 => UvStatus::Verified,
+            _ => UvStatus::Failed,
         }
     }
 

@@ -12,7 +12,10 @@
 #      sdist (pip download, sha256-checked, unpacked into tools/.cache/fido2-suite);
 #   2. the ferrokey binary (cargo build -p firmware-sim, or $FERROKEY_BIN);
 #   3. `ferrokey serve` on free ports with a fresh state dir, --presence auto,
-#      --control;
+#      --control, and the optional features the suite tests: --bio (a
+#      fingerprint sensor with no finger enrolled, so the key counts as freshly
+#      reset) and --enterprise --enterprise-rp $EP_RP_ID (enterprise
+#      attestation; the suite gets --ep-rp-id for its vendor-facilitated test);
 #   4. the guest attaches key 1-1, keeps it attached across power cycles
 #      (tests/conformance/guest-reattach-loop.sh in the background), and runs
 #      pytest <suite>/tests/device --controller http://10.0.2.2:CTRL --pico-port 1
@@ -35,6 +38,8 @@ repo=$(pwd)
 FIDO2_VERSION=2.2.1
 FIDO2_SDIST_SHA256=85787428a94c3f8eaf72f0ff30afba983b559a1b1b795c93318c81b4ad4062c4
 PYTEST_SPEC='pytest>=9,<10'   # the suite's own dev requirement
+# The RP ID of vendor-facilitated enterprise attestation (test_ep_vendor).
+EP_RP_ID=enterprise.example
 
 keep=0 timeout=900 extra=()
 while [ $# -gt 0 ]; do
@@ -42,7 +47,7 @@ while [ $# -gt 0 ]; do
     --keep) keep=1 ;;
     --timeout) timeout=$2; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-fido2-suite: unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -101,7 +106,8 @@ stage "ferrokey serve (state and logs in $run)"
 # The guest reaches the host's loopback as 10.0.2.2: the control API refuses
 # other Host names than loopback ones unless allowed (DNS-rebinding guard).
 "$bin" serve --listen 127.0.0.1:0 --control 127.0.0.1:0 --control-allow-host 10.0.2.2 \
-  --state-dir "$run/state" --presence auto 2>"$run/ferrokey.log" &
+  --state-dir "$run/state" --presence auto \
+  --bio --enterprise --enterprise-rp "$EP_RP_ID" 2>"$run/ferrokey.log" &
 ferrokey_pid=$!
 cleanup() {
   kill "$ferrokey_pid" 2>/dev/null && wait "$ferrokey_pid" 2>/dev/null || true
@@ -128,7 +134,7 @@ stage "python-fido2 tests/device in the guest"
 q() { printf '%q ' "$@"; }
 pytest_cmd=$(q env PYTHONDONTWRITEBYTECODE=1 "$repo/.venv/bin/python" -m pytest \
   "$suite/tests/device" --controller "http://10.0.2.2:$ctrl_port" --pico-port 1 \
-  -v -rfEs -p no:cacheprovider --junitxml="$run/junit.xml" "${extra[@]}")
+  -v -rfEs -p no:cacheprovider --junitxml="$run/junit.xml" --ep-rp-id "$EP_RP_ID" "${extra[@]}")
 guest_script="loop=\"\$FERROKEY_REPO/tests/conformance/guest-reattach-loop.sh\"
 sh \"\$loop\" 10.0.2.2 $usbip_port 1-1 >/work/reattach.log 2>&1 &
 hostrun $pytest_cmd

@@ -43,6 +43,9 @@ pub fn key_options(args: &ServeArgs) -> KeyOptions {
         reset_window: args.reset_window.map(|switch| switch == Switch::On),
         exportable: !args.no_export,
         pin_state: args.pin_state,
+        bio: args.bio,
+        enterprise_attestation: args.enterprise,
+        enterprise_rp_ids: args.enterprise_rp.clone(),
         ..KeyOptions::default()
     }
 }
@@ -392,6 +395,30 @@ mod tests {
         let short = start_pin(&plain.serve, Some("975".into())).unwrap_err();
         assert!(!format!("{short:#}").contains("975"), "{short:#}");
         assert!(crate::cli::Cli::try_parse_from(["ferrokey", "--pin-state", "locked"]).is_err());
+    }
+
+    #[test]
+    fn bio_and_enterprise_flags_map_onto_key_options() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from([&["ferrokey"], args].concat())
+                .map(|cli| key_options(&cli.serve))
+        };
+        let options = parse(&[
+            "--bio",
+            "--enterprise",
+            "--enterprise-rp",
+            "a.example",
+            "--enterprise-rp",
+            "b.example",
+        ])
+        .unwrap();
+        assert!(options.bio && options.enterprise_attestation);
+        assert_eq!(options.enterprise_rp_ids, vec!["a.example", "b.example"]);
+        assert!(options.validate().is_ok());
+        assert!(!parse(&[]).unwrap().bio);
+        assert!(parse(&["--bio", "--uv", "auto"]).is_err());
+        assert!(parse(&["--enterprise-rp", "a.example"]).is_err());
     }
 
     #[test]

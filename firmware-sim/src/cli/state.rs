@@ -72,7 +72,7 @@ pub fn firmware_version() -> u32 {
 }
 
 /// What a key's core is started with besides its state and identity.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct CoreFlags {
     /// Built-in user verification (answered by the presence).
     pub builtin_uv: bool,
@@ -85,6 +85,10 @@ pub struct CoreFlags {
     /// CTAP 2.1's 10 s reset window: authenticatorReset is refused (NOT_ALLOWED)
     /// when asked more than 10 s after power-up.
     pub reset_window: bool,
+    /// A simulated fingerprint sensor.
+    pub bio: bool,
+    /// Enterprise attestation (the key's own certificate and RP IDs).
+    pub enterprise: Option<ferrokey::authenticator::EnterpriseAttestation>,
 }
 
 /// Starts the core over an opened key state, with `flags`. `dir` is only for messages.
@@ -103,6 +107,8 @@ pub fn start_authenticator<U: UserPresence>(
         default_backup_eligible: flags.default_backup_eligible,
         default_backup_state: flags.default_backup_state,
         reset_requires_fresh_power_up: flags.reset_window,
+        bio: flags.bio,
+        enterprise: flags.enterprise,
         firmware_version: firmware_version(),
         ..Config::default()
     };

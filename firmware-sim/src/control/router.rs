@@ -123,6 +123,17 @@ pub fn routes() -> Vec<Route> {
         Route::webdriver(M::POST, &format!("{ONE}/presence"), a::set_presence),
         Route::webdriver(M::POST, &format!("{ONE}/power"), a::set_power_of),
         Route::webdriver(M::POST, &format!("{ONE}/touch"), a::set_touch),
+        Route::webdriver(M::GET, &format!("{ONE}/bio"), webauthn::bio::status),
+        Route::webdriver(
+            M::POST,
+            &format!("{ONE}/bio/finger"),
+            webauthn::bio::place_finger,
+        ),
+        Route::webdriver(
+            M::POST,
+            &format!("{ONE}/bio/fail-next-match"),
+            webauthn::bio::fail_next_match,
+        ),
         Route::webdriver(M::GET, &format!("{ONE}/events"), sse::one),
         Route::webdriver(M::POST, &format!("{ONE}/credential"), c::add),
         Route::webdriver(M::GET, &format!("{ONE}/credentials"), c::list),

@@ -7,9 +7,11 @@
 //! - [`credential`]: Credential Parameters (PKCS#8 private keys) in and out.
 //! - [`binary`]: base64url fields.
 //! - [`pin`]: PIN/UV state (set, clear, retries, named states).
+//! - [`bio`]: the fingerprint sensor of a key with biometrics.
 
 pub mod authenticators;
 pub mod binary;
+pub mod bio;
 pub mod config;
 pub mod credential;
 pub mod credentials;

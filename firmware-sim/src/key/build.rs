@@ -83,6 +83,8 @@ struct Recipe {
     wake: Arc<Notify>,
     label: Label,
     switch: PresenceSwitch,
+    /// Enterprise attestation, when the options ask for it.
+    enterprise: Option<ferrokey::authenticator::EnterpriseAttestation>,
 }
 
 impl Recipe {
@@ -116,6 +118,8 @@ impl Recipe {
                 default_backup_eligible: self.options.default_backup_eligibility,
                 default_backup_state: self.options.default_backup_state,
                 reset_window: self.options.reset_window_in_force(),
+                bio: self.options.bio,
+                enterprise: self.enterprise.clone(),
             },
         )?;
         Ok(KeyCore::new(
@@ -218,6 +222,7 @@ impl KeyBuilder {
             dir: dir.clone(),
             identity: identity.clone(),
             attestation: KeyAttestation::new(&self.ca, options.attestation)?,
+            enterprise: self.enterprise(&dir, &identity, options)?,
             presence,
             // The PIN is applied once, here; the recipe does not keep it.
             options: KeyOptions {
@@ -253,6 +258,41 @@ impl KeyBuilder {
             label,
             switch,
         })
+    }
+
+    /// The key's enterprise attestation: its own key and certificate from
+    /// the CA (made on first use, in the key's state directory) and the
+    /// options' RP IDs; `None` unless the options ask for it.
+    fn enterprise(
+        &self,
+        dir: &Path,
+        identity: &Identity,
+        options: &KeyOptions,
+    ) -> Result<Option<ferrokey::authenticator::EnterpriseAttestation>> {
+        if !options.enterprise_attestation {
+            return Ok(None);
+        }
+        let (private_key, certificate) =
+            self.ca
+                .enterprise_certificate(dir, &identity.serial, &identity.aaguid)?;
+        let mut rp_ids = heapless::Vec::new();
+        for id in &options.enterprise_rp_ids {
+            let id = heapless::String::try_from(id.as_str())
+                .map_err(|_| anyhow::anyhow!("enterprise RP ID {id:?} is too long"))?;
+            rp_ids
+                .push(id)
+                .map_err(|_| anyhow::anyhow!("too many enterprise RP IDs"))?;
+        }
+        Ok(Some(ferrokey::authenticator::EnterpriseAttestation {
+            attestation: ferrokey::authenticator::Attestation {
+                private_key,
+                certificate: heapless::Vec::from_slice(&certificate).map_err(|_| {
+                    anyhow::anyhow!("the enterprise certificate is over 1024 bytes")
+                })?,
+                intermediate: None,
+            },
+            rp_ids,
+        }))
     }
 
     /// Loads the key's identity, creating it with the options' AAGUID, and

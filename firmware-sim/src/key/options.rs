@@ -66,7 +66,21 @@ pub struct KeyOptions {
     /// `blocked`, `forcePinChange`, `uvBlocked`); left out, the state is
     /// what the key's state directory holds (with `pin`: `set`).
     pub pin_state: Option<PinStateName>,
+    /// A simulated fingerprint sensor: authenticatorBioEnrollment, getInfo
+    /// `bioEnroll`, and user verification by an enrolled finger (not with
+    /// built-in `uv`, which it replaces). Starts with no finger enrolled.
+    pub bio: bool,
+    /// Enterprise attestation capable (getInfo `ep`, false until
+    /// authenticatorConfig enables it): a per-key certificate from the
+    /// ferrokey CA that identifies this one key.
+    pub enterprise_attestation: bool,
+    /// RP IDs given vendor-facilitated enterprise attestation
+    /// (enterpriseAttestation 1); platform-managed (2) serves any RP.
+    pub enterprise_rp_ids: Vec<String>,
 }
+
+/// The most RP IDs of vendor-facilitated enterprise attestation.
+pub const MAX_ENTERPRISE_RP_IDS: usize = ferrokey::authenticator::MAX_ENTERPRISE_RP_IDS;
 
 impl Default for KeyOptions {
     fn default() -> Self {
@@ -86,6 +100,9 @@ impl Default for KeyOptions {
             reset_window: None,
             pin: None,
             pin_state: None,
+            bio: false,
+            enterprise_attestation: false,
+            enterprise_rp_ids: Vec::new(),
         }
     }
 }
@@ -151,6 +168,7 @@ impl KeyOptions {
             }
         }
         self.check_pin_state(&mut problems);
+        self.validate_bio_and_enterprise(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -177,6 +195,42 @@ impl KeyOptions {
     pub fn pin_state_at_start(&self) -> Option<PinStateName> {
         self.pin_state
             .or_else(|| self.pin.as_ref().map(|_| PinStateName::Set))
+    }
+
+    /// The checks of `bio`, `enterpriseAttestation` and `enterpriseRpIds`.
+    fn validate_bio_and_enterprise(&self, problems: &mut Vec<String>) {
+        if self.bio && self.uv.is_builtin() {
+            problems.push(format!(
+                "bio and uv {} exclude each other (the fingerprint sensor is the key's built-in user verification)",
+                self.uv.name()
+            ));
+        }
+        if !self.enterprise_rp_ids.is_empty() && !self.enterprise_attestation {
+            problems.push("enterpriseRpIds needs enterpriseAttestation".to_string());
+        }
+        if self.enterprise_attestation && self.attestation == AttestationMode::None {
+            problems.push(
+                "enterpriseAttestation needs an attestation other than none (enterprise attestation is a packed statement)"
+                    .to_string(),
+            );
+        }
+        if self.enterprise_rp_ids.len() > MAX_ENTERPRISE_RP_IDS {
+            problems.push(format!(
+                "enterpriseRpIds has {} RP IDs; at most {MAX_ENTERPRISE_RP_IDS}",
+                self.enterprise_rp_ids.len()
+            ));
+        }
+        for id in &self.enterprise_rp_ids {
+            let max = ferrokey::authenticator::MAX_ENTERPRISE_RP_ID_LENGTH;
+            if id.is_empty()
+                || id.len() > max
+                || id.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                problems.push(format!(
+                    "enterprise RP ID {id:?} must be 1 to {max} bytes without spaces"
+                ));
+            }
+        }
     }
 
     /// The presence mode in force (`auto` unless set; ignored with a presence file).
@@ -342,6 +396,41 @@ mod tests {
         let aaguid = parse(json!({"aaguid": "nope"})).unwrap_err();
         assert!(aaguid.contains("not a UUID"), "{aaguid}");
         assert!(parse(json!({"vendorId": 70000})).is_err());
+    }
+
+    #[test]
+    fn bio_and_enterprise_options_parse_and_are_checked() {
+        let options = parse(json!({
+            "bio": true,
+            "enterpriseAttestation": true,
+            "enterpriseRpIds": ["corp.example"],
+        }))
+        .unwrap();
+        assert!(options.bio && options.enterprise_attestation);
+        assert_eq!(options.enterprise_rp_ids, vec!["corp.example"]);
+        assert!(options.validate().is_ok());
+        let bad = KeyOptions {
+            bio: true,
+            uv: UvMode::Auto,
+            enterprise_attestation: false,
+            enterprise_rp_ids: vec!["".into(); MAX_ENTERPRISE_RP_IDS + 1],
+            ..KeyOptions::default()
+        };
+        let text = bad.validate().unwrap_err().0.join("\n");
+        for needle in [
+            "bio and uv auto",
+            "needs enterpriseAttestation",
+            "at most 8",
+            "1 to 128",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        let none = KeyOptions {
+            enterprise_attestation: true,
+            attestation: AttestationMode::None,
+            ..KeyOptions::default()
+        };
+        assert!(none.validate().unwrap_err().0[0].contains("other than none"));
     }
 
     #[test]

@@ -47,6 +47,11 @@ struct State {
     touched: bool,
     policy: Option<Policy>,
     uv_policy: Option<UvStatus>,
+    /// A finger placed on the fingerprint sensor and not read yet.
+    finger: Option<u8>,
+    /// The placed finger that approved a presence request, for the sensor
+    /// read that follows it.
+    approving_finger: Option<u8>,
 }
 
 /// One key's presence switch; clones share it. Changes wake the key so a
@@ -99,10 +104,33 @@ impl PresenceSwitch {
         lock(&self.state).uv_policy
     }
 
+    /// Places finger `finger` on the fingerprint sensor: it approves the
+    /// pending presence request (a touch), unless a policy override denies,
+    /// and the sensor's next read sees it (an enrollment sample, or a match).
+    pub fn place_finger(&self, finger: u8) {
+        lock(&self.state).finger = Some(finger);
+        self.wake.notify_one();
+    }
+
+    /// The finger a placed finger left for the sensor to read (taking it).
+    pub fn take_finger(&self) -> Option<u8> {
+        let mut state = lock(&self.state);
+        state
+            .approving_finger
+            .take()
+            .or_else(|| state.finger.take())
+    }
+
     /// The switch's answer to a pending request: `Some` decides it (the mode's
     /// own answer is not consulted), `None` leaves it to the mode.
     pub(super) fn decide(&self) -> Option<PresenceStatus> {
-        let state = lock(&self.state);
+        let mut state = lock(&self.state);
+        if state.policy != Some(Policy::Deny) {
+            if let Some(finger) = state.finger.take() {
+                state.approving_finger = Some(finger);
+                return Some(PresenceStatus::Approved);
+            }
+        }
         let touched = if state.touched {
             PresenceStatus::Approved
         } else {
