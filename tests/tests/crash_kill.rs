@@ -16,7 +16,9 @@ mod crash_model;
 
 use std::time::{Duration, Instant};
 
-use crash_model::{Fail, Model};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crash_model::{Fail, Model, Resending};
 use ferrokey_tests::process::{connect, kill, Served, SIGKILL};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -40,12 +42,17 @@ fn kill_9_rounds_keep_every_acknowledged_state() {
     let mut ops_done = 0u64;
     let mut cut_off = 0u64;
     let mut by_op = std::collections::BTreeMap::new();
+    let msg_timeouts = AtomicU64::new(0);
     let started = Instant::now();
     for round in 0..rounds {
         let mut served = Served::start(tmp.path(), &["--presence", "auto"]);
         let mut client = connect(served.addr, "1-1");
         model.power_cycled();
-        match model.check(&mut client) {
+        let mut link = Resending {
+            hid: &mut client,
+            timeouts: &msg_timeouts,
+        };
+        match model.check(&mut link) {
             Ok(found) => violations.extend(found.into_iter().map(|v| format!("round {round}: {v}"))),
             Err(e) => panic!("round {round}: check failed: {e:?}"),
         }
@@ -59,7 +66,11 @@ fn kill_9_rounds_keep_every_acknowledged_state() {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             assert!(Instant::now() < deadline, "round {round}: the key outlived its kill");
-            match model.random_op(&mut client, &mut rng) {
+            let mut link = Resending {
+                hid: &mut client,
+                timeouts: &msg_timeouts,
+            };
+            match model.random_op(&mut link, &mut rng) {
                 Ok(name) => {
                     ops_done += 1;
                     *by_op.entry(name).or_insert(0u64) += 1;
@@ -88,13 +99,18 @@ fn kill_9_rounds_keep_every_acknowledged_state() {
     let served = Served::start(tmp.path(), &["--presence", "auto"]);
     let mut client = connect(served.addr, "1-1");
     model.power_cycled();
-    violations.extend(model.check(&mut client).unwrap());
+    let mut link = Resending {
+        hid: &mut client,
+        timeouts: &msg_timeouts,
+    };
+    violations.extend(model.check(&mut link).unwrap());
     drop(client);
     served.stop();
     println!(
         "kill -9 rounds: {rounds}, operations acknowledged: {ops_done}, cut off by the kill: {cut_off}, \
-         credentials at the end: {}, violations: {}; {:.1} s (seed {seed})",
+         credentials at the end: {}, CTAPHID MSG_TIMEOUT resends: {}, violations: {}; {:.1} s (seed {seed})",
         model.creds.len(),
+        msg_timeouts.load(Ordering::Relaxed),
         violations.len(),
         started.elapsed().as_secs_f64()
     );

@@ -20,7 +20,10 @@ use ferrokey_tests::cbor::int;
 use ferrokey_tests::ctap2::{
     self, cm, cmd, status, Assertion, Ctap2, GetAssertion, MakeCredential, PublicKey,
 };
-use ferrokey_tests::ctaphid_client::ClientError;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferrokey_tests::ctaphid_client::{ClientError, CtapHidClient};
+use ferrokey_tests::usbip_client::UsbipClient;
 use ferrokey_tests::pin::{permission, ClientPin, Token};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -84,6 +87,10 @@ pub struct Model {
     /// Whether this client does PIN operations, deletions and resets (one
     /// client per key at most).
     pub owner: bool,
+    /// Whether the owner also resets the key.
+    pub allow_reset: bool,
+    /// Whether the owner also enters wrong PINs.
+    pub allow_wrong_pin: bool,
     /// Known credentials.
     pub creds: BTreeMap<Vec<u8>, Cred>,
     /// Acknowledged deletions.
@@ -115,6 +122,8 @@ impl Model {
         Model {
             rp: rp.to_string(),
             owner,
+            allow_reset: owner,
+            allow_wrong_pin: owner,
             creds: BTreeMap::new(),
             gone: BTreeSet::new(),
             pin: None,
@@ -213,7 +222,7 @@ impl Model {
             self.change_pin(c, &pin)?;
             "changePIN"
         } else if self.owner && self.pin.is_some() && roll < 75 {
-            if self.retries > 4 && self.mismatches < 2 {
+            if self.allow_wrong_pin && self.retries > 4 && self.mismatches < 2 {
                 self.wrong_pin(c)?;
                 "wrong PIN"
             } else {
@@ -225,7 +234,8 @@ impl Model {
             let id = residents[rng.gen_range(0..residents.len())].clone();
             self.delete(c, &id)?;
             "credentialManagement delete"
-        } else if self.owner && (roll >= 97 || self.creds.len() >= MAX_CREDS) {
+        } else if self.owner && self.allow_reset && (roll >= 97 || self.creds.len() >= MAX_CREDS)
+        {
             self.reset(c)?;
             "reset"
         } else {
@@ -391,7 +401,9 @@ impl Model {
     /// Violations are returned; a transport failure stops the check.
     pub fn check<C: Ctap2 + ?Sized>(&mut self, c: &mut C) -> Res<Vec<String>> {
         let mut v = Vec::new();
-        let pending = self.pending.take();
+        // Kept until the check is through: a transport failure in the middle
+        // leaves it for the next check.
+        let pending = self.pending.clone();
         let mut absent = Vec::new();
         let ids: Vec<Vec<u8>> = self.creds.keys().cloned().collect();
         for id in &ids {
@@ -440,6 +452,7 @@ impl Model {
             self.gone.insert(id);
         }
         if !self.owner {
+            self.pending = None;
             return Ok(v);
         }
         // The PIN and its retries.
@@ -449,6 +462,7 @@ impl Model {
             Err(status::OTHER) => return Err(Fail::Transport("getPinRetries: no answer".into())),
             Err(s) => {
                 v.push(format!("getPinRetries answered {s:#04x}"));
+                self.pending = None;
                 return Ok(v);
             }
         };
@@ -466,6 +480,7 @@ impl Model {
             }
             if !pin_set {
                 self.forget_all();
+                self.pending = None;
                 return Ok(v);
             }
         }
@@ -475,6 +490,7 @@ impl Model {
                 (Some(_), _) => v.push("the PIN was lost".into()),
             }
             self.pin = None;
+            self.pending = None;
             return Ok(v);
         }
         let mut r = retries.unwrap_or(0);
@@ -513,10 +529,36 @@ impl Model {
                 }
             }
         }
+        self.pending = None;
         if !opened {
             v.push("neither the acknowledged nor the pending PIN opens the key".into());
         }
         Ok(v)
+    }
+}
+
+/// The key's channel, resending a request the key dropped with CTAPHID
+/// MSG_TIMEOUT (it was not executed: the key gave up reassembling it), as a
+/// host may; each resend is counted and reported.
+pub struct Resending<'a> {
+    /// The channel.
+    pub hid: &'a mut CtapHidClient<UsbipClient>,
+    /// Counts the resends.
+    pub timeouts: &'a AtomicU64,
+}
+
+impl Ctap2 for Resending<'_> {
+    fn call(&mut self, command: u8, body: &[u8]) -> Result<(u8, Vec<u8>), ClientError> {
+        let mut tries = 0;
+        loop {
+            match self.hid.cbor(command, body) {
+                Err(ClientError::Device(0x05)) if tries < 3 => {
+                    tries += 1;
+                    self.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+                other => return other,
+            }
+        }
     }
 }
 
