@@ -1417,8 +1417,16 @@ fn torn_record_without_pin_is_rebuilt_not_blocked() {
         rig.power_cycle();
         assert!(!rig.pin.is_pin_set(), "keep {keep}");
         assert_eq!(rig.pin.retries(), 8, "keep {keep}");
-        assert_eq!(rig.pin.uv_retries(), 5, "uvRetries never raised (keep {keep})");
-        assert_eq!(rig.pin.min_pin_length(), 6, "minPINLength kept (keep {keep})");
+        assert_eq!(
+            rig.pin.uv_retries(),
+            5,
+            "uvRetries never raised (keep {keep})"
+        );
+        assert_eq!(
+            rig.pin.min_pin_length(),
+            6,
+            "minPINLength kept (keep {keep})"
+        );
         // Rewritten whole: the next power-up reads it as it is.
         assert_eq!(rig.storage.get(RecordKey::Pin).unwrap(), record);
         rig.set_pin(2, b"123456").unwrap();
@@ -1438,7 +1446,11 @@ fn torn_record_with_whole_verifier_keeps_the_pin_and_its_retries() {
         .put_raw(RecordKey::Pin, &torn(&record, record.len() - 1));
     rig.power_cycle();
     assert!(rig.pin.is_pin_set());
-    assert_eq!(rig.retries(), (7, false), "pinRetries neither lost nor raised");
+    assert_eq!(
+        rig.retries(),
+        (7, false),
+        "pinRetries neither lost nor raised"
+    );
     assert!(rig.get_pin_token(2, PIN).is_ok());
 }
 

@@ -53,7 +53,9 @@ fn kill_9_rounds_keep_every_acknowledged_state() {
             timeouts: &msg_timeouts,
         };
         match model.check(&mut link) {
-            Ok(found) => violations.extend(found.into_iter().map(|v| format!("round {round}: {v}"))),
+            Ok(found) => {
+                violations.extend(found.into_iter().map(|v| format!("round {round}: {v}")))
+            }
             Err(e) => panic!("round {round}: check failed: {e:?}"),
         }
         // Kill at a random moment of the operations that follow.
@@ -65,7 +67,10 @@ fn kill_9_rounds_keep_every_acknowledged_state() {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            assert!(Instant::now() < deadline, "round {round}: the key outlived its kill");
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the key outlived its kill"
+            );
             let mut link = Resending {
                 hid: &mut client,
                 timeouts: &msg_timeouts,

@@ -562,7 +562,12 @@ fn check(key: &mut Key, op: Option<Op>, before: &Model, after: &Model) -> Vec<St
             plain.retries, before.retries, after.retries
         ));
     }
-    if !ok_retries(plain.uv_retries, before.uv_retries, after.uv_retries, uv_attempt) {
+    if !ok_retries(
+        plain.uv_retries,
+        before.uv_retries,
+        after.uv_retries,
+        uv_attempt,
+    ) {
         v.push(format!(
             "uvRetries {} (before {}, after {})",
             plain.uv_retries, before.uv_retries, after.uv_retries
@@ -583,7 +588,11 @@ fn check(key: &mut Key, op: Option<Op>, before: &Model, after: &Model) -> Vec<St
         if present.contains_key(id) {
             continue;
         }
-        let cred = before.creds.get(id).or_else(|| after.creds.get(id)).unwrap();
+        let cred = before
+            .creds
+            .get(id)
+            .or_else(|| after.creds.get(id))
+            .unwrap();
         cdh += 1;
         match probe(key, id, cred, [cdh; 32]) {
             Err(e) => v.push(format!("credential {}: {e}", short(id))),
@@ -626,7 +635,9 @@ fn check(key: &mut Key, op: Option<Op>, before: &Model, after: &Model) -> Vec<St
                 }
             }
             if working_pin.is_none() {
-                v.push(format!("neither PIN opens the key (candidates {candidates:?})"));
+                v.push(format!(
+                    "neither PIN opens the key (candidates {candidates:?})"
+                ));
             }
         } else if before.pin.is_some() && after.pin.is_some() {
             v.push("the PIN was lost".into());
@@ -689,7 +700,9 @@ fn every_crash_point_restarts_consistent() {
     let mut per_boundary: BTreeMap<String, usize> = BTreeMap::new();
     let mut violations = Vec::new();
     for (n, image) in images.iter().enumerate() {
-        *per_boundary.entry(format!("{:?}", image.boundary)).or_default() += 1;
+        *per_boundary
+            .entry(format!("{:?}", image.boundary))
+            .or_default() += 1;
         let dir: PathBuf = tmp.path().join(format!("crash-{n}"));
         restore(&image.files, &dir);
         let (op, before, after) = if image.op >= SCRIPT.len() {
@@ -748,7 +761,9 @@ fn every_crash_point_restarts_consistent() {
     let objections = check(&mut key, Some(SCRIPT[22]), &models[22], &models[23]);
     println!("a rolled-back state is refused: {objections:?}");
     assert!(
-        objections.iter().any(|o| o.contains("counter") || o.contains("missing")),
+        objections
+            .iter()
+            .any(|o| o.contains("counter") || o.contains("missing")),
         "{objections:?}"
     );
     assert!(images.len() > 100, "too few crash points: {}", images.len());

@@ -131,10 +131,7 @@ fn sample(pid: u32) -> Option<(u64, u64, u64)> {
 }
 
 fn start(state: &Path) -> (Served, SocketAddr) {
-    Served::start_with_control(
-        state,
-        &["--keys", &KEYS.to_string(), "--presence", "auto"],
-    )
+    Served::start_with_control(state, &["--keys", &KEYS.to_string(), "--presence", "auto"])
 }
 
 /// Imports key `n` (1-based) and opens one channel per client; the channels.
@@ -454,7 +451,10 @@ fn soak() {
     for p in &resource_problems {
         println!("RESOURCES {p}");
     }
-    assert!(c.ops.load(Ordering::Relaxed) > 0, "no operation got through");
+    assert!(
+        c.ops.load(Ordering::Relaxed) > 0,
+        "no operation got through"
+    );
     assert!(violations.is_empty(), "{} violations", violations.len());
     assert!(
         unprovoked.len() as u64 <= max_unprovoked,

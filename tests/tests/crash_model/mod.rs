@@ -23,8 +23,8 @@ use ferrokey_tests::ctap2::{
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferrokey_tests::ctaphid_client::{ClientError, CtapHidClient};
-use ferrokey_tests::usbip_client::UsbipClient;
 use ferrokey_tests::pin::{permission, ClientPin, Token};
+use ferrokey_tests::usbip_client::UsbipClient;
 use rand::rngs::StdRng;
 use rand::Rng;
 
@@ -166,7 +166,10 @@ impl Model {
     fn saw(&mut self, a: &Assertion, adopt: bool) -> Res<()> {
         let id = &a.credential_id;
         if self.gone.contains(id) {
-            return Err(Fail::Violation(format!("deleted credential {} signs", hex(id))));
+            return Err(Fail::Violation(format!(
+                "deleted credential {} signs",
+                hex(id)
+            )));
         }
         let cred = match self.creds.get_mut(id) {
             Some(c) => c,
@@ -194,7 +197,11 @@ impl Model {
     }
 
     /// One random operation; returns its name. `pending` is set while it runs.
-    pub fn random_op<C: Ctap2 + ?Sized>(&mut self, c: &mut C, rng: &mut StdRng) -> Res<&'static str> {
+    pub fn random_op<C: Ctap2 + ?Sized>(
+        &mut self,
+        c: &mut C,
+        rng: &mut StdRng,
+    ) -> Res<&'static str> {
         let residents: Vec<Vec<u8>> = self
             .creds
             .iter()
@@ -234,8 +241,7 @@ impl Model {
             let id = residents[rng.gen_range(0..residents.len())].clone();
             self.delete(c, &id)?;
             "credentialManagement delete"
-        } else if self.owner && self.allow_reset && (roll >= 97 || self.creds.len() >= MAX_CREDS)
-        {
+        } else if self.owner && self.allow_reset && (roll >= 97 || self.creds.len() >= MAX_CREDS) {
             self.reset(c)?;
             "reset"
         } else {
@@ -371,7 +377,10 @@ impl Model {
             Some(params),
         ))?;
         if r.status != status::OK {
-            return Err(Fail::Violation(format!("delete answered {:#04x}", r.status)));
+            return Err(Fail::Violation(format!(
+                "delete answered {:#04x}",
+                r.status
+            )));
         }
         self.creds.remove(id);
         self.gone.insert(id.to_vec());
@@ -444,7 +453,8 @@ impl Model {
             _ => false,
         };
         for id in absent {
-            let allowed = pending == Some(Pending::Delete(id.clone())) || pending == Some(Pending::Reset);
+            let allowed =
+                pending == Some(Pending::Delete(id.clone())) || pending == Some(Pending::Reset);
             if !allowed {
                 v.push(format!("acknowledged credential {} is missing", hex(&id)));
             }
