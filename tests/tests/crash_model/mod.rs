@@ -517,6 +517,9 @@ impl Model {
             _ => {}
         }
         candidates.extend(self.pin.clone());
+        // These attempts are PIN attempts too (persisted before the check): a
+        // kill in the middle of one leaves pinRetries one lower.
+        self.pending.get_or_insert(Pending::Token);
         let mut opened = false;
         for pin in candidates {
             match cp().token(c, &pin, None, None) {
