@@ -173,6 +173,8 @@ pub fn write_file_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut tmp_name = path.as_os_str().to_os_string();
     tmp_name.push(TMP_SUFFIX);
     let tmp = PathBuf::from(tmp_name);
+    #[cfg(feature = "failpoints")]
+    failpoint::hit(failpoint::Boundary::BeforeTmp, path);
     let result = write_tmp_and_rename(&tmp, path, contents);
     if result.is_err() {
         // Best effort: a leftover is also removed at the next open.
@@ -195,10 +197,79 @@ fn write_tmp_and_rename(tmp: &Path, path: &Path, contents: &[u8]) -> io::Result<
         .open(tmp)?;
     // The umask may have cleared bits of FILE_MODE but never adds any; make it exact.
     file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    #[cfg(feature = "failpoints")]
+    {
+        // Two halves, so a crash point sees the temporary file torn.
+        let (first, rest) = contents.split_at(contents.len() / 2);
+        file.write_all(first)?;
+        failpoint::hit(failpoint::Boundary::PartialWrite, path);
+        file.write_all(rest)?;
+    }
+    #[cfg(not(feature = "failpoints"))]
     file.write_all(contents)?;
     file.sync_all()?;
     drop(file);
-    fs::rename(tmp, path)
+    #[cfg(feature = "failpoints")]
+    failpoint::hit(failpoint::Boundary::AfterWrite, path);
+    fs::rename(tmp, path)?;
+    #[cfg(feature = "failpoints")]
+    failpoint::hit(failpoint::Boundary::BeforeDirSync, path);
+    Ok(())
+}
+
+/// Crash points for tests (cargo feature `failpoints`, off in normal builds).
+///
+/// Every write boundary of [`write_file_atomic`] and of a record removal calls
+/// the hook the current thread installed, with the boundary and the file
+/// concerned, while the directory holds exactly what a crash at that moment
+/// would leave. A crash-consistency test copies the directory there (its
+/// "disk") and later restarts a key from each copy; the write itself goes on.
+#[cfg(feature = "failpoints")]
+pub mod failpoint {
+    use std::cell::RefCell;
+    use std::path::Path;
+
+    /// A write boundary.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Boundary {
+        /// Before the temporary file is created.
+        BeforeTmp,
+        /// Half the bytes are in the temporary file (a torn write).
+        PartialWrite,
+        /// The temporary file is complete and fsynced; the rename has not
+        /// happened (also what a power cut before the directory fsync may leave).
+        AfterWrite,
+        /// Renamed over the target; the directory is not fsynced yet.
+        BeforeDirSync,
+        /// Before a record file is removed.
+        BeforeRemove,
+        /// Removed; the directory is not fsynced yet.
+        AfterRemove,
+    }
+
+    type Hook = Box<dyn FnMut(Boundary, &Path)>;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Installs `hook` for writes made by the current thread (replacing any).
+    pub fn set_hook(hook: impl FnMut(Boundary, &Path) + 'static) {
+        HOOK.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+    }
+
+    /// Removes the current thread's hook.
+    pub fn clear_hook() {
+        HOOK.with(|h| *h.borrow_mut() = None);
+    }
+
+    pub(super) fn hit(boundary: Boundary, path: &Path) {
+        HOOK.with(|h| {
+            if let Some(hook) = h.borrow_mut().as_mut() {
+                hook(boundary, path);
+            }
+        });
+    }
 }
 
 /// An exclusive advisory lock (`flock`) on a state directory's `lock` file,
@@ -367,6 +438,8 @@ impl FileStorage {
             return Ok(());
         }
         let path = self.record_path(id);
+        #[cfg(feature = "failpoints")]
+        failpoint::hit(failpoint::Boundary::BeforeRemove, &path);
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -376,6 +449,8 @@ impl FileStorage {
             }
         }
         self.cache.remove(&id);
+        #[cfg(feature = "failpoints")]
+        failpoint::hit(failpoint::Boundary::AfterRemove, &path);
         sync_dir(&self.dir).map_err(|e| {
             tracing::error!(dir = %self.dir.display(), error = %e, "fsync of the state directory failed");
             StorageError::Io

@@ -7,8 +7,9 @@
 //! - **Power-up:** [`PinUv::power_up`] loads the `RecordKey::Pin` record
 //!   (rewriting a version 1 or 2 record with its PIN hash stretched, see
 //!   [`state`] and [`verifier`]) and generates fresh key-agreement keys and
-//!   tokens. (A corrupt record fails closed: the PIN counts as set and
-//!   blocked until authenticatorReset.)
+//!   tokens. (A record that does not decode is salvaged from its header,
+//!   see [`state::PinState::salvage`]; one whose header is unreadable fails
+//!   closed: the PIN counts as set and blocked until authenticatorReset.)
 //! - **authenticatorClientPIN (0x06):** decode the request with ctap-types and
 //!   call [`PinUv::client_pin`]; serialize its `client_pin::Response` or return
 //!   its error as the status byte.
@@ -138,8 +139,9 @@ impl PinUv {
     /// pinUvAuthTokens. A version 1 or 2 record (the PIN hash unsalted) is
     /// migrated first: its hash stretched at `kdf` and the record rewritten as
     /// version 3 atomically. Fails only when the storage back end fails (then
-    /// the old record is left as it was); a corrupt record yields a blocked PIN
-    /// (fail closed) that authenticatorReset clears.
+    /// the old record is left as it was). A record that does not decode is
+    /// salvaged and rewritten ([`PinState::salvage`]); one with an unreadable
+    /// header yields a blocked PIN (fail closed) that authenticatorReset clears.
     pub fn power_up<S: Storage, R: RngCore + CryptoRng>(
         features: Features,
         kdf: PinKdfCost,
@@ -153,7 +155,16 @@ impl PinUv {
                 }
                 state
             }
-            Err(StateError::Corrupt) => PinState::locked(),
+            // A record that does not decode (torn by a crash mid-write): keep
+            // what its header still says and write it back whole; fail closed
+            // only when not even that is readable (see PinState::salvage).
+            Err(StateError::Corrupt) => match PinState::salvage_stored(storage) {
+                Some(state) => {
+                    state.store(storage)?;
+                    state
+                }
+                None => PinState::locked(),
+            },
             Err(StateError::Storage(e)) => return Err(e),
         };
         Ok(PinUv {

@@ -246,6 +246,93 @@ impl PinState {
         result
     }
 
+    /// What can be kept of a PIN record that does not decode, typically one
+    /// torn by a crash in the middle of its write (finding F4: such a record
+    /// used to leave the key PIN_BLOCKED until authenticatorReset, even when no
+    /// PIN was set and only uvRetries was being written). Only version 3 is
+    /// ever written, so only its fixed header is looked at:
+    ///
+    /// - the header (bytes 0..6) does not validate: `None`, nothing is known,
+    ///   not even whether a PIN was set; the caller fails closed
+    ///   ([`PinState::locked`], until authenticatorReset);
+    /// - no PIN was set: the factory PIN state (pinRetries at its default,
+    ///   there is no PIN to guard) with uvRetries, minPINLength, alwaysUv and
+    ///   forcePINChange from the header, so none is raised or relaxed;
+    /// - a PIN was set and its verifier (salt, iterations, hash) is whole: the
+    ///   PIN, pinRetries and uvRetries as they were;
+    /// - a PIN was set but its verifier is cut off: no PIN can ever match, so
+    ///   the PIN stays set and is blocked (pinRetries 0: only a reset, which
+    ///   the spec requires for a PIN nobody can enter, clears it); uvRetries
+    ///   and everything else keep their header values, so built-in UV and the
+    ///   operations that need no PIN are not blocked with it.
+    ///
+    /// The minPinLengthRPIDs list is dropped in every case (losing it only
+    /// withholds the minPinLength extension output).
+    pub fn salvage(bytes: &[u8]) -> Option<Self> {
+        let header = bytes.get(..V3_SECRET_AT)?;
+        let (version, flags, retries, min_len, cp_len, uv_retries) = (
+            header[0], header[1], header[2], header[3], header[4], header[5],
+        );
+        if version != RECORD_VERSION_3
+            || flags & !FLAGS != 0
+            || retries > MAX_PIN_RETRIES
+            || !(DEFAULT_MIN_PIN_LENGTH..=MAX_PIN_BYTES as u8).contains(&min_len)
+            || usize::from(cp_len) > MAX_PIN_BYTES
+            || uv_retries > MAX_UV_RETRIES
+        {
+            return None;
+        }
+        let mut state = PinState {
+            min_pin_length: min_len,
+            force_pin_change: flags & FLAG_FORCE_CHANGE != 0,
+            always_uv: flags & FLAG_ALWAYS_UV != 0,
+            uv_retries,
+            ..PinState::default()
+        };
+        if flags & FLAG_PIN_SET == 0 {
+            return Some(state);
+        }
+        let verifier = bytes
+            .get(V3_SECRET_AT..V3_SECRET_AT + V3_SECRET_LEN)
+            .and_then(|secret| {
+                let mut iterations = [0u8; 4];
+                iterations.copy_from_slice(&secret[SALT_LEN..SALT_LEN + 4]);
+                let cost = PinKdfCost::iterations(u32::from_be_bytes(iterations))?;
+                let mut salt = [0u8; SALT_LEN];
+                salt.copy_from_slice(&secret[..SALT_LEN]);
+                let mut hash = [0u8; VERIFIER_LEN];
+                hash.copy_from_slice(&secret[SALT_LEN + 4..]);
+                let verifier = PinVerifier::from_parts(salt, cost, hash);
+                crate::wipe::wipe("PinState::salvage verifier", &mut hash);
+                Some(verifier)
+            });
+        match verifier {
+            Some(verifier) => {
+                state.pin = Some(StoredPin::Stretched(verifier));
+                state.code_point_length = cp_len;
+                state.retries = retries;
+            }
+            None => {
+                let locked = PinState::locked();
+                state.pin = locked.pin.clone();
+                state.retries = 0;
+            }
+        }
+        Some(state)
+    }
+
+    /// Reads the PIN record raw and [`PinState::salvage`]s it; `None` when
+    /// there are no bytes to look at or nothing can be kept.
+    pub fn salvage_stored<S: Storage>(storage: &mut S) -> Option<Self> {
+        let mut buf = [0u8; MAX_READ_LEN];
+        let state = match storage.read(RecordKey::Pin, &mut buf) {
+            Ok(Some(len)) => buf.get(..len).and_then(Self::salvage),
+            _ => None,
+        };
+        crate::wipe::wipe("PinState::salvage buffer", &mut buf);
+        state
+    }
+
     /// Whether a record of `version` must be rewritten (versions 1 and 2).
     pub fn is_old_version(version: Option<u8>) -> bool {
         matches!(version, Some(RECORD_VERSION_1 | RECORD_VERSION_2))

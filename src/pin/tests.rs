@@ -1400,6 +1400,80 @@ fn corrupt_record_fails_closed_until_reset() {
     assert!(rig.get_pin_token(2, PIN).is_ok());
 }
 
+/// F4: a PIN record torn by a crash mid-write (a prefix of it survives).
+fn torn(record: &[u8], keep: usize) -> Vec<u8> {
+    record[..keep].to_vec()
+}
+
+#[test]
+fn torn_record_without_pin_is_rebuilt_not_blocked() {
+    // No PIN, uvRetries 5, minPINLength 6: what a uvRetries write leaves.
+    let mut record = vec![3, 0, 8, 6, 0, 5];
+    record.extend_from_slice(&[0; 52]);
+    record.push(0);
+    for keep in [6, 7, 20, 40, 58] {
+        let mut rig = Rig::new();
+        rig.storage.put_raw(RecordKey::Pin, &torn(&record, keep));
+        rig.power_cycle();
+        assert!(!rig.pin.is_pin_set(), "keep {keep}");
+        assert_eq!(rig.pin.retries(), 8, "keep {keep}");
+        assert_eq!(
+            rig.pin.uv_retries(),
+            5,
+            "uvRetries never raised (keep {keep})"
+        );
+        assert_eq!(
+            rig.pin.min_pin_length(),
+            6,
+            "minPINLength kept (keep {keep})"
+        );
+        // Rewritten whole: the next power-up reads it as it is.
+        assert_eq!(rig.storage.get(RecordKey::Pin).unwrap(), record);
+        rig.set_pin(2, b"123456").unwrap();
+        assert!(rig.get_pin_token(2, b"123456").is_ok());
+    }
+}
+
+#[test]
+fn torn_record_with_whole_verifier_keeps_the_pin_and_its_retries() {
+    let mut rig = Rig::new();
+    rig.set_pin(2, PIN).unwrap();
+    assert_eq!(rig.get_pin_token(2, b"9999").err(), Some(Error::PinInvalid));
+    let record = rig.storage.get(RecordKey::Pin).unwrap();
+    assert_eq!(record[2], 7);
+    // Everything but the minPinLengthRPIDs count survived.
+    rig.storage
+        .put_raw(RecordKey::Pin, &torn(&record, record.len() - 1));
+    rig.power_cycle();
+    assert!(rig.pin.is_pin_set());
+    assert_eq!(
+        rig.retries(),
+        (7, false),
+        "pinRetries neither lost nor raised"
+    );
+    assert!(rig.get_pin_token(2, PIN).is_ok());
+}
+
+#[test]
+fn torn_record_with_cut_verifier_blocks_the_pin_only() {
+    let mut rig = Rig::new();
+    rig.set_pin(2, PIN).unwrap();
+    let mut record = rig.storage.get(RecordKey::Pin).unwrap();
+    record[5] = 6; // uvRetries
+    rig.storage.put_raw(RecordKey::Pin, &torn(&record, 30));
+    rig.power_cycle();
+    // No PIN can match a lost verifier: set and blocked until reset...
+    assert!(rig.pin.is_pin_set());
+    assert_eq!(rig.retries(), (0, false));
+    assert_eq!(rig.get_pin_token(2, PIN).err(), Some(Error::PinBlocked));
+    // ...but built-in UV keeps its own retries.
+    assert_eq!(rig.pin.uv_retries(), 6);
+    let mut storage = rig.storage.clone();
+    rig.pin.reset(&mut storage, &mut rig.rng).unwrap();
+    rig.set_pin(2, PIN).unwrap();
+    assert!(rig.get_pin_token(2, PIN).is_ok());
+}
+
 #[test]
 fn power_up_reports_storage_failure() {
     let mut storage = MemoryStorage::new();

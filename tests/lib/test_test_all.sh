@@ -13,6 +13,7 @@ mkdir -p "$work/repo/tools" "$work/repo/tests/lib" "$work/repo/tests/e2e" "$work
   "$work/repo/tests/conformance" "$work/repo/tests/mutants" "$work/repo/tests/control" \
   "$work/repo/tests/attestation" "$work/repo/tests/clients" "$work/bin" \
   "$work/repo/tests/lifecycle"
+mkdir -p "$work/repo/tests/crash" "$work/repo/tests/soak"
 cp "$repo/tools/test-all" "$work/repo/tools/"
 cat > "$work/bin/cargo" <<'STUB'
 #!/bin/sh
@@ -32,6 +33,9 @@ printf '#!/bin/sh\necho "3 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/b
 printf '#!/bin/sh\necho "4 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/conformance/run-fido2-suite.sh"
 printf '#!/bin/sh\necho "clients-unit: 8 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/clients/run-clients-tests.sh"
 printf '#!/bin/sh\necho "clients-browser: 7 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/clients/run-clients-e2e.sh"
+printf '#!/bin/sh\necho "2 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/crash/run-crash-tests.sh"
+printf '#!/bin/sh\necho "1 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/soak/run-soak.sh"
+chmod +x "$work/repo/tests/crash/run-crash-tests.sh" "$work/repo/tests/soak/run-soak.sh"
 chmod +x "$work/bin/cargo" "$work/repo/tests/lib/test_test_all.sh" "$work/repo/tests/e2e/run-kernel-e2e.sh" \
   "$work/repo/tests/browser/run-browser-e2e.sh" "$work/repo/tests/control/run-control-tests.sh" \
   "$work/repo/tests/attestation/run-attestation-tests.sh" "$work/repo/tests/clients/run-clients-tests.sh" \
@@ -56,7 +60,14 @@ check "the host stages ran" grep -q "^PASS control: exit 0; 6 passed" <<< "$out"
 check "the attestation stage ran" grep -q "^PASS attestation: exit 0; 2 passed" <<< "$out"
 check "the lifecycle stage ran" grep -q "^PASS lifecycle: exit 0; 3 passed" <<< "$out"
 check "the client stages ran" grep -q "^PASS clients-browser: exit 0; clients-browser: 7 passed" <<< "$out"
-check "the totals add up the stages" test "$(tail -n1 <<< "$out")" = "44 passed, 2 failed, 1 skipped"
+check "the crash-consistency stage ran" grep -q "^PASS crash-consistency: exit 0; 2 passed" <<< "$out"
+check "the soak stage ran" grep -q "^PASS soak: exit 0; 1 passed" <<< "$out"
+check "the totals add up the stages" test "$(tail -n1 <<< "$out")" = "47 passed, 2 failed, 1 skipped"
+out_no_soak=$(cd "$work/repo" && PATH="$work/bin:$PATH" bash tools/test-all --no-mutants --no-soak 2>&1)
+logs=$(sed -n 's/^== summary (logs in \(.*\))$/\1/p' <<< "$out_no_soak")
+case "$logs" in /tmp/ferrokey-test-all.*) rm -rf "$logs" ;; esac
+check "--no-soak leaves the soak out" grep -q "^SKIP soak: left out" <<< "$out_no_soak"
+check "--no-soak keeps crash-consistency" grep -q "^PASS crash-consistency: exit 0" <<< "$out_no_soak"
 if [ "$failed" != 0 ]; then
   echo "--- test-all output:"; echo "$out"
 fi
