@@ -135,11 +135,20 @@ impl Transport {
     }
 
     /// Processes one OUT report from the host.
+    ///
+    /// A continuation packet of the message being assembled is taken even
+    /// when it is processed after the message's deadline, as long as no tick
+    /// has expired the message yet: the packet reached the key before the
+    /// key's timer did (a simulated key whose task was held back by other
+    /// work would otherwise blame the host for its own delay). Any other
+    /// packet first expires what is due, so a stale transaction cannot refuse
+    /// it.
     pub fn handle_report<A: App>(&mut self, app: &mut A, report: &Report, now_ms: u64) {
-        // Expire what is due first, so a late tick cannot make a stale
-        // transaction refuse this packet.
-        self.tick(app, now_ms);
-        match Packet::parse(report) {
+        let packet = Packet::parse(report);
+        if !self.continues_assembly(&packet) {
+            self.tick(app, now_ms);
+        }
+        match packet {
             Packet::Init {
                 cid,
                 cmd,
@@ -169,6 +178,14 @@ impl Transport {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether `packet` is the next part of the message being assembled.
+    fn continues_assembly(&self, packet: &Packet<'_>) -> bool {
+        match (self.state, packet) {
+            (State::Assembling(assembly), Packet::Cont { cid, .. }) => assembly.cid() == *cid,
+            _ => false,
         }
     }
 

@@ -530,6 +530,26 @@ fn an_incomplete_message_times_out_after_500_ms_and_not_before() {
 }
 
 #[test]
+fn a_continuation_processed_late_but_before_any_tick_is_taken() {
+    // The key's task was held back for 600 ms with the host's next packet
+    // already waiting: the packet reached the key before its timer fired.
+    let mut h = Harness::new();
+    let cid = h.init();
+    let reports = packets(cid, Command::Ping.code(), &payload(100));
+    h.send(&reports[0]);
+    h.now += 600; // no tick in between
+    h.send(&reports[1]);
+    assert_eq!(
+        h.replies(),
+        [Reply {
+            cid,
+            cmd: 0x01,
+            payload: payload(100)
+        }]
+    );
+}
+
+#[test]
 fn a_late_tick_cannot_make_a_timed_out_transaction_refuse_another_channel() {
     let mut h = Harness::new();
     let a = h.init();

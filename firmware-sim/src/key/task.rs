@@ -416,7 +416,10 @@ impl<C: ReportCore + 'static> Key<'_, C> {
             };
             match wakeup {
                 Wakeup::Message(None | Some(KeyMsg::Stop)) => break,
-                Wakeup::Message(Some(message)) => self.handle(message),
+                Wakeup::Message(Some(message)) => {
+                    self.handle(message);
+                    self.take_waiting_input();
+                }
                 Wakeup::Readable(Ok(())) => self.serve_host(),
                 Wakeup::Readable(Err(error)) | Wakeup::Writable(Err(error)) => {
                     self.host_gone(&LinkError::Io(error).to_string(), true);
@@ -432,7 +435,7 @@ impl<C: ReportCore + 'static> Key<'_, C> {
                         "the importing host never configured the key; dropping it");
                     self.host_gone("not configured in time", false);
                 }
-                Wakeup::Timer => {}
+                Wakeup::Timer => self.take_waiting_input(),
             }
             self.last_tick_ms = self.now_ms();
             self.core.tick(self.last_tick_ms);
@@ -496,6 +499,14 @@ impl<C: ReportCore + 'static> Key<'_, C> {
             KeyMsg::Call(call) => call(&mut *self.core),
             KeyMsg::Stop => {}
         }
+    }
+
+    /// Takes the reports already waiting on either transport before a timer
+    /// is acted on: a report that reached the key before its timer fired is
+    /// not late, even if this task was held back by other keys' work.
+    fn take_waiting_input(&mut self) {
+        self.serve_host();
+        self.serve_uhid();
     }
 
     /// Reads what the host sent and acts on each whole command.
