@@ -105,6 +105,10 @@ pub struct Config {
     /// The cost of the stored PIN verifier (PBKDF2 iterations; see
     /// [`crate::pin::verifier`]). Defaults to [`PinKdfCost::DEFAULT`].
     pub pin_kdf_cost: PinKdfCost,
+    /// The kind of key presented: getInfo and the commands, extensions and
+    /// quirks enforced. Set it with [`crate::profile::Profile::apply`], which
+    /// also sets the behaviours above. Defaults to `security-key`.
+    pub profile: crate::profile::Profile,
 }
 
 /// Why [`Authenticator::new`] failed.
@@ -247,6 +251,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         // Power-up of PIN/UV auth: fresh key agreement keys and tokens.
         let features = Features {
             builtin_uv: config.builtin_uv,
+            cred_mgmt: config.profile.options.cred_mgmt,
+            large_blobs: config.profile.options.large_blobs,
+            authnr_cfg: config.profile.options.authnr_cfg,
             ..Features::default()
         };
         let pin = PinUv::power_up(
@@ -496,9 +503,10 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
             Protocol::Msg => {
                 self.pending = None;
                 self.cred_mgmt = None;
-                if self.pin.always_uv() {
+                if self.pin.always_uv() || !self.config.profile.versions.u2f_v2 {
                     // CTAP 2.1 alwaysUv: U2F cannot verify the user, so the
-                    // CTAP1/U2F interface is off (INIT also reports NMSG).
+                    // CTAP1/U2F interface is off (INIT also reports NMSG);
+                    // a profile without U2F_V2 has none either.
                     let status = crate::ctap1::sw::INS_NOT_SUPPORTED.to_be_bytes();
                     response.extend_from_slice(&status).ok();
                     return Outcome::Response;
@@ -509,7 +517,11 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
     }
 
     fn supports_ctap1(&self) -> bool {
-        !self.pin.always_uv()
+        !self.pin.always_uv() && self.config.profile.versions.u2f_v2
+    }
+
+    fn supports_cbor(&self) -> bool {
+        self.config.profile.versions.ctap2()
     }
 
     fn request_presence(&mut self, now_ms: u64) {

@@ -29,6 +29,7 @@ use crate::app::{CallContext, Message, Outcome};
 use crate::authenticator::Authenticator;
 use crate::crypto::CryptoError;
 use crate::platform::{Storage, StorageError, UserPresence};
+use crate::profile::Profile;
 use crate::store::StoreError;
 
 pub use ctap_types::ctap2::Error as Status;
@@ -119,6 +120,9 @@ pub(crate) fn handle<S: Storage, U: UserPresence, R: RngCore + CryptoRng>(
             return error_response(response, e);
         }
     }
+    if let Err(e) = profile_allows(&auth.config.profile, cmd, request) {
+        return error_response(response, e);
+    }
     let result = match cmd {
         command::MAKE_CREDENTIAL => auth.make_credential(body, &context, response),
         command::GET_ASSERTION => auth.get_assertion(body, &context, response),
@@ -138,6 +142,28 @@ pub(crate) fn handle<S: Storage, U: UserPresence, R: RngCore + CryptoRng>(
         Ok(outcome) => outcome,
         Err(e) => error_response(response, e),
     }
+}
+
+/// The active profile's say on a request: a command the profile lacks is
+/// INVALID_COMMAND (as a key without it answers), a request longer than its
+/// maxMsgSize INVALID_LENGTH, a pinUvAuthProtocol it lacks INVALID_PARAMETER.
+fn profile_allows(profile: &Profile, cmd: u8, request: &[u8]) -> Result<(), Error> {
+    if !profile.has_command(cmd) {
+        return Err(Error::InvalidCommand);
+    }
+    if request.len() > profile.max_msg_size {
+        return Err(Error::InvalidLength);
+    }
+    let body = request.get(1..).unwrap_or_default();
+    if let Some(key) = Profile::pin_protocol_key(cmd) {
+        // A malformed value is left to the command's own checks.
+        if let Ok(Some(p)) = validate::uint_value(body, key) {
+            if !profile.pin_protocols.has(p) {
+                return Err(Error::InvalidParameter);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `cmd` is a CTAP2 command this key implements.
