@@ -25,6 +25,7 @@ pub mod identity;
 pub mod key;
 pub mod mds;
 pub mod presence;
+pub mod profile;
 pub mod storage;
 pub mod transport;
 pub mod usb;

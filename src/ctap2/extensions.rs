@@ -46,7 +46,7 @@ pub(crate) use hmac_secret::HmacSecretRequest;
 pub(crate) use secrets::ExtensionSecrets;
 
 /// Every extension implemented (the `security-key` profile reports them all).
-#[cfg(any(test, feature = "std"))]
+#[cfg(test)]
 pub(crate) const SUPPORTED: [ctap_types::ctap2::get_info::Extension; 6] = [
     ctap_types::ctap2::get_info::Extension::CredProtect,
     ctap_types::ctap2::get_info::Extension::HmacSecret,

@@ -41,8 +41,21 @@ pub fn key_options(args: &ServeArgs) -> KeyOptions {
         manufacturer: args.manufacturer.clone(),
         product: args.product.clone(),
         reset_window: args.reset_window.map(|switch| switch == Switch::On),
+        profile: args.profile.clone(),
+        counter_mode: args.counter_mode,
+        quirks: args.quirks.clone(),
         ..KeyOptions::default()
     }
+}
+
+/// [`key_options`] with `--profile-file` read in (its errors name the file
+/// and the field).
+pub fn key_options_with_profile_file(args: &ServeArgs) -> Result<KeyOptions> {
+    let mut options = key_options(args);
+    if let Some(path) = &args.profile_file {
+        options.profile_spec = Some(crate::profile::ProfileSpec::load(path)?);
+    }
+    Ok(options)
 }
 
 /// The `usbip attach` command for a key served at `addr`.
@@ -86,7 +99,7 @@ impl Signals {
 
 /// `ferrokey serve`.
 pub fn run(args: ServeArgs) -> Result<()> {
-    let options = key_options(&args);
+    let options = key_options_with_profile_file(&args)?;
     options.validate()?;
     let root = state_dir(&args.state)?;
     let transport = match args.requested_transport() {
@@ -320,6 +333,50 @@ mod tests {
         assert_eq!(options.presence, None);
         assert_eq!(options.presence_name(), "file");
         assert!(options.validate().is_ok());
+    }
+
+    #[test]
+    fn profile_flags_map_onto_key_options() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "ferrokey",
+            "--profile",
+            "ctap2.0",
+            "--counter-mode",
+            "random",
+            "--quirk",
+            "reject-silent-authentication",
+            "--quirk",
+            "one-credential-per-list",
+        ])
+        .unwrap();
+        let options = key_options(&cli.serve);
+        assert_eq!(options.profile.as_deref(), Some("ctap2.0"));
+        assert_eq!(options.quirks.len(), 2);
+        let profile = options.resolved_profile().unwrap();
+        assert!(!profile.versions.fido_2_1);
+        assert_eq!(profile.max_creds_in_list, 1);
+        assert_eq!(
+            profile.counter_mode,
+            ferrokey::authenticator::CounterMode::RandomIncrements
+        );
+        for bad in [["--profile", "yubikey"], ["--quirk", "nope"], ["--counter-mode", "sometimes"]] {
+            let error = crate::cli::Cli::try_parse_from(["ferrokey", bad[0], bad[1]])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(bad[1]), "{error}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "maxMsgSize = 3\n").unwrap();
+        let cli = crate::cli::Cli::try_parse_from([
+            "ferrokey",
+            "--profile-file",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
+        let error = format!("{:#}", key_options_with_profile_file(&cli.serve).unwrap_err());
+        assert!(error.contains("p.toml") && error.contains("maxMsgSize"), "{error}");
     }
 
     #[test]

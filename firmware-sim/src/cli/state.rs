@@ -85,6 +85,8 @@ pub struct CoreFlags {
     /// CTAP 2.1's 10 s reset window: authenticatorReset is refused (NOT_ALLOWED)
     /// when asked more than 10 s after power-up.
     pub reset_window: bool,
+    /// The profile the key presents (its behaviours applied over the above).
+    pub profile: ferrokey::profile::Profile,
 }
 
 /// Starts the core over an opened key state, with `flags`. `dir` is only for messages.
@@ -107,6 +109,7 @@ pub fn start_authenticator<U: UserPresence>(
         ..Config::default()
     };
     attestation.apply(&mut config);
+    flags.profile.apply(&mut config);
     let platform = Platform {
         storage,
         presence,

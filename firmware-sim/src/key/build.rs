@@ -79,6 +79,8 @@ struct Recipe {
     attestation: KeyAttestation,
     presence: PresenceKind,
     options: KeyOptions,
+    /// The profile the options resolve to.
+    profile: ferrokey::profile::Profile,
     wake: Arc<Notify>,
     label: Label,
     switch: PresenceSwitch,
@@ -102,7 +104,7 @@ impl Recipe {
         }
         .with_switch(self.switch.clone())
         .with_label(self.label.clone())
-        .with_uv(self.options.uv);
+        .with_uv(self.options.effective_uv());
         let app = start_authenticator(
             &self.dir,
             storage,
@@ -110,11 +112,12 @@ impl Recipe {
             &self.identity,
             &self.attestation,
             CoreFlags {
-                builtin_uv: self.options.uv.is_builtin(),
+                builtin_uv: self.options.effective_uv().is_builtin(),
                 exportable: self.options.exportable,
                 default_backup_eligible: self.options.default_backup_eligibility,
                 default_backup_state: self.options.default_backup_state,
                 reset_window: self.options.reset_window_in_force(),
+                profile: self.profile,
             },
         )?;
         Ok(KeyCore::new(
@@ -214,10 +217,12 @@ impl KeyBuilder {
             attestation: KeyAttestation::new(&self.ca, options.attestation)?,
             presence,
             options: options.clone(),
+            profile: options.resolved_profile().map_err(anyhow::Error::msg)?,
             wake: wake.clone(),
             label: label.clone(),
             switch: switch.clone(),
         };
+        let recipe_aaguid = recipe.profile.aaguid.unwrap_or(identity.aaguid);
         let first = recipe.start(storage)?;
         let core = PowerCycled::new(first, Box::new(move || recipe.power_up()));
         let usb = UsbIdentity {
@@ -232,7 +237,7 @@ impl KeyBuilder {
             number,
             dir,
             usb,
-            aaguid: identity.aaguid,
+            aaguid: recipe_aaguid,
             core,
             wake,
             label,
