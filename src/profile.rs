@@ -348,10 +348,16 @@ impl Profile {
         }
         if !v.ctap2() {
             if self.resident_only {
-                return bad("residentOnly", "needs FIDO_2_0 or FIDO_2_1 (U2F has no discoverable credentials)");
+                return bad(
+                    "residentOnly",
+                    "needs FIDO_2_0 or FIDO_2_1 (U2F has no discoverable credentials)",
+                );
             }
             if self.builtin_uv {
-                return bad("builtinUv", "needs FIDO_2_0 or FIDO_2_1 (U2F cannot verify the user)");
+                return bad(
+                    "builtinUv",
+                    "needs FIDO_2_0 or FIDO_2_1 (U2F cannot verify the user)",
+                );
             }
             return Ok(());
         }
@@ -359,7 +365,10 @@ impl Profile {
             return bad("algorithms", "names no algorithm");
         }
         if self.options.client_pin && !self.pin_protocols.one && !self.pin_protocols.two {
-            return bad("pinUvAuthProtocols", "names no protocol, but options.clientPin is on");
+            return bad(
+                "pinUvAuthProtocols",
+                "names no protocol, but options.clientPin is on",
+            );
         }
         if self.resident_only && !self.options.rk {
             return bad("residentOnly", "needs options.rk");

@@ -208,12 +208,7 @@ impl ProfileSpec {
             Some("json") => {
                 let de = &mut serde_json::Deserializer::from_str(&text);
                 serde_path_to_error::deserialize::<_, ProfileSpec>(de).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: field {}: {}",
-                        path.display(),
-                        e.path(),
-                        e.inner()
-                    )
+                    anyhow::anyhow!("{}: field {}: {}", path.display(), e.path(), e.inner())
                 })?
             }
             _ => bail!(
@@ -338,7 +333,9 @@ impl ProfileSpec {
         }
         if let Some(text) = &self.aaguid {
             let aaguid = Aaguid::parse(text).ok_or_else(|| {
-                format!("aaguid: {text:?} is not a UUID (e.g. bb6ca1c2-3d44-402a-afdd-2955c41b88e9)")
+                format!(
+                    "aaguid: {text:?} is not a UUID (e.g. bb6ca1c2-3d44-402a-afdd-2955c41b88e9)"
+                )
             })?;
             p.aaguid = Some(aaguid.0);
         }
@@ -473,7 +470,10 @@ mod tests {
 
     #[test]
     fn an_empty_spec_is_security_key_and_a_base_alone_is_that_profile() {
-        assert_eq!(spec(json!({})).unwrap().resolve(None), Ok(builtin::SECURITY_KEY));
+        assert_eq!(
+            spec(json!({})).unwrap().resolve(None),
+            Ok(builtin::SECURITY_KEY)
+        );
         for name in builtin_names() {
             let resolved = spec(json!({"base": name})).unwrap().resolve(None).unwrap();
             assert_eq!(Some(resolved), builtin::by_name(name), "{name}");
@@ -514,20 +514,41 @@ mod tests {
     fn errors_name_the_field() {
         let cases = [
             (json!({"base": "yubikey"}), "base: unknown profile"),
-            (json!({"versions": ["FIDO_3"]}), "versions: unknown value \"FIDO_3\""),
-            (json!({"extensions": ["prf"]}), "extensions: unknown value \"prf\""),
-            (json!({"pinUvAuthProtocols": [3]}), "pinUvAuthProtocols: unknown value \"3\""),
+            (
+                json!({"versions": ["FIDO_3"]}),
+                "versions: unknown value \"FIDO_3\"",
+            ),
+            (
+                json!({"extensions": ["prf"]}),
+                "extensions: unknown value \"prf\"",
+            ),
+            (
+                json!({"pinUvAuthProtocols": [3]}),
+                "pinUvAuthProtocols: unknown value \"3\"",
+            ),
             (json!({"maxMsgSize": 10}), "maxMsgSize: must be between"),
-            (json!({"maxCredentialIdLength": 16}), "maxCredentialIdLength"),
+            (
+                json!({"maxCredentialIdLength": 16}),
+                "maxCredentialIdLength",
+            ),
             (json!({"aaguid": "x"}), "aaguid: \"x\" is not a UUID"),
-            (json!({"attestation": "batch"}), "attestation: unknown value"),
+            (
+                json!({"attestation": "batch"}),
+                "attestation: unknown value",
+            ),
             (json!({"quirks": ["nope"]}), "quirks: unknown quirk"),
-            (json!({"versions": ["U2F_V2"], "residentOnly": true}), "residentOnly"),
+            (
+                json!({"versions": ["U2F_V2"], "residentOnly": true}),
+                "residentOnly",
+            ),
             (
                 json!({"versions": ["FIDO_2_0"], "extensions": ["credBlob"]}),
                 "extensions.credBlob: is a CTAP 2.1 extension",
             ),
-            (json!({"backupState": true}), "backupState: needs backupEligible"),
+            (
+                json!({"backupState": true}),
+                "backupState: needs backupEligible",
+            ),
         ];
         for (value, needle) in cases {
             let error = spec(value.clone()).unwrap().resolve(None).unwrap_err();
@@ -537,7 +558,9 @@ mod tests {
         assert!(unknown.contains("maxMessageSize"), "{unknown}");
         let wrong = spec(json!({"options": {"credMgmt": "yes"}})).unwrap_err();
         assert!(wrong.contains("boolean"), "{wrong}");
-        let conflict = spec(json!({"base": "u2f"})).unwrap().resolve(Some("strict"));
+        let conflict = spec(json!({"base": "u2f"}))
+            .unwrap()
+            .resolve(Some("strict"));
         assert!(conflict.unwrap_err().starts_with("base:"));
     }
 
@@ -564,10 +587,26 @@ mod tests {
         );
 
         let cases: [(&str, &str, &[&str]); 5] = [
-            ("a.toml", "[options]\ncredMgmt = \"yes\"\n", &["a.toml", "line 2"]),
-            ("b.toml", "maxMessageSize = 1\n", &["b.toml", "maxMessageSize"]),
-            ("c.json", r#"{"options": {"credMgmt": 1}}"#, &["c.json", "options.credMgmt"]),
-            ("d.json", r#"{"maxMsgSize": 5}"#, &["d.json", "maxMsgSize: must be"]),
+            (
+                "a.toml",
+                "[options]\ncredMgmt = \"yes\"\n",
+                &["a.toml", "line 2"],
+            ),
+            (
+                "b.toml",
+                "maxMessageSize = 1\n",
+                &["b.toml", "maxMessageSize"],
+            ),
+            (
+                "c.json",
+                r#"{"options": {"credMgmt": 1}}"#,
+                &["c.json", "options.credMgmt"],
+            ),
+            (
+                "d.json",
+                r#"{"maxMsgSize": 5}"#,
+                &["d.json", "maxMsgSize: must be"],
+            ),
             ("e.yaml", "x: 1", &["e.yaml", ".toml or .json"]),
         ];
         for (name, text, needles) in cases {
@@ -592,6 +631,9 @@ mod tests {
         assert_eq!(d["backupState"], true);
         let strict = describe(&builtin::STRICT);
         assert_eq!(strict["quirks"].as_array().unwrap().len(), 5);
-        assert_eq!(describe(&builtin::CTAP2_0)["pinUvAuthProtocols"], json!([1]));
+        assert_eq!(
+            describe(&builtin::CTAP2_0)["pinUvAuthProtocols"],
+            json!([1])
+        );
     }
 }

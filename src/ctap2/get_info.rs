@@ -48,8 +48,14 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             let mut algorithms = heapless::Vec::new();
             // ES256 first: the most widely accepted; EdDSA when the platform asks first.
             for (on, alg) in [
-                (profile.algorithms.es256, KnownPublicKeyCredentialParameters::ES256),
-                (profile.algorithms.eddsa, KnownPublicKeyCredentialParameters::EdDSA),
+                (
+                    profile.algorithms.es256,
+                    KnownPublicKeyCredentialParameters::ES256,
+                ),
+                (
+                    profile.algorithms.eddsa,
+                    KnownPublicKeyCredentialParameters::EdDSA,
+                ),
             ] {
                 if on {
                     algorithms.push(alg).ok();
@@ -71,7 +77,10 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             .firmware_version
             .map(|v| v.unwrap_or(self.config.firmware_version) as usize);
         if profile.options.client_pin {
-            let protocols = [(2, profile.pin_protocols.two), (1, profile.pin_protocols.one)];
+            let protocols = [
+                (2, profile.pin_protocols.two),
+                (1, profile.pin_protocols.one),
+            ];
             info.pin_protocols = Some(
                 protocols
                     .into_iter()

@@ -45,7 +45,10 @@ pub const SECURITY_KEY: Profile = Profile {
     list_limits_info: true,
     min_pin_length_info: true,
     remaining_credentials_info: true,
-    pin_protocols: PinProtocols { one: true, two: true },
+    pin_protocols: PinProtocols {
+        one: true,
+        two: true,
+    },
     transports: Transports {
         usb: true,
         nfc: false,

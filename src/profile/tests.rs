@@ -150,7 +150,10 @@ fn ctap2_0_ignores_the_2_1_extensions() {
     ]);
     let made = h.make_credential(Mc::new("example.com", b"u").with(6, ext.clone()).build());
     let outputs: Value = ciborium::from_reader(&made.auth_data.rest[..]).unwrap();
-    assert_eq!(outputs, Value::Map(vec![(text("hmac-secret"), Value::Bool(true))]));
+    assert_eq!(
+        outputs,
+        Value::Map(vec![(text("hmac-secret"), Value::Bool(true))])
+    );
     // security-key outputs both.
     let mut today = Harness::new();
     let made = today.make_credential(Mc::new("example.com", b"u").with(6, ext).build());
@@ -234,7 +237,8 @@ fn strict_get_info_and_quirks() {
     let (status, _, _) = h.ctap2(0x01, Some(nameless.build()));
     assert_eq!(status, 0x14, "no displayName: MISSING_PARAMETER");
     // A request over maxMsgSize.
-    let big = Mc::new("example.com", b"u3").with(6, Value::Map(vec![(text("x"), bytes(&[0; 1300]))]));
+    let big =
+        Mc::new("example.com", b"u3").with(6, Value::Map(vec![(text("x"), bytes(&[0; 1300]))]));
     let (status, _, _) = h.ctap2(0x01, Some(big.build()));
     assert_eq!(status, 0x03, "INVALID_LENGTH");
 }
@@ -248,22 +252,55 @@ fn each_quirk_alone() {
         assert_eq!(profile.check(), Ok(()), "{}", quirk.name());
         let mut h = harness(profile);
         let made = h.make_credential(Mc::new("example.com", b"u").build());
-        let two = h.get_assertion(ga("example.com", &cdh, &[&made.id, &made.id], None)).0;
-        let silent = h.get_assertion(ga("example.com", &cdh, &[&made.id], Some(false))).0;
+        let two = h
+            .get_assertion(ga("example.com", &cdh, &[&made.id, &made.id], None))
+            .0;
+        let silent = h
+            .get_assertion(ga("example.com", &cdh, &[&made.id], Some(false)))
+            .0;
         let mut nameless = Mc::new("example.com", b"u2");
         nameless.user_name = None;
         let no_name = h.ctap2(0x01, Some(nameless.build())).0;
-        let ext = Mc::new("example.com", b"u3").with(6, Value::Map(vec![(text("credProtect"), int(1))]));
+        let ext =
+            Mc::new("example.com", b"u3").with(6, Value::Map(vec![(text("credProtect"), int(1))]));
         let with_ext = h.ctap2(0x01, Some(ext.build())).0;
         let info = get_info(&mut h);
         let expect = |q: Quirk, refused: u8| if quirk == q { refused } else { 0 };
-        assert_eq!(two, expect(Quirk::OneCredentialPerList, 0x15), "{}", quirk.name());
-        assert_eq!(silent, expect(Quirk::RejectSilentAuthentication, 0x2B), "{}", quirk.name());
-        assert_eq!(no_name, expect(Quirk::RejectMissingDisplayName, 0x14), "{}", quirk.name());
-        assert_eq!(with_ext, expect(Quirk::RejectAllExtensions, 0x16), "{}", quirk.name());
-        let size = if quirk == Quirk::SmallMaxMsgSize { 1200 } else { 7609 };
+        assert_eq!(
+            two,
+            expect(Quirk::OneCredentialPerList, 0x15),
+            "{}",
+            quirk.name()
+        );
+        assert_eq!(
+            silent,
+            expect(Quirk::RejectSilentAuthentication, 0x2B),
+            "{}",
+            quirk.name()
+        );
+        assert_eq!(
+            no_name,
+            expect(Quirk::RejectMissingDisplayName, 0x14),
+            "{}",
+            quirk.name()
+        );
+        assert_eq!(
+            with_ext,
+            expect(Quirk::RejectAllExtensions, 0x16),
+            "{}",
+            quirk.name()
+        );
+        let size = if quirk == Quirk::SmallMaxMsgSize {
+            1200
+        } else {
+            7609
+        };
         assert_eq!(map_int(&info, 5), Some(&int(size)));
-        let id_len = if quirk == Quirk::ShortCredentialIds { 128 } else { 255 };
+        let id_len = if quirk == Quirk::ShortCredentialIds {
+            128
+        } else {
+            255
+        };
         assert_eq!(map_int(&info, 8), Some(&int(id_len)));
     }
     assert_eq!(Quirk::from_name("nope"), None);
@@ -272,14 +309,72 @@ fn each_quirk_alone() {
 #[test]
 fn check_names_the_field() {
     let cases: [(Profile, &str); 8] = [
-        (Profile { versions: super::Versions { u2f_v2: false, fido_2_0: false, fido_2_1: false }, ..CTAP2_0 }, "versions"),
-        (Profile { max_msg_size: 100, ..CTAP2_0 }, "maxMsgSize"),
-        (Profile { max_creds_in_list: 0, ..CTAP2_0 }, "maxCredentialCountInList"),
-        (Profile { max_cred_id_length: 64, ..CTAP2_0 }, "maxCredentialIdLength"),
-        (Profile { backup_state: true, ..CTAP2_0 }, "backupState"),
-        (Profile { resident_only: true, ..U2F }, "residentOnly"),
-        (Profile { options: super::Options { cred_mgmt: true, ..CTAP2_0.options }, ..CTAP2_0 }, "options.credMgmt"),
-        (Profile { extensions: super::Extensions { cred_protect: true, ..CTAP2_0.extensions }, ..CTAP2_0 }, "extensions.credProtect"),
+        (
+            Profile {
+                versions: super::Versions {
+                    u2f_v2: false,
+                    fido_2_0: false,
+                    fido_2_1: false,
+                },
+                ..CTAP2_0
+            },
+            "versions",
+        ),
+        (
+            Profile {
+                max_msg_size: 100,
+                ..CTAP2_0
+            },
+            "maxMsgSize",
+        ),
+        (
+            Profile {
+                max_creds_in_list: 0,
+                ..CTAP2_0
+            },
+            "maxCredentialCountInList",
+        ),
+        (
+            Profile {
+                max_cred_id_length: 64,
+                ..CTAP2_0
+            },
+            "maxCredentialIdLength",
+        ),
+        (
+            Profile {
+                backup_state: true,
+                ..CTAP2_0
+            },
+            "backupState",
+        ),
+        (
+            Profile {
+                resident_only: true,
+                ..U2F
+            },
+            "residentOnly",
+        ),
+        (
+            Profile {
+                options: super::Options {
+                    cred_mgmt: true,
+                    ..CTAP2_0.options
+                },
+                ..CTAP2_0
+            },
+            "options.credMgmt",
+        ),
+        (
+            Profile {
+                extensions: super::Extensions {
+                    cred_protect: true,
+                    ..CTAP2_0.extensions
+                },
+                ..CTAP2_0
+            },
+            "extensions.credProtect",
+        ),
     ];
     for (profile, field) in cases {
         let error = profile.check().unwrap_err();
@@ -291,8 +386,15 @@ fn check_names_the_field() {
 #[test]
 fn counter_modes_from_the_profile_never_go_backwards() {
     let cdh = client_data_hash("count");
-    for mode in [CounterMode::PerCredential, CounterMode::Global, CounterMode::RandomIncrements] {
-        let profile = Profile { counter_mode: mode, ..builtin::SECURITY_KEY };
+    for mode in [
+        CounterMode::PerCredential,
+        CounterMode::Global,
+        CounterMode::RandomIncrements,
+    ] {
+        let profile = Profile {
+            counter_mode: mode,
+            ..builtin::SECURITY_KEY
+        };
         let mut h = harness(profile);
         assert_eq!(h.auth.config().counter_mode, mode);
         let a = h.make_credential(Mc::new("example.com", b"a").build());
@@ -303,10 +405,16 @@ fn counter_modes_from_the_profile_never_go_backwards() {
             if round == 3 {
                 h = h.crash();
             }
-            let (id, key) = if round % 2 == 0 { (&a.id, a.public_key) } else { (&b.id, b.public_key) };
+            let (id, key) = if round % 2 == 0 {
+                (&a.id, a.public_key)
+            } else {
+                (&b.id, b.public_key)
+            };
             let (status, value, _) = h.get_assertion(ga("example.com", &cdh, &[id], None));
             assert_eq!(status, 0);
-            let count = check_assertion(&value.unwrap(), &cdh, |_| key).auth_data.sign_count;
+            let count = check_assertion(&value.unwrap(), &cdh, |_| key)
+                .auth_data
+                .sign_count;
             if mode == CounterMode::Global {
                 assert!(count > last, "{mode:?}: {count} after {last}");
                 last = count;
@@ -314,7 +422,11 @@ fn counter_modes_from_the_profile_never_go_backwards() {
             counts.push((round % 2, count));
         }
         for credential in 0..2 {
-            let mine: Vec<u32> = counts.iter().filter(|c| c.0 == credential).map(|c| c.1).collect();
+            let mine: Vec<u32> = counts
+                .iter()
+                .filter(|c| c.0 == credential)
+                .map(|c| c.1)
+                .collect();
             assert!(mine.windows(2).all(|w| w[1] > w[0]), "{mode:?}: {mine:?}");
             if mode == CounterMode::PerCredential && credential == 0 {
                 // Rounds 0 and 2, before the crash (after it, a jump is allowed).

@@ -360,7 +360,11 @@ mod tests {
             profile.counter_mode,
             ferrokey::authenticator::CounterMode::RandomIncrements
         );
-        for bad in [["--profile", "yubikey"], ["--quirk", "nope"], ["--counter-mode", "sometimes"]] {
+        for bad in [
+            ["--profile", "yubikey"],
+            ["--quirk", "nope"],
+            ["--counter-mode", "sometimes"],
+        ] {
             let error = crate::cli::Cli::try_parse_from(["ferrokey", bad[0], bad[1]])
                 .unwrap_err()
                 .to_string();
@@ -369,14 +373,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
         std::fs::write(&path, "maxMsgSize = 3\n").unwrap();
-        let cli = crate::cli::Cli::try_parse_from([
-            "ferrokey",
-            "--profile-file",
-            path.to_str().unwrap(),
-        ])
-        .unwrap();
-        let error = format!("{:#}", key_options_with_profile_file(&cli.serve).unwrap_err());
-        assert!(error.contains("p.toml") && error.contains("maxMsgSize"), "{error}");
+        let cli =
+            crate::cli::Cli::try_parse_from(["ferrokey", "--profile-file", path.to_str().unwrap()])
+                .unwrap();
+        let error = format!(
+            "{:#}",
+            key_options_with_profile_file(&cli.serve).unwrap_err()
+        );
+        assert!(
+            error.contains("p.toml") && error.contains("maxMsgSize"),
+            "{error}"
+        );
     }
 
     #[test]

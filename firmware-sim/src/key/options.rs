@@ -361,26 +361,46 @@ mod tests {
         .unwrap();
         assert!(options.validate().is_ok(), "{:?}", options.validate());
         let profile = options.resolved_profile().unwrap();
-        assert_eq!(profile.counter_mode, ferrokey::authenticator::CounterMode::Global);
+        assert_eq!(
+            profile.counter_mode,
+            ferrokey::authenticator::CounterMode::Global
+        );
         assert!(profile.backup_state && profile.quirks.reject_silent_authentication);
-        assert_eq!(options.effective_uv(), UvMode::Auto, "synced-passkey has built-in UV");
+        assert_eq!(
+            options.effective_uv(),
+            UvMode::Auto,
+            "synced-passkey has built-in UV"
+        );
         assert_eq!(options.profile_name(), "synced-passkey");
-        let spec = parse(json!({"profile": "ctap2.0", "profileSpec": {"maxMsgSize": 2048}})).unwrap();
+        let spec =
+            parse(json!({"profile": "ctap2.0", "profileSpec": {"maxMsgSize": 2048}})).unwrap();
         assert_eq!(spec.resolved_profile().unwrap().max_msg_size, 2048);
         assert_eq!(spec.profile_name(), "custom (base ctap2.0)");
-        assert_eq!(KeyOptions::default().resolved_profile(), Ok(Profile::default()));
+        assert_eq!(
+            KeyOptions::default().resolved_profile(),
+            Ok(Profile::default())
+        );
         assert_eq!(KeyOptions::default().effective_uv(), UvMode::Off);
         for (value, needle) in [
-            (json!({"profile": "yubikey"}), "profile: unknown profile \"yubikey\""),
+            (
+                json!({"profile": "yubikey"}),
+                "profile: unknown profile \"yubikey\"",
+            ),
             (json!({"quirks": ["x"]}), "quirks: unknown quirk \"x\""),
-            (json!({"profileSpec": {"maxMsgSize": 1}}), "profileSpec: maxMsgSize"),
+            (
+                json!({"profileSpec": {"maxMsgSize": 1}}),
+                "profileSpec: maxMsgSize",
+            ),
             (
                 json!({"profileSpec": {"aaguid": "00112233-4455-6677-8899-aabbccddeeff"}}),
                 "the profile's aaguid",
             ),
         ] {
             let problems = parse(value.clone()).unwrap().validate().unwrap_err().0;
-            assert!(problems.iter().any(|p| p.starts_with(needle)), "{value}: {problems:?}");
+            assert!(
+                problems.iter().any(|p| p.starts_with(needle)),
+                "{value}: {problems:?}"
+            );
         }
         assert!(parse(json!({"counterMode": "sometimes"})).is_err());
     }

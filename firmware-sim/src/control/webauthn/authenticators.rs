@@ -375,7 +375,10 @@ mod tests {
         );
         assert_eq!(name, "custom (base strict)");
         assert!(custom.quirks.reject_all_extensions && custom.quirks.reject_long_lists);
-        assert_eq!(custom.counter_mode, ferrokey::authenticator::CounterMode::Zero);
+        assert_eq!(
+            custom.counter_mode,
+            ferrokey::authenticator::CounterMode::Zero
+        );
     }
 
     #[test]
