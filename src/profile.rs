@@ -507,7 +507,7 @@ impl Profile {
                 .user
                 .display_name
                 .as_ref()
-                .is_none_or(|name| name.is_empty())
+                .map_or(true, |name| name.is_empty())
         {
             return Err(Error::MissingParameter);
         }

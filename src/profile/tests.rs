@@ -435,3 +435,20 @@ fn counter_modes_from_the_profile_never_go_backwards() {
         }
     }
 }
+
+#[test]
+fn ctap2_0_batch_attestation_verifies() {
+    let (attestation, batch_vk) = batch_attestation();
+    let mut config = Config {
+        aaguid: AAGUID,
+        attestation: Some(attestation),
+        ..Config::default()
+    };
+    CTAP2_0.apply(&mut config);
+    let mut h = Harness::with_config(config);
+    let mc = Mc::new("example.com", b"user-1");
+    let cred = h.make_credential(mc.build());
+    assert_eq!(cred.fmt, "packed");
+    let sig = map_text(&cred.att_stmt, "sig").unwrap().as_bytes().unwrap();
+    verify(&batch_vk, &[&cred.raw_auth_data, &mc.cdh], sig);
+}
