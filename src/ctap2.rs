@@ -146,7 +146,8 @@ pub(crate) fn handle<S: Storage, U: UserPresence, R: RngCore + CryptoRng>(
 
 /// The active profile's say on a request: a command the profile lacks is
 /// INVALID_COMMAND (as a key without it answers), a request longer than its
-/// maxMsgSize INVALID_LENGTH, a pinUvAuthProtocol it lacks INVALID_PARAMETER.
+/// maxMsgSize INVALID_LENGTH, a pinUvAuthProtocol it lacks INVALID_PARAMETER,
+/// a clientPIN subcommand of CTAP 2.1 without pinUvAuthToken INVALID_SUBCOMMAND.
 fn profile_allows(profile: &Profile, cmd: u8, request: &[u8]) -> Result<(), Error> {
     if !profile.has_command(cmd) {
         return Err(Error::InvalidCommand);
@@ -155,6 +156,14 @@ fn profile_allows(profile: &Profile, cmd: u8, request: &[u8]) -> Result<(), Erro
         return Err(Error::InvalidLength);
     }
     let body = request.get(1..).unwrap_or_default();
+    if cmd == command::CLIENT_PIN && !profile.options.pin_uv_auth_token {
+        // A key without pinUvAuthToken (CTAP 2.0) knows subcommands 1 to 5 only.
+        if let Ok(Some(sub)) = validate::uint_value(body, 0x02) {
+            if sub > 0x05 {
+                return Err(Error::InvalidSubcommand);
+            }
+        }
+    }
     if let Some(key) = Profile::pin_protocol_key(cmd) {
         // A malformed value is left to the command's own checks.
         if let Ok(Some(p)) = validate::uint_value(body, key) {

@@ -135,8 +135,24 @@ fn ctap2_0_refuses_the_2_1_commands_and_pin_protocol_two() {
     let (status, value, _) = h.ctap2(0x06, Some(key_agreement(1)));
     assert_eq!(status, 0);
     assert!(map_int(&value.unwrap(), 1).is_some(), "keyAgreement");
-    // The same key under security-key answers both.
+    // The CTAP 2.1 subcommands (getPinUvAuthTokenUsingUvWithPermissions,
+    // getUVRetries, getPinUvAuthTokenUsingPinWithPermissions) are unknown to it.
+    for sub in [0x06, 0x07, 0x09] {
+        let request = Value::Map(vec![(int(1), int(1)), (int(2), int(sub))]);
+        assert_eq!(
+            h.ctap2(0x06, Some(request)).0,
+            0x3E,
+            "subcommand {sub}: INVALID_SUBCOMMAND"
+        );
+    }
+    // getPINRetries answers as on today's key.
+    let retries = Value::Map(vec![(int(1), int(1)), (int(2), int(1))]);
     let mut today = Harness::new();
+    assert_eq!(
+        h.ctap2(0x06, Some(retries.clone())).0,
+        today.ctap2(0x06, Some(retries)).0
+    );
+    // The same key under security-key answers both.
     assert_eq!(today.ctap2(0x06, Some(key_agreement(2))).0, 0);
     assert_eq!(today.ctap2(0x0B, None).0, 0, "selection");
 }
