@@ -69,6 +69,12 @@ pub trait App {
     fn supports_ctap1(&self) -> bool {
         true
     }
+    /// Whether CTAP2 (CTAPHID_CBOR) is supported; when false INIT leaves out
+    /// the CBOR capability and CBOR requests are refused with INVALID_CMD,
+    /// as a U2F-only key refuses them.
+    fn supports_cbor(&self) -> bool {
+        true
+    }
     /// Called when the transport resets (a USB bus reset, a re-enumeration)
     /// so the app can drop state tied to the host's old sessions. The device
     /// keeps its power through it; a power cycle is not a transport reset

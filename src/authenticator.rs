@@ -114,6 +114,10 @@ pub struct Config {
     /// enableEnterpriseAttestation and makeCredential enterpriseAttestation.
     /// `None` (the default): not capable.
     pub enterprise: Option<EnterpriseAttestation>,
+    /// The kind of key presented: getInfo and the commands, extensions and
+    /// quirks enforced. Set it with [`crate::profile::Profile::apply`], which
+    /// also sets the behaviours above. Defaults to `security-key`.
+    pub profile: crate::profile::Profile,
 }
 
 /// The most RP IDs of vendor-facilitated enterprise attestation.
@@ -277,7 +281,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         let features = Features {
             builtin_uv: config.builtin_uv,
             bio_enroll: config.bio,
-            ..Features::default()
+            cred_mgmt: config.profile.options.cred_mgmt,
+            large_blobs: config.profile.options.large_blobs,
+            authnr_cfg: config.profile.options.authnr_cfg,
         };
         let pin = PinUv::power_up(
             features,
@@ -530,9 +536,10 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
             Protocol::Msg => {
                 self.pending = None;
                 self.cred_mgmt = None;
-                if self.pin.always_uv() {
+                if self.pin.always_uv() || !self.config.profile.versions.u2f_v2 {
                     // CTAP 2.1 alwaysUv: U2F cannot verify the user, so the
-                    // CTAP1/U2F interface is off (INIT also reports NMSG).
+                    // CTAP1/U2F interface is off (INIT also reports NMSG);
+                    // a profile without U2F_V2 has none either.
                     let status = crate::ctap1::sw::INS_NOT_SUPPORTED.to_be_bytes();
                     response.extend_from_slice(&status).ok();
                     return Outcome::Response;
@@ -543,7 +550,11 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> App for Authenticator<
     }
 
     fn supports_ctap1(&self) -> bool {
-        !self.pin.always_uv()
+        !self.pin.always_uv() && self.config.profile.versions.u2f_v2
+    }
+
+    fn supports_cbor(&self) -> bool {
+        self.config.profile.versions.ctap2()
     }
 
     fn request_presence(&mut self, now_ms: u64) {

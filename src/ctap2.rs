@@ -31,6 +31,7 @@ use crate::app::{CallContext, Message, Outcome};
 use crate::authenticator::Authenticator;
 use crate::crypto::CryptoError;
 use crate::platform::{Storage, StorageError, UserPresence};
+use crate::profile::Profile;
 use crate::store::StoreError;
 
 pub use ctap_types::ctap2::Error as Status;
@@ -126,6 +127,9 @@ pub(crate) fn handle<S: Storage, U: UserPresence, R: RngCore + CryptoRng>(
             return error_response(response, e);
         }
     }
+    if let Err(e) = profile_allows(&auth.config.profile, cmd, request) {
+        return error_response(response, e);
+    }
     let result = match cmd {
         command::MAKE_CREDENTIAL => auth.make_credential(body, &context, response),
         command::GET_ASSERTION => auth.get_assertion(body, &context, response),
@@ -148,6 +152,37 @@ pub(crate) fn handle<S: Storage, U: UserPresence, R: RngCore + CryptoRng>(
         Ok(outcome) => outcome,
         Err(e) => error_response(response, e),
     }
+}
+
+/// The active profile's say on a request: a command the profile lacks is
+/// INVALID_COMMAND (as a key without it answers), a request longer than its
+/// maxMsgSize INVALID_LENGTH, a pinUvAuthProtocol it lacks INVALID_PARAMETER,
+/// a clientPIN subcommand of CTAP 2.1 without pinUvAuthToken INVALID_SUBCOMMAND.
+fn profile_allows(profile: &Profile, cmd: u8, request: &[u8]) -> Result<(), Error> {
+    if !profile.has_command(cmd) {
+        return Err(Error::InvalidCommand);
+    }
+    if request.len() > profile.max_msg_size {
+        return Err(Error::InvalidLength);
+    }
+    let body = request.get(1..).unwrap_or_default();
+    if cmd == command::CLIENT_PIN && !profile.options.pin_uv_auth_token {
+        // A key without pinUvAuthToken (CTAP 2.0) knows subcommands 1 to 5 only.
+        if let Ok(Some(sub)) = validate::uint_value(body, 0x02) {
+            if sub > 0x05 {
+                return Err(Error::InvalidSubcommand);
+            }
+        }
+    }
+    if let Some(key) = Profile::pin_protocol_key(cmd) {
+        // A malformed value is left to the command's own checks.
+        if let Ok(Some(p)) = validate::uint_value(body, key) {
+            if !profile.pin_protocols.has(p) {
+                return Err(Error::InvalidParameter);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `cmd` is a CTAP2 command this key implements.

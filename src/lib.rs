@@ -29,6 +29,7 @@ pub mod ctaphid;
 pub mod device;
 pub mod pin;
 pub mod platform;
+pub mod profile;
 pub mod store;
 mod wipe;
 

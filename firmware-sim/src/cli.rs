@@ -254,6 +254,33 @@ pub struct ServeArgs {
     /// keeps the PIN state its state directory holds.
     #[arg(long, value_name = "STATE", value_parser = parse_pin_state)]
     pub pin_state: Option<crate::key::pin::PinStateName>,
+    /// The kind of key presented (getInfo and behaviour): security-key (the
+    /// default: today's CTAP 2.1 key), ctap2.0, u2f, synced-passkey, strict.
+    /// See the README's profiles table.
+    #[arg(long, value_name = "NAME", value_parser = parse_profile)]
+    pub profile: Option<String>,
+    /// A profile written in a TOML or JSON file (format in the README):
+    /// its `base` (or --profile) with the fields it names replaced.
+    #[arg(long, value_name = "PATH")]
+    pub profile_file: Option<PathBuf>,
+    /// How signature counters advance, over the profile's: per-credential,
+    /// global, zero, random (random increments; counters never go backwards).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub counter_mode: Option<crate::profile::CounterModeName>,
+    /// Turn a quirk on, over the profile's (repeatable): small-max-msg-size,
+    /// short-credential-ids, one-credential-per-list,
+    /// reject-missing-display-name, reject-silent-authentication,
+    /// reject-all-extensions.
+    #[arg(long = "quirk", value_name = "NAME", value_parser = parse_quirk)]
+    pub quirks: Vec<String>,
+}
+
+fn parse_profile(text: &str) -> Result<String, String> {
+    crate::profile::builtin_profile(text).map(|_| text.to_string())
+}
+
+fn parse_quirk(text: &str) -> Result<String, String> {
+    crate::profile::quirk(text).map(|_| text.to_string())
 }
 
 /// An on/off option.

@@ -26,6 +26,7 @@ pub mod key;
 pub mod lifecycle;
 pub mod mds;
 pub mod presence;
+pub mod profile;
 pub mod storage;
 pub mod transport;
 pub mod usb;

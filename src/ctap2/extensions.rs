@@ -32,7 +32,6 @@ mod secrets;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use ctap_types::ctap2::get_info::Extension;
 use ctap_types::ctap2::{get_assertion as ga, make_credential as mc};
 use ctap_types::ctap2::{Error, SerializedAuthenticatorData};
 use rand_core::{CryptoRng, RngCore};
@@ -46,14 +45,15 @@ use crate::pin::PinUv;
 pub(crate) use hmac_secret::HmacSecretRequest;
 pub(crate) use secrets::ExtensionSecrets;
 
-/// The getInfo `extensions` list.
-pub(crate) const SUPPORTED: [Extension; 6] = [
-    Extension::CredProtect,
-    Extension::HmacSecret,
-    Extension::HmacSecretMc,
-    Extension::CredBlob,
-    Extension::LargeBlobKey,
-    Extension::MinPinLength,
+/// Every extension implemented (the `security-key` profile reports them all).
+#[cfg(test)]
+pub(crate) const SUPPORTED: [ctap_types::ctap2::get_info::Extension; 6] = [
+    ctap_types::ctap2::get_info::Extension::CredProtect,
+    ctap_types::ctap2::get_info::Extension::HmacSecret,
+    ctap_types::ctap2::get_info::Extension::HmacSecretMc,
+    ctap_types::ctap2::get_info::Extension::CredBlob,
+    ctap_types::ctap2::get_info::Extension::LargeBlobKey,
+    ctap_types::ctap2::get_info::Extension::MinPinLength,
 ];
 
 /// The largest extensions map this authenticator writes (hmac-secret-mc's 80

@@ -30,6 +30,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         validate::get_assertion(body)?;
         let request: Request<'_> = deserialize(body)?;
         let cdh = client_data_hash(request.client_data_hash)?;
+        let profile = self.config.profile;
+        profile.check_get_assertion(&request)?;
 
         // Steps 1–2: pinUvAuthParam probes and protocol checks.
         let pin_auth = request.pin_auth.map(|b| &b[..]);
@@ -60,7 +62,13 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         let uv = verification.uv;
 
         // Extensions (hmac-secret is verified and decrypted here, before presence).
-        let extensions = AssertionExtensions::parse(request.extensions.as_ref(), &self.pin, up)?;
+        let extensions = AssertionExtensions::parse(
+            profile
+                .get_assertion_extensions(request.extensions.as_ref())
+                .as_ref(),
+            &self.pin,
+            up,
+        )?;
 
         let rp_id_hash = sha256(request.rp_id.as_bytes());
 

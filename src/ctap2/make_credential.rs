@@ -85,6 +85,8 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         context: &CallContext,
     ) -> Result<ControlFlow<Outcome, Prepared>, Error> {
         let cdh = client_data_hash(request.client_data_hash)?;
+        let profile = self.config.profile;
+        profile.check_make_credential(request)?;
 
         // Steps 1–2: pinUvAuthParam probes and protocol checks.
         let pin_auth = request.pin_auth.map(|b| &b[..]);
@@ -99,7 +101,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
         if options.and_then(|o| o.up) == Some(false) {
             return Err(Error::InvalidOption);
         }
-        let rk = options.and_then(|o| o.rk).unwrap_or(false);
+        // A resident-only profile (a passkey provider) makes every
+        // credential discoverable.
+        let rk = options.and_then(|o| o.rk).unwrap_or(false) || profile.resident_only;
         // Steps 5 ("uv"), 6 (alwaysUv), 7–8 (makeCredUvNotRqd).
         let builtin_uv =
             self.make_credential_uv_policy(pin_auth.is_some(), options.and_then(|o| o.uv), rk)?;
@@ -122,7 +126,9 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
 
         // Extensions, checked (and hmac-secret-mc decrypted) before presence.
         let extensions = MakeCredentialExtensions::parse(
-            request.extensions.as_ref(),
+            profile
+                .make_credential_extensions(request.extensions.as_ref())
+                .as_ref(),
             rk,
             &self.pin,
             &request.rp.id,

@@ -22,6 +22,8 @@ pub struct MockApp {
     pub presence: PresenceStatus,
     /// Whether U2F is supported.
     pub ctap1: bool,
+    /// Whether CTAP2 (CBOR) is supported.
+    pub cbor: bool,
     /// Calls to `handle`: protocol, request, context.
     pub calls: Vec<(Protocol, Vec<u8>, CallContext)>,
     pub presence_requests: u32,
@@ -36,6 +38,7 @@ impl Default for MockApp {
         MockApp {
             presence: PresenceStatus::Pending,
             ctap1: true,
+            cbor: true,
             calls: Vec::new(),
             presence_requests: 0,
             presence_polls: 0,
@@ -103,6 +106,10 @@ impl App for MockApp {
 
     fn supports_ctap1(&self) -> bool {
         self.ctap1
+    }
+
+    fn supports_cbor(&self) -> bool {
+        self.cbor
     }
 
     fn transport_reset(&mut self) {

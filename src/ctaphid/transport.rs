@@ -238,6 +238,7 @@ impl Transport {
         }
         let command = command
             .filter(|command| command.is_request())
+            .filter(|command| *command != Command::Cbor || app.supports_cbor())
             .ok_or(HidError::InvalidCmd)?;
         match command {
             Command::Lock if bcnt != 1 => return Err(HidError::InvalidLen),
@@ -324,7 +325,10 @@ impl Transport {
             cid
         };
         let version = self.config.version;
-        let mut capabilities = CAPABILITY_WINK | CAPABILITY_CBOR;
+        let mut capabilities = CAPABILITY_WINK;
+        if app.supports_cbor() {
+            capabilities |= CAPABILITY_CBOR;
+        }
         if !app.supports_ctap1() {
             capabilities |= CAPABILITY_NMSG;
         }

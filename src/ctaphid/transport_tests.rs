@@ -74,6 +74,32 @@ fn init_reports_version_and_capabilities() {
 }
 
 #[test]
+fn a_u2f_only_app_has_no_cbor_capability_and_cbor_is_an_invalid_command() {
+    let mut h = Harness::new();
+    h.app().cbor = false;
+    h.send_message(BROADCAST_CID, Command::Init, &[9; 8]);
+    let reply = h.reply();
+    assert_eq!(reply.payload[16], 0x01, "WINK only: no CBOR, no NMSG");
+    let cid = u32::from_be_bytes([
+        reply.payload[8],
+        reply.payload[9],
+        reply.payload[10],
+        reply.payload[11],
+    ]);
+    h.send_message(cid, Command::Cbor, &[0x04]);
+    let reply = h.reply();
+    assert_eq!((reply.cmd, reply.payload.as_slice()), (0x3F, &[0x01u8][..]));
+    assert!(
+        h.app().calls.is_empty(),
+        "the app never saw the CBOR request"
+    );
+    // U2F still reaches the app.
+    h.send_message(cid, Command::Msg, &[0x00, 0x03, 0, 0]);
+    let _ = h.reply();
+    assert_eq!(h.app().calls.len(), 1);
+}
+
+#[test]
 fn init_on_an_existing_channel_resyncs_it() {
     let mut h = Harness::new();
     let cid = h.init();

@@ -1098,5 +1098,11 @@ class Guest:
         return 0
 
 
+
+# The profile scenarios (issue 13), after the ones above.
+import guest_profiles  # noqa: E402
+guest_profiles.register(Guest, scenario, {"Fail": Fail, "run": run})
+
+
 if __name__ == "__main__":
     sys.exit(Guest(sys.argv[1]).main())

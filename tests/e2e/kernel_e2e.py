@@ -122,6 +122,16 @@ def main():
             k.state_dir.mkdir(mode=0o700)
             k.start()
             log(f"key {k.name} (--presence {k.presence}) on 127.0.0.1:{k.port}, busid {k.busid}")
+        # One key per profile for the profile scenarios (tests/e2e/guest_profiles.py),
+        # sharing key A's attestation CA (one root for every check).
+        profile_keys = {name: Key(args.ferrokey, f"profile-{name}", work / f"state-{name}", logs, "auto",
+                                  extra_args=["--profile", name])
+                        for name in ("ctap2.0", "u2f", "synced-passkey", "strict")}
+        for name, k in profile_keys.items():
+            k.state_dir.mkdir(mode=0o700)
+            shutil.copytree(key_a.state_dir / "ca", k.state_dir / "ca")
+            keys.append(k.start())
+            log(f"key {k.name} (--profile {name}) on 127.0.0.1:{k.port}, busid {k.busid}")
         timing_lines.append(("start the keys (host)", time.monotonic() - t0))
 
         ca = subprocess.run([args.ferrokey, "ca", "--state-dir", str(key_a.state_dir)],
@@ -139,6 +149,7 @@ def main():
             "key_a": {"port": key_a.port, "busid": key_a.busid},
             "key_b": {"port": key_b.port, "busid": key_b.busid},
             "key_c": {"port": key_c.port, "busid": key_c.busid},
+            "profiles": {name: {"port": k.port, "busid": k.busid} for name, k in profile_keys.items()},
             "ca_pem": str(work / "ca.pem"),
             "product_match": os.environ.get("E2E_PRODUCT_MATCH", "ferrokey"),
             "aaguid": os.environ.get("E2E_AAGUID", ""),

@@ -15,7 +15,10 @@
 # verified), tools/attach-local (attach, hidraw owner and mode, detach), factory
 # reset (exactly NO_CREDENTIALS after), a key started with --presence deny
 # (exactly OPERATION_DENIED) and a CANCEL while a touch-mode key waits (exactly
-# KEEPALIVE_CANCEL). Adding a scenario: tests/e2e/README.md.
+# KEEPALIVE_CANCEL), and the profiles (tests/e2e/guest_profiles.py: one key per
+# `--profile`, getInfo through fido2-token -I and python-fido2, a u2f key through
+# python-fido2's CTAP1 fallback, a synced-passkey registration py_webauthn sees
+# as backed up). Adding a scenario: tests/e2e/README.md.
 # Prints PASS/FAIL per scenario, timings, and last `N passed, N failed, N
 # skipped` (tests/lib/accounting.py; known failures: tests/e2e/known-failures.txt).
 #
@@ -30,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 case "${1:-}" in
-  -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 # shellcheck source=tests/e2e/lib.sh

@@ -61,12 +61,10 @@ def unb64(text: str) -> bytes:
 
 
 def migration_target():
-    """The Authenticator Configuration of the key passkeys migrate to: for now a
-    key with built-in UV whose credentials are backed up (BE=1, BS=1). Once the
-    profiles land, the one line to switch to is
-    `return {**BASE, "ferrokey:profile": "synced-passkey"}`."""
-    return {**BASE, "hasResidentKey": True, "hasUserVerification": True, "isUserVerified": True,
-            "defaultBackupEligibility": True, "defaultBackupState": True}
+    """The Authenticator Configuration of the key passkeys migrate to: a
+    passkey provider (profile synced-passkey: BE=1, BS=1, built-in UV,
+    attestation none, signCount always 0)."""
+    return {**BASE, "ferrokey:profile": "synced-passkey"}
 
 
 def ferrokey_bin() -> str:

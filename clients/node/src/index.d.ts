@@ -36,7 +36,12 @@ export interface VendorOptions {
   productId?: number;
   manufacturer?: string;
   product?: string;
-  profile?: string;
+  /** security-key (default), ctap2.0, u2f, synced-passkey, strict (README: Profiles). */
+  profile?: 'security-key' | 'ctap2.0' | 'u2f' | 'synced-passkey' | 'strict' | string;
+  /** A profile written out (the --profile-file format, inline). */
+  profileSpec?: Json;
+  counterMode?: 'per-credential' | 'global' | 'zero' | 'random';
+  quirks?: string[];
   pin?: string;
   pinState?: PinStateName;
   [option: string]: unknown;

@@ -46,6 +46,9 @@ pub fn key_options(args: &ServeArgs) -> KeyOptions {
         bio: args.bio,
         enterprise_attestation: args.enterprise,
         enterprise_rp_ids: args.enterprise_rp.clone(),
+        profile: args.profile.clone(),
+        counter_mode: args.counter_mode,
+        quirks: args.quirks.clone(),
         ..KeyOptions::default()
     }
 }
@@ -80,6 +83,16 @@ pub fn start_pin(
     crate::key::pin::PinSecret::new(text.to_string())
         .map(Some)
         .map_err(|e| anyhow::anyhow!("the PIN given to serve: {e}"))
+}
+
+/// [`key_options`] with `--profile-file` read in (its errors name the file
+/// and the field).
+pub fn key_options_with_profile_file(args: &ServeArgs) -> Result<KeyOptions> {
+    let mut options = key_options(args);
+    if let Some(path) = &args.profile_file {
+        options.profile_spec = Some(crate::profile::ProfileSpec::load(path)?);
+    }
+    Ok(options)
 }
 
 /// The `usbip attach` command for a key served at `addr`.
@@ -123,7 +136,7 @@ impl Signals {
 
 /// `ferrokey serve`.
 pub fn run(args: ServeArgs) -> Result<()> {
-    let mut options = key_options(&args);
+    let mut options = key_options_with_profile_file(&args)?;
     options.pin = start_pin(&args, std::env::var_os(PIN_ENV))?;
     options.validate()?;
     let root = state_dir(&args.state)?;
@@ -419,6 +432,57 @@ mod tests {
         assert!(!parse(&[]).unwrap().bio);
         assert!(parse(&["--bio", "--uv", "auto"]).is_err());
         assert!(parse(&["--enterprise-rp", "a.example"]).is_err());
+    }
+
+    #[test]
+    fn profile_flags_map_onto_key_options() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "ferrokey",
+            "--profile",
+            "ctap2.0",
+            "--counter-mode",
+            "random",
+            "--quirk",
+            "reject-silent-authentication",
+            "--quirk",
+            "one-credential-per-list",
+        ])
+        .unwrap();
+        let options = key_options(&cli.serve);
+        assert_eq!(options.profile.as_deref(), Some("ctap2.0"));
+        assert_eq!(options.quirks.len(), 2);
+        let profile = options.resolved_profile().unwrap();
+        assert!(!profile.versions.fido_2_1);
+        assert_eq!(profile.max_creds_in_list, 1);
+        assert_eq!(
+            profile.counter_mode,
+            ferrokey::authenticator::CounterMode::RandomIncrements
+        );
+        for bad in [
+            ["--profile", "yubikey"],
+            ["--quirk", "nope"],
+            ["--counter-mode", "sometimes"],
+        ] {
+            let error = crate::cli::Cli::try_parse_from(["ferrokey", bad[0], bad[1]])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(bad[1]), "{error}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "maxMsgSize = 3\n").unwrap();
+        let cli =
+            crate::cli::Cli::try_parse_from(["ferrokey", "--profile-file", path.to_str().unwrap()])
+                .unwrap();
+        let error = format!(
+            "{:#}",
+            key_options_with_profile_file(&cli.serve).unwrap_err()
+        );
+        assert!(
+            error.contains("p.toml") && error.contains("maxMsgSize"),
+            "{error}"
+        );
     }
 
     #[test]

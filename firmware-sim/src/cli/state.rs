@@ -89,6 +89,8 @@ pub struct CoreFlags {
     pub bio: bool,
     /// Enterprise attestation (the key's own certificate and RP IDs).
     pub enterprise: Option<ferrokey::authenticator::EnterpriseAttestation>,
+    /// The profile the key presents (its behaviours applied over the above).
+    pub profile: ferrokey::profile::Profile,
 }
 
 /// Starts the core over an opened key state, with `flags`. `dir` is only for messages.
@@ -113,6 +115,7 @@ pub fn start_authenticator<U: UserPresence>(
         ..Config::default()
     };
     attestation.apply(&mut config);
+    flags.profile.apply(&mut config);
     let platform = Platform {
         storage,
         presence,

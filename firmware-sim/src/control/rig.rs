@@ -41,7 +41,7 @@ pub fn status(key: &KeyRef) -> Value {
         "touch": on_off(switch.is_touched()),
         "presence": switch.policy().map_or(info.options.presence_name(), |p| p.name()),
         "uv": match switch.uv_policy() {
-            None => info.options.uv.name(),
+            None => info.options.effective_uv().name(),
             Some(UvStatus::Verified) => "approve",
             Some(UvStatus::Failed) => "deny",
         },
@@ -121,7 +121,7 @@ pub async fn uv(
             ))
         }
     };
-    if !key.info().options.uv.is_builtin() {
+    if !key.info().options.effective_uv().is_builtin() {
         return Err(ApiError::new(
             ErrorCode::UnsupportedOperation,
             "the key has no built-in user verification (started with --uv off)",

@@ -80,6 +80,8 @@ struct Recipe {
     attestation: KeyAttestation,
     presence: PresenceKind,
     options: KeyOptions,
+    /// The profile the options resolve to.
+    profile: ferrokey::profile::Profile,
     wake: Arc<Notify>,
     label: Label,
     switch: PresenceSwitch,
@@ -105,7 +107,7 @@ impl Recipe {
         }
         .with_switch(self.switch.clone())
         .with_label(self.label.clone())
-        .with_uv(self.options.uv);
+        .with_uv(self.options.effective_uv());
         let app = start_authenticator(
             &self.dir,
             storage,
@@ -113,13 +115,14 @@ impl Recipe {
             &self.identity,
             &self.attestation,
             CoreFlags {
-                builtin_uv: self.options.uv.is_builtin(),
+                builtin_uv: self.options.effective_uv().is_builtin(),
                 exportable: self.options.exportable,
                 default_backup_eligible: self.options.default_backup_eligibility,
                 default_backup_state: self.options.default_backup_state,
                 reset_window: self.options.reset_window_in_force(),
                 bio: self.options.bio,
                 enterprise: self.enterprise.clone(),
+                profile: self.profile,
             },
         )?;
         Ok(KeyCore::new(
@@ -229,10 +232,12 @@ impl KeyBuilder {
                 pin: None,
                 ..options.clone()
             },
+            profile: options.resolved_profile().map_err(anyhow::Error::msg)?,
             wake: wake.clone(),
             label: label.clone(),
             switch: switch.clone(),
         };
+        let recipe_aaguid = recipe.profile.aaguid.unwrap_or(identity.aaguid);
         let mut first = recipe.start(storage)?;
         if let Some(state) = options.pin_state_at_start() {
             let pin = options.pin.as_ref().map(PinSecret::expose);
@@ -252,7 +257,7 @@ impl KeyBuilder {
             number,
             dir,
             usb,
-            aaguid: identity.aaguid,
+            aaguid: recipe_aaguid,
             core,
             wake,
             label,

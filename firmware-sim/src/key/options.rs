@@ -16,6 +16,8 @@ use crate::identity::{
     FERROKEY_AAGUID,
 };
 use crate::presence::{PresenceMode, UvMode};
+use crate::profile::{builtin_profile, quirk, CounterModeName, ProfileSpec};
+use ferrokey::profile::{AttestationKind, Profile};
 
 pub use crate::attestation::AttestationMode;
 
@@ -77,6 +79,16 @@ pub struct KeyOptions {
     /// RP IDs given vendor-facilitated enterprise attestation
     /// (enterpriseAttestation 1); platform-managed (2) serves any RP.
     pub enterprise_rp_ids: Vec<String>,
+    /// The built-in profile the key presents (`security-key` when left out;
+    /// see [`crate::profile`]).
+    pub profile: Option<String>,
+    /// A profile written out (a `--profile-file`'s content, or inline):
+    /// its `base`, or `profile`, with the fields it names replaced.
+    pub profile_spec: Option<ProfileSpec>,
+    /// The counter mode, over the profile's.
+    pub counter_mode: Option<CounterModeName>,
+    /// Quirks turned on over the profile's, by name.
+    pub quirks: Vec<String>,
 }
 
 /// The most RP IDs of vendor-facilitated enterprise attestation.
@@ -103,6 +115,10 @@ impl Default for KeyOptions {
             bio: false,
             enterprise_attestation: false,
             enterprise_rp_ids: Vec::new(),
+            profile: None,
+            profile_spec: None,
+            counter_mode: None,
+            quirks: Vec::new(),
         }
     }
 }
@@ -169,6 +185,20 @@ impl KeyOptions {
         }
         self.check_pin_state(&mut problems);
         self.validate_bio_and_enterprise(&mut problems);
+        match self.resolved_profile() {
+            Err(problem) => problems.push(problem),
+            Ok(profile) => {
+                let batch = profile.attestation == AttestationKind::Device
+                    && self.attestation.uses_certificates();
+                if let Some(aaguid) = profile.aaguid.filter(|a| batch && *a != FERROKEY_AAGUID) {
+                    problems.push(format!(
+                        "the profile's aaguid {} differs from the batch attestation certificate's {}; use attestation \"self\" or \"none\"",
+                        Aaguid(aaguid),
+                        Aaguid(FERROKEY_AAGUID)
+                    ));
+                }
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -199,10 +229,10 @@ impl KeyOptions {
 
     /// The checks of `bio`, `enterpriseAttestation` and `enterpriseRpIds`.
     fn validate_bio_and_enterprise(&self, problems: &mut Vec<String>) {
-        if self.bio && self.uv.is_builtin() {
+        if self.bio && self.effective_uv().is_builtin() {
             problems.push(format!(
                 "bio and uv {} exclude each other (the fingerprint sensor is the key's built-in user verification)",
-                self.uv.name()
+                self.effective_uv().name()
             ));
         }
         if !self.enterprise_rp_ids.is_empty() && !self.enterprise_attestation {
@@ -230,6 +260,45 @@ impl KeyOptions {
                     "enterprise RP ID {id:?} must be 1 to {max} bytes without spaces"
                 ));
             }
+        }
+    }
+
+    /// The profile the key presents: `profile` (default `security-key`),
+    /// `profileSpec` over it, then `quirks` and `counterMode`; checked. The
+    /// error names the option and the field.
+    pub fn resolved_profile(&self) -> Result<Profile, String> {
+        let mut profile = match &self.profile_spec {
+            Some(spec) => spec
+                .resolve(self.profile.as_deref())
+                .map_err(|e| format!("profileSpec: {e}"))?,
+            None => builtin_profile(self.profile.as_deref().unwrap_or("security-key"))
+                .map_err(|e| format!("profile: {e}"))?,
+        };
+        for name in &self.quirks {
+            profile = profile.with_quirk(quirk(name).map_err(|e| format!("quirks: {e}"))?);
+        }
+        if let Some(mode) = self.counter_mode {
+            profile.counter_mode = mode.into();
+        }
+        profile.check().map_err(|e| format!("profile: {e}"))?;
+        Ok(profile)
+    }
+
+    /// The profile's name: a built-in one's, or `custom` for a spec.
+    pub fn profile_name(&self) -> String {
+        let base = self.profile.as_deref().unwrap_or("security-key");
+        match &self.profile_spec {
+            Some(spec) => format!("custom (base {})", spec.base.as_deref().unwrap_or(base)),
+            None => base.to_string(),
+        }
+    }
+
+    /// The built-in user verification in force: `uv`, or `auto` when it is
+    /// `off` and the profile has built-in UV (a passkey provider).
+    pub fn effective_uv(&self) -> UvMode {
+        match self.resolved_profile() {
+            Ok(profile) if profile.builtin_uv && self.uv == UvMode::Off => UvMode::Auto,
+            _ => self.uv,
         }
     }
 
@@ -431,6 +500,60 @@ mod tests {
             ..KeyOptions::default()
         };
         assert!(none.validate().unwrap_err().0[0].contains("other than none"));
+    }
+
+    #[test]
+    fn profile_options_parse_resolve_and_are_checked() {
+        let options = parse(json!({
+            "profile": "synced-passkey",
+            "counterMode": "global",
+            "quirks": ["reject-silent-authentication"],
+        }))
+        .unwrap();
+        assert!(options.validate().is_ok(), "{:?}", options.validate());
+        let profile = options.resolved_profile().unwrap();
+        assert_eq!(
+            profile.counter_mode,
+            ferrokey::authenticator::CounterMode::Global
+        );
+        assert!(profile.backup_state && profile.quirks.reject_silent_authentication);
+        assert_eq!(
+            options.effective_uv(),
+            UvMode::Auto,
+            "synced-passkey has built-in UV"
+        );
+        assert_eq!(options.profile_name(), "synced-passkey");
+        let spec =
+            parse(json!({"profile": "ctap2.0", "profileSpec": {"maxMsgSize": 2048}})).unwrap();
+        assert_eq!(spec.resolved_profile().unwrap().max_msg_size, 2048);
+        assert_eq!(spec.profile_name(), "custom (base ctap2.0)");
+        assert_eq!(
+            KeyOptions::default().resolved_profile(),
+            Ok(Profile::default())
+        );
+        assert_eq!(KeyOptions::default().effective_uv(), UvMode::Off);
+        for (value, needle) in [
+            (
+                json!({"profile": "yubikey"}),
+                "profile: unknown profile \"yubikey\"",
+            ),
+            (json!({"quirks": ["x"]}), "quirks: unknown quirk \"x\""),
+            (
+                json!({"profileSpec": {"maxMsgSize": 1}}),
+                "profileSpec: maxMsgSize",
+            ),
+            (
+                json!({"profileSpec": {"aaguid": "00112233-4455-6677-8899-aabbccddeeff"}}),
+                "the profile's aaguid",
+            ),
+        ] {
+            let problems = parse(value.clone()).unwrap().validate().unwrap_err().0;
+            assert!(
+                problems.iter().any(|p| p.starts_with(needle)),
+                "{value}: {problems:?}"
+            );
+        }
+        assert!(parse(json!({"counterMode": "sometimes"})).is_err());
     }
 
     #[test]

@@ -182,6 +182,10 @@ impl<A: App> App for Recorded<A> {
         self.inner.supports_ctap1()
     }
 
+    fn supports_cbor(&self) -> bool {
+        self.inner.supports_cbor()
+    }
+
     fn transport_reset(&mut self) {
         self.end_waiting(CtapEnd::Withdrawn);
         self.inner.transport_reset();

@@ -53,6 +53,12 @@ pub fn describe(key: &KeyRef) -> Value {
         "stateDir": info.state_dir.display().to_string(),
         "hidraw": hidraw_node(key),
         "options": serde_json::to_value(&info.options).unwrap_or(Value::Null),
+        "profile": info.options.profile_name(),
+        "profileDetails": info
+            .options
+            .resolved_profile()
+            .map(|p| crate::profile::describe(&p))
+            .unwrap_or(Value::Null),
     });
     out["status"] = rig::status(key);
     out
@@ -72,19 +78,27 @@ fn hidraw_node(key: &KeyRef) -> Value {
     .map_or(Value::Null, |node| json!(node.display().to_string()))
 }
 
+/// The built-in profile of a WebDriver protocol: `ctap1/u2f` is a U2F-only
+/// key, `ctap2` a CTAP 2.0 key, `ctap2_1` today's key.
+pub fn protocol_profile(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::U2f => "u2f",
+        Protocol::Ctap2 => "ctap2.0",
+        Protocol::Ctap2_1 => "security-key",
+    }
+}
+
 /// The [`KeyOptions`] an Authenticator Configuration asks for.
 pub fn key_options(config: &AuthenticatorConfig) -> Result<KeyOptions, ApiError> {
-    if config.protocol == Protocol::U2f {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedOperation,
-            "protocol ctap1/u2f: a ferrokey key is a CTAP 2.1 key that also speaks U2F; a U2F-only key \
-             is not simulated (use \"ctap2_1\")",
-        ));
-    }
     let mut options: KeyOptions = serde_json::from_value(Value::Object(config.vendor.clone()))
         .map_err(|e| ApiError::invalid_argument(format!("ferrokey: options: {e}")))?;
     options.default_backup_eligibility = config.default_backup_eligibility;
     options.default_backup_state = config.default_backup_state;
+    // The WebDriver protocol picks the profile unless ferrokey:profile or
+    // ferrokey:profileSpec names one.
+    if options.profile.is_none() && options.profile_spec.is_none() {
+        options.profile = Some(protocol_profile(config.protocol).to_string());
+    }
     if !config.vendor.contains_key("uv") {
         options.uv = match (config.has_user_verification, config.is_user_verified) {
             (false, _) => UvMode::Off,
@@ -178,7 +192,7 @@ pub async fn set_uv(
 ) -> ApiResult {
     let key = key_by_id(&control, &id)?;
     let SetUv { is_user_verified } = parse(body)?;
-    if !key.info().options.uv.is_builtin() {
+    if !key.info().options.effective_uv().is_builtin() {
         return Err(ApiError::new(
             ErrorCode::UnsupportedOperation,
             "the authenticator has no user verification (created without hasUserVerification)",
@@ -358,16 +372,50 @@ mod tests {
     }
 
     #[test]
+    fn the_webdriver_protocol_picks_the_profile() {
+        let profile = |protocol: &str, extra: Value| {
+            let mut config = json!({"protocol": protocol, "transport": "usb"});
+            for (k, v) in extra.as_object().unwrap() {
+                config[k] = v.clone();
+            }
+            let options = options(config).unwrap();
+            (options.profile_name(), options.resolved_profile().unwrap())
+        };
+        let (name, u2f) = profile("ctap1/u2f", json!({}));
+        assert_eq!(name, "u2f");
+        assert!(!u2f.versions.ctap2());
+        assert_eq!(profile("ctap2", json!({})).0, "ctap2.0");
+        assert_eq!(profile("ctap2_1", json!({})).0, "security-key");
+        // ferrokey:profile and ferrokey:profileSpec win over the protocol.
+        let (name, synced) = profile("ctap2_1", json!({"ferrokey:profile": "synced-passkey"}));
+        assert_eq!(name, "synced-passkey");
+        assert!(synced.backup_state);
+        let (name, custom) = profile(
+            "ctap2",
+            json!({"ferrokey:profileSpec": {"base": "strict"}, "ferrokey:counterMode": "zero",
+                   "ferrokey:quirks": ["reject-all-extensions"]}),
+        );
+        assert_eq!(name, "custom (base strict)");
+        assert!(custom.quirks.reject_all_extensions && custom.quirks.reject_long_lists);
+        assert_eq!(
+            custom.counter_mode,
+            ferrokey::authenticator::CounterMode::Zero
+        );
+    }
+
+    #[test]
     fn what_the_key_cannot_be_is_refused() {
         let with = |key: &str, value: Value| {
             let mut config = json!({"protocol": "ctap2_1", "transport": "usb"});
             config[key] = value;
             options(config).unwrap_err()
         };
-        assert_eq!(
-            with("protocol", json!("ctap1/u2f")).0,
-            ErrorCode::UnsupportedOperation
-        );
+        let (code, message) = with("ferrokey:profile", json!("yubikey"));
+        assert_eq!(code, ErrorCode::InvalidArgument);
+        assert!(message.contains("unknown profile"), "{message}");
+        let (code, message) = with("ferrokey:profileSpec", json!({"maxMsgSize": 9}));
+        assert_eq!(code, ErrorCode::InvalidArgument);
+        assert!(message.contains("profileSpec: maxMsgSize"), "{message}");
         assert_eq!(
             with("defaultBackupState", json!(true)).0,
             ErrorCode::InvalidArgument
