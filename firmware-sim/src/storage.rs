@@ -541,6 +541,22 @@ fn decode_record(path: &Path, id: u32, bytes: &[u8]) -> Result<Secret, OpenError
     Ok(Secret::new(payload.to_vec()))
 }
 
+/// The record file codec, for the fuzz targets (`fuzz/`): not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// [`encode_record`]: record `id` holding `value`, in the file format.
+    pub fn encode(id: u32, value: &[u8]) -> Secret {
+        encode_record(id, value)
+    }
+
+    /// [`decode_record`]: the value of record `id` from a file's bytes.
+    pub fn decode(id: u32, bytes: &[u8]) -> Result<Secret, OpenError> {
+        decode_record(Path::new("fuzz-input"), id, bytes)
+    }
+}
+
 /// A file's contents read into one allocation of the file's size (plus one
 /// byte to see the end), so no grown-and-freed copy of a record is left behind.
 fn read_whole(path: &Path) -> io::Result<Vec<u8>> {

@@ -30,10 +30,11 @@ printf '#!/bin/sh\necho "3 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/b
 printf '#!/bin/sh\necho "4 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/conformance/run-fido2-suite.sh"
 printf '#!/bin/sh\necho "clients-unit: 8 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/clients/run-clients-tests.sh"
 printf '#!/bin/sh\necho "clients-browser: 7 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/clients/run-clients-e2e.sh"
+printf '#!/bin/sh\necho "10 passed, 0 failed, 0 skipped"\n' > "$work/repo/tools/fuzz-smoke"
 chmod +x "$work/bin/cargo" "$work/repo/tests/lib/test_test_all.sh" "$work/repo/tests/e2e/run-kernel-e2e.sh" \
   "$work/repo/tests/browser/run-browser-e2e.sh" "$work/repo/tests/control/run-control-tests.sh" \
   "$work/repo/tests/attestation/run-attestation-tests.sh" "$work/repo/tests/clients/run-clients-tests.sh" \
-  "$work/repo/tests/clients/run-clients-e2e.sh"
+  "$work/repo/tests/clients/run-clients-e2e.sh" "$work/repo/tools/fuzz-smoke"
 # run-fido2-suite.sh is left without its executable bit.
 
 out=$(cd "$work/repo" && PATH="$work/bin:$PATH" bash tools/test-all --no-mutants 2>&1)
@@ -52,7 +53,13 @@ check "the browser stage still ran after the kernel failure" grep -q "^PASS brow
 check "the host stages ran" grep -q "^PASS control: exit 0; 6 passed" <<< "$out"
 check "the attestation stage ran" grep -q "^PASS attestation: exit 0; 2 passed" <<< "$out"
 check "the client stages ran" grep -q "^PASS clients-browser: exit 0; clients-browser: 7 passed" <<< "$out"
-check "the totals add up the stages" test "$(tail -n1 <<< "$out")" = "41 passed, 2 failed, 1 skipped"
+check "the fuzz stage ran" grep -q "^PASS fuzz: exit 0; 10 passed" <<< "$out"
+check "the totals add up the stages" test "$(tail -n1 <<< "$out")" = "51 passed, 2 failed, 1 skipped"
+no_fuzz=$(cd "$work/repo" && PATH="$work/bin:$PATH" bash tools/test-all --no-mutants --no-fuzz 2>&1)
+logs2=$(sed -n 's/^== summary (logs in \(.*\))$/\1/p' <<< "$no_fuzz")
+case "$logs2" in /tmp/ferrokey-test-all.*) rm -rf "$logs2" ;; esac
+check "--no-fuzz reports the fuzz stage as skipped" grep -q "^SKIP fuzz: left out" <<< "$no_fuzz"
+check "--no-fuzz leaves the fuzz counts out" test "$(tail -n1 <<< "$no_fuzz")" = "41 passed, 2 failed, 1 skipped"
 if [ "$failed" != 0 ]; then
   echo "--- test-all output:"; echo "$out"
 fi
