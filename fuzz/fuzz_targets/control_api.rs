@@ -92,8 +92,8 @@ fuzz_target!(|data: &[u8]| {
     let describe = format!("{} {}", request.method(), request.uri());
     let setup = setup();
     setup.runtime.block_on(async {
-        let answer = tokio::time::timeout(Duration::from_secs(5), setup.app.clone().oneshot(request))
-            .await;
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), setup.app.clone().oneshot(request)).await;
         let Ok(answer) = answer else {
             // A handler waiting (for a touch, a key's thread): the router's
             // own time limit answers it later; not an error of the input.
@@ -117,14 +117,18 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             !status.is_server_error(),
             "{describe}: {status}: {:?}",
-            body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
+            body.as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
         );
         if let Some(body) = body {
             if status.as_u16() == 204 || body.is_empty() && status.is_redirection() {
                 return;
             }
             let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
-                panic!("{describe}: {status}: not JSON: {}", String::from_utf8_lossy(&body))
+                panic!(
+                    "{describe}: {status}: not JSON: {}",
+                    String::from_utf8_lossy(&body)
+                )
             });
             if !status.is_success() {
                 let error = &json["value"]["error"];

@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((selector, id)) = data.split_first() else {
         return;
     };
-    let rp = if selector & 1 == 0 { RP } else { "other.example" };
+    let rp = if selector & 1 == 0 {
+        RP
+    } else {
+        "other.example"
+    };
     let rp_hash = sha256(rp.as_bytes());
     let key = WrapKey::derive(&[SEED as u8; 32]).unwrap_or_else(|_| panic!("derive"));
     if let Ok(opened) = credential::unwrap(&key, &rp_hash, id) {

@@ -46,10 +46,7 @@ impl Platform {
     fn auth(&self, auth: &Auth, message: &[u8]) -> Option<(Vec<u8>, u8)> {
         match auth {
             Auth::None => None,
-            Auth::Token => self
-                .token
-                .as_ref()
-                .map(|t| (t.mac(&[message]), t.protocol)),
+            Auth::Token => self.token.as_ref().map(|t| (t.mac(&[message]), t.protocol)),
             Auth::Garbage(param, protocol) => Some((param.clone(), *protocol)),
             Auth::Empty(protocol) => Some((Vec::new(), *protocol)),
         }
@@ -69,8 +66,14 @@ fn extensions(list: &[Extension]) -> Vec<(String, Value)> {
             Extension::HmacSecretGet { salts } => (
                 "hmac-secret".into(),
                 Value::Map(vec![
-                    (int(1), Value::Map(vec![(int(1), int(2)), (int(3), int(-25))])),
-                    (int(2), bytes(&vec![*salts; 32 * (1 + usize::from(*salts % 2))])),
+                    (
+                        int(1),
+                        Value::Map(vec![(int(1), int(2)), (int(3), int(-25))]),
+                    ),
+                    (
+                        int(2),
+                        bytes(&vec![*salts; 32 * (1 + usize::from(*salts % 2))]),
+                    ),
                     (int(3), bytes(&[*salts; 16])),
                 ]),
             ),
@@ -357,9 +360,12 @@ fn client_pin(local: &mut Local<'_>, platform: &mut Platform, op: &PinOp) {
                 "9999".to_string()
             };
             let rp = rp.as_ref().map(Rp::id);
-            if let Ok(token) =
-                ClientPin::new(protocol_of(*protocol)).token(local, &pin, *permissions, rp.as_deref())
-            {
+            if let Ok(token) = ClientPin::new(protocol_of(*protocol)).token(
+                local,
+                &pin,
+                *permissions,
+                rp.as_deref(),
+            ) {
                 platform.token = Some(token);
             }
         }

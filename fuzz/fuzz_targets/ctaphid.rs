@@ -85,10 +85,9 @@ impl Host {
                     .insert(cid, (cmd, bcnt, data[..take].to_vec(), 0));
             }
             Packet::Cont { seq, data, .. } => {
-                let (_, bcnt, payload, next) = self
-                    .partial
-                    .get_mut(&cid)
-                    .unwrap_or_else(|| panic!("continuation packet on {cid:08x} without a message"));
+                let (_, bcnt, payload, next) = self.partial.get_mut(&cid).unwrap_or_else(|| {
+                    panic!("continuation packet on {cid:08x} without a message")
+                });
                 assert_eq!(seq, *next, "continuation out of sequence on {cid:08x}");
                 *next += 1;
                 let take = (*bcnt - payload.len()).min(data.len());
@@ -113,7 +112,10 @@ impl Host {
             Some(Command::Init) => {
                 assert_eq!(payload.len(), 17, "INIT response length");
                 let new = u32::from_be_bytes([payload[8], payload[9], payload[10], payload[11]]);
-                assert!(new != 0 && new != BROADCAST_CID, "INIT gave channel {new:08x}");
+                assert!(
+                    new != 0 && new != BROADCAST_CID,
+                    "INIT gave channel {new:08x}"
+                );
                 if !self.allocated.contains(&new) {
                     self.allocated.push(new);
                 }

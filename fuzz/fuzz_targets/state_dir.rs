@@ -31,19 +31,44 @@ use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 enum Damage {
-    Truncate { file: u8, at: u16 },
-    Flip { file: u8, at: u16, xor: u8 },
-    Replace { file: u8, data: Vec<u8> },
-    Swap { a: u8, b: u8 },
-    Delete { file: u8 },
+    Truncate {
+        file: u8,
+        at: u16,
+    },
+    Flip {
+        file: u8,
+        at: u16,
+        xor: u8,
+    },
+    Replace {
+        file: u8,
+        data: Vec<u8>,
+    },
+    Swap {
+        a: u8,
+        b: u8,
+    },
+    Delete {
+        file: u8,
+    },
     /// The same file of the other key's state.
-    FromOtherKey { file: u8 },
+    FromOtherKey {
+        file: u8,
+    },
     /// A file the loader does not know.
-    Foreign { name: String, data: Vec<u8> },
+    Foreign {
+        name: String,
+        data: Vec<u8>,
+    },
     /// A leftover temporary file of a record.
-    Leftover { file: u8, data: Vec<u8> },
+    Leftover {
+        file: u8,
+        data: Vec<u8>,
+    },
     /// A directory where a file should be.
-    Directory { file: u8 },
+    Directory {
+        file: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -84,8 +109,8 @@ fn make_state(builder: &KeyBuilder, number: u32) -> Vec<(String, Vec<u8>)> {
             presence: ScriptedPresence::new(PresenceScript::Approve),
             rng: seeded_rng(u64::from(number)),
         };
-        let mut auth = Authenticator::new(platform, config())
-            .unwrap_or_else(|e| panic!("template core: {e}"));
+        let mut auth =
+            Authenticator::new(platform, config()).unwrap_or_else(|e| panic!("template core: {e}"));
         populate(&mut auth);
     }
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
@@ -227,7 +252,10 @@ fuzz_target!(|input: Input| {
 
 /// INIT, getInfo and a getAssertion over CTAPHID, parsed strictly.
 fn exercise<C: ReportCore>(core: &mut C) {
-    let mut client = CtapHidClient::new(CoreTransport { core, now_ms: 1_000 });
+    let mut client = CtapHidClient::new(CoreTransport {
+        core,
+        now_ms: 1_000,
+    });
     client.set_timeout(Duration::from_millis(10));
     client
         .init()

@@ -29,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
         1 => {
             if let Ok(state) = PinState::decode(bytes) {
                 let mut out = [0u8; ferrokey::pin::state::MAX_ENCODED_LEN];
-                let len = state.encode(&mut out).unwrap_or_else(|| panic!("re-encode"));
+                let len = state
+                    .encode(&mut out)
+                    .unwrap_or_else(|| panic!("re-encode"));
                 let again = PinState::decode(&out[..len]).unwrap_or_else(|e| {
                     panic!("a decoded PIN record does not decode after re-encoding: {e:?}")
                 });

@@ -26,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
     for _ in 0..64 {
         match Command::decode(rest) {
             Ok(Some((command, used))) => {
-                assert!(used > 0 && used <= rest.len(), "used {used} of {}", rest.len());
+                assert!(
+                    used > 0 && used <= rest.len(),
+                    "used {used} of {}",
+                    rest.len()
+                );
                 let encoded = command.encode();
                 let again = Command::decode(&encoded)
                     .unwrap_or_else(|e| panic!("a decoded command does not re-decode: {e}"));

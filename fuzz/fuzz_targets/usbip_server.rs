@@ -90,6 +90,10 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     if reply.len() >= 2 {
-        assert_eq!(&reply[..2], &[0x01, 0x11], "reply with a wrong USB/IP version");
+        assert_eq!(
+            &reply[..2],
+            &[0x01, 0x11],
+            "reply with a wrong USB/IP version"
+        );
     }
 });

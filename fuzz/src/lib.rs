@@ -223,7 +223,11 @@ pub fn populate<S: Storage>(
         .unwrap_or_else(|e| panic!("setPin: {e}"));
     assert_eq!(status, 0, "setPin");
     let mut credential_ids = Vec::new();
-    for (user, rk) in [(&b"alice"[..], true), (&b"bob"[..], true), (&b"carol"[..], false)] {
+    for (user, rk) in [
+        (&b"alice"[..], true),
+        (&b"bob"[..], true),
+        (&b"carol"[..], false),
+    ] {
         // A makeCredential spends the token's mc permission: one token each.
         let token = pin
             .token(&mut local, PIN, Some(0x01 | 0x02 | 0x04 | 0x10), Some(RP))

@@ -50,9 +50,12 @@ impl Cbor {
             Cbor::Bool(b) => Value::Bool(*b),
             Cbor::Null => Value::Null,
             Cbor::Array(items) => Value::Array(items.iter().map(Leaf::value).collect()),
-            Cbor::Map(entries) => {
-                Value::Map(entries.iter().map(|(k, v)| (k.value(), v.value())).collect())
-            }
+            Cbor::Map(entries) => Value::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.value(), v.value()))
+                    .collect(),
+            ),
             Cbor::Tag(tag, inner) => Value::Tag(*tag, Box::new(inner.value())),
             Cbor::Float(f) => Value::Float(*f),
         }
@@ -111,12 +114,29 @@ pub enum PinOp {
     GetRetries(u8),
     GetKeyAgreement(u8),
     SetPin(u8, String),
-    ChangePin { protocol: u8, current_correct: bool, new: String },
-    Token { protocol: u8, correct: bool, permissions: Option<u8>, rp: Option<Rp> },
-    UvToken { protocol: u8, permissions: u8, rp: Option<Rp> },
+    ChangePin {
+        protocol: u8,
+        current_correct: bool,
+        new: String,
+    },
+    Token {
+        protocol: u8,
+        correct: bool,
+        permissions: Option<u8>,
+        rp: Option<Rp>,
+    },
+    UvToken {
+        protocol: u8,
+        permissions: u8,
+        rp: Option<Rp>,
+    },
     UvRetries,
     /// Any subcommand with arbitrary parameters.
-    Raw { protocol: Option<u8>, sub: u8, extra: Vec<(u8, Cbor)> },
+    Raw {
+        protocol: Option<u8>,
+        sub: u8,
+        extra: Vec<(u8, Cbor)>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -182,4 +202,3 @@ pub struct Input {
     /// The requests.
     pub steps: Vec<Step>,
 }
-

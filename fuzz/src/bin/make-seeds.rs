@@ -206,7 +206,12 @@ fn ctap2_requests() -> Vec<(String, Vec<u8>)> {
         command(
             0x0C,
             &int_map(vec![
-                (2, bytes(&ferrokey_test_support::ctap2::serialized_large_blob_array(&[]))),
+                (
+                    2,
+                    bytes(&ferrokey_test_support::ctap2::serialized_large_blob_array(
+                        &[],
+                    )),
+                ),
                 (3, int(0)),
                 (4, int(17)),
             ]),
@@ -281,7 +286,12 @@ fn ctaphid_seeds(seeds: &mut Seeds, requests: &[(String, Vec<u8>)]) {
         cut: None,
     };
     for (name, request) in requests.iter().take(6) {
-        let script = [init.clone(), on(0x10, request.clone()), Op::Wait(200), Op::Drain];
+        let script = [
+            init.clone(),
+            on(0x10, request.clone()),
+            Op::Wait(200),
+            Op::Drain,
+        ];
         seeds.put("ctaphid", name, &hid_script::encode(0, &script));
     }
     let big = vec![0x5A; 7609];
@@ -374,7 +384,9 @@ fn ctaphid_seeds(seeds: &mut Seeds, requests: &[(String, Vec<u8>)]) {
             "raw-reports",
             0,
             vec![
-                Op::Report(vec![0xFF, 0xFF, 0xFF, 0xFF, 0x86, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]),
+                Op::Report(vec![
+                    0xFF, 0xFF, 0xFF, 0xFF, 0x86, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+                ]),
                 Op::OnChannel(Channel::Allocated(0), vec![0; 60]),
                 Op::Report(vec![]),
                 Op::Drain,
@@ -426,14 +438,22 @@ fn structured_seeds(seeds: &mut Seeds) {
 fn credential_id_seeds(seeds: &mut Seeds) {
     let t = template();
     for (i, id) in t.credential_ids.iter().enumerate() {
-        seeds.put("credential_id", &format!("template-{i}"), &[&[0][..], id].concat());
+        seeds.put(
+            "credential_id",
+            &format!("template-{i}"),
+            &[&[0][..], id].concat(),
+        );
     }
     seeds.put(
         "credential_id",
         "other-rp",
         &[&[1][..], &t.credential_ids[0]].concat(),
     );
-    seeds.put("credential_id", "u2f-key-handle", &[&[0][..], &t.key_handle].concat());
+    seeds.put(
+        "credential_id",
+        "u2f-key-handle",
+        &[&[0][..], &t.key_handle].concat(),
+    );
     let mut truncated = vec![0];
     truncated.extend_from_slice(&t.credential_ids[0][..40]);
     seeds.put("credential_id", "truncated", &truncated);
@@ -462,7 +482,11 @@ fn record_seeds(seeds: &mut Seeds) {
             &[&[4, n as u8][..], value].concat(),
         );
         let file = firmware_sim::storage::fuzzing::encode(0x100, value);
-        seeds.put("state_records", &format!("file-{n}"), &[&[3][..], &file].concat());
+        seeds.put(
+            "state_records",
+            &format!("file-{n}"),
+            &[&[3][..], &file].concat(),
+        );
     }
 }
 
@@ -478,8 +502,24 @@ fn usbip_seeds(seeds: &mut Seeds) {
     let mut init = [0u8; 64];
     init[..7].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0x86, 0, 8]);
     let mut session = raw::op_import("1-1");
-    session.extend(raw::cmd_submit(1, devid, 1, 0, 18, get_descriptor(1, 18), &[]));
-    session.extend(raw::cmd_submit(2, devid, 1, 0, 255, get_descriptor(2, 255), &[]));
+    session.extend(raw::cmd_submit(
+        1,
+        devid,
+        1,
+        0,
+        18,
+        get_descriptor(1, 18),
+        &[],
+    ));
+    session.extend(raw::cmd_submit(
+        2,
+        devid,
+        1,
+        0,
+        255,
+        get_descriptor(2, 255),
+        &[],
+    ));
     session.extend(raw::cmd_submit(
         3,
         devid,
@@ -524,8 +564,8 @@ fn usbip_seeds(seeds: &mut Seeds) {
 
 /// Control API requests from the OpenAPI document's paths and examples.
 fn control_seeds(seeds: &mut Seeds) {
-    let doc: serde_json::Value =
-        serde_json::from_str(firmware_sim::control::router::OPENAPI).unwrap_or_else(|e| panic!("{e}"));
+    let doc: serde_json::Value = serde_json::from_str(firmware_sim::control::router::OPENAPI)
+        .unwrap_or_else(|e| panic!("{e}"));
     let Some(paths) = doc["paths"].as_object() else {
         panic!("no paths in the OpenAPI document");
     };
@@ -552,7 +592,11 @@ fn control_seeds(seeds: &mut Seeds) {
                 text.push_str(&example.to_string());
             }
             n += 1;
-            seeds.put("control_api", &format!("{n:02}-{}", method), text.as_bytes());
+            seeds.put(
+                "control_api",
+                &format!("{n:02}-{}", method),
+                text.as_bytes(),
+            );
         }
     }
     seeds.put(
