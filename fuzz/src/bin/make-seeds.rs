@@ -394,7 +394,13 @@ fn ctaphid_seeds(seeds: &mut Seeds, requests: &[(String, Vec<u8>)]) {
         ),
     ];
     for (name, presence, script) in scripts {
-        seeds.put("ctaphid", name, &hid_script::encode(presence, &script));
+        let encoded = hid_script::encode(presence, &script);
+        assert_eq!(
+            hid_script::parse(&encoded),
+            (presence, script),
+            "{name}: the script does not parse back"
+        );
+        seeds.put("ctaphid", name, &encoded);
     }
 }
 
