@@ -555,6 +555,17 @@ pub mod fuzzing {
     pub fn decode(id: u32, bytes: &[u8]) -> Result<Secret, OpenError> {
         decode_record(Path::new("fuzz-input"), id, bytes)
     }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn decodes_what_it_encodes_and_only_for_that_id() {
+            let file = super::encode(7, b"value");
+            assert_eq!(&super::decode(7, &file).unwrap()[..], b"value");
+            assert!(super::decode(8, &file).is_err());
+            assert!(super::decode(7, &file[..file.len() - 1]).is_err());
+        }
+    }
 }
 
 /// A file's contents read into one allocation of the file's size (plus one
