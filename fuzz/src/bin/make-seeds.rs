@@ -242,7 +242,7 @@ fn ctap2_requests() -> Vec<(String, Vec<u8>)> {
     ));
     // Issue 10 defect 2: nested tags in a getAssertion body (bounded now).
     let mut deep = vec![0x02, 0xA1, 0x0A];
-    deep.extend(std::iter::repeat(0xC0).take(400));
+    deep.extend(std::iter::repeat_n(0xC0, 400));
     deep.push(0x00);
     out.push(("nested-tags".into(), deep));
     out
