@@ -616,6 +616,33 @@ fn decode_record(path: &Path, id: u32, bytes: &[u8]) -> Result<Secret, OpenError
     Ok(Secret::new(payload.to_vec()))
 }
 
+/// The record file codec, for the fuzz targets (`fuzz/`): not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// [`encode_record`]: record `id` holding `value`, in the file format.
+    pub fn encode(id: u32, value: &[u8]) -> Secret {
+        encode_record(id, value)
+    }
+
+    /// [`decode_record`]: the value of record `id` from a file's bytes.
+    pub fn decode(id: u32, bytes: &[u8]) -> Result<Secret, OpenError> {
+        decode_record(Path::new("fuzz-input"), id, bytes)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn decodes_what_it_encodes_and_only_for_that_id() {
+            let file = super::encode(7, b"value");
+            assert_eq!(&super::decode(7, &file).unwrap()[..], b"value");
+            assert!(super::decode(8, &file).is_err());
+            assert!(super::decode(7, &file[..file.len() - 1]).is_err());
+        }
+    }
+}
+
 /// A file's contents read into one allocation of the file's size (plus one
 /// byte to see the end), so no grown-and-freed copy of a record is left behind.
 fn read_whole(path: &Path) -> io::Result<Vec<u8>> {

@@ -35,11 +35,13 @@ printf '#!/bin/sh\necho "clients-unit: 8 passed, 0 failed, 0 skipped"\n' > "$wor
 printf '#!/bin/sh\necho "clients-browser: 7 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/clients/run-clients-e2e.sh"
 printf '#!/bin/sh\necho "2 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/crash/run-crash-tests.sh"
 printf '#!/bin/sh\necho "1 passed, 0 failed, 0 skipped"\n' > "$work/repo/tests/soak/run-soak.sh"
+printf '#!/bin/sh\necho "10 passed, 0 failed, 0 skipped"\n' > "$work/repo/tools/fuzz-smoke"
 chmod +x "$work/repo/tests/crash/run-crash-tests.sh" "$work/repo/tests/soak/run-soak.sh"
 chmod +x "$work/bin/cargo" "$work/repo/tests/lib/test_test_all.sh" "$work/repo/tests/e2e/run-kernel-e2e.sh" \
   "$work/repo/tests/browser/run-browser-e2e.sh" "$work/repo/tests/control/run-control-tests.sh" \
   "$work/repo/tests/attestation/run-attestation-tests.sh" "$work/repo/tests/clients/run-clients-tests.sh" \
-  "$work/repo/tests/clients/run-clients-e2e.sh" "$work/repo/tests/lifecycle/run-lifecycle-tests.sh"
+  "$work/repo/tests/clients/run-clients-e2e.sh" "$work/repo/tests/lifecycle/run-lifecycle-tests.sh" \
+  "$work/repo/tools/fuzz-smoke"
 # run-fido2-suite.sh is left without its executable bit.
 
 out=$(cd "$work/repo" && PATH="$work/bin:$PATH" bash tools/test-all --no-mutants 2>&1)
@@ -62,12 +64,18 @@ check "the lifecycle stage ran" grep -q "^PASS lifecycle: exit 0; 3 passed" <<< 
 check "the client stages ran" grep -q "^PASS clients-browser: exit 0; clients-browser: 7 passed" <<< "$out"
 check "the crash-consistency stage ran" grep -q "^PASS crash-consistency: exit 0; 2 passed" <<< "$out"
 check "the soak stage ran" grep -q "^PASS soak: exit 0; 1 passed" <<< "$out"
-check "the totals add up the stages" test "$(tail -n1 <<< "$out")" = "47 passed, 2 failed, 1 skipped"
+check "the totals add up the stages" test "$(tail -n1 <<< "$out")" = "57 passed, 2 failed, 1 skipped"
 out_no_soak=$(cd "$work/repo" && PATH="$work/bin:$PATH" bash tools/test-all --no-mutants --no-soak 2>&1)
 logs=$(sed -n 's/^== summary (logs in \(.*\))$/\1/p' <<< "$out_no_soak")
 case "$logs" in /tmp/ferrokey-test-all.*) rm -rf "$logs" ;; esac
 check "--no-soak leaves the soak out" grep -q "^SKIP soak: left out" <<< "$out_no_soak"
 check "--no-soak keeps crash-consistency" grep -q "^PASS crash-consistency: exit 0" <<< "$out_no_soak"
+check "the fuzz stage ran" grep -q "^PASS fuzz: exit 0; 10 passed" <<< "$out"
+no_fuzz=$(cd "$work/repo" && PATH="$work/bin:$PATH" bash tools/test-all --no-mutants --no-fuzz 2>&1)
+logs2=$(sed -n 's/^== summary (logs in \(.*\))$/\1/p' <<< "$no_fuzz")
+case "$logs2" in /tmp/ferrokey-test-all.*) rm -rf "$logs2" ;; esac
+check "--no-fuzz reports the fuzz stage as skipped" grep -q "^SKIP fuzz: left out" <<< "$no_fuzz"
+check "--no-fuzz leaves the fuzz counts out" test "$(tail -n1 <<< "$no_fuzz")" = "47 passed, 2 failed, 1 skipped"
 if [ "$failed" != 0 ]; then
   echo "--- test-all output:"; echo "$out"
 fi
