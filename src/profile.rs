@@ -462,6 +462,10 @@ impl Profile {
                 }
                 command::LARGE_BLOBS => o.large_blobs,
                 command::CONFIG => o.authnr_cfg,
+                // A key option, not a profile's: the handler refuses it on a
+                // key without a fingerprint sensor.
+                command::BIO_ENROLLMENT => self.versions.fido_2_1,
+                command::BIO_ENROLLMENT_PREVIEW => true,
                 _ => false,
             }
     }
