@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-clients_debs nodejs npm chromium chromium-driver fonts-liberation
+clients_debs nodejs npm chromium chromium-driver fonts-liberation udev
 e2e_prepare run-clients-e2e   # guest, .venv (fido2, webauthn), E2E_BIN
 clients_node
 clients_python
