@@ -149,6 +149,30 @@ def detach(vport, dev):
     wait_gone(dev)
 
 
+def unix_json(path, method, url, body=None):
+    """One JSON request to the control API on a Unix socket; the decoded answer."""
+    import http.client
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(30)
+            self.sock.connect(str(path))
+
+    conn = UnixConnection("localhost")
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        conn.request(method, url, body=data, headers={"Content-Type": "application/json"})
+        answer = conn.getresponse()
+        text = answer.read().decode()
+        if answer.status != 200:
+            raise Fail(f"{method} {url}: HTTP {answer.status} {text[:300]!r}")
+        return json.loads(text)
+    finally:
+        conn.close()
+
+
 def wait_gone(dev, timeout=15):
     end = time.monotonic() + timeout
     while os.path.exists(dev):
@@ -1044,7 +1068,9 @@ class Guest:
         if any(os.path.exists(os.path.join(d, "usbip")) for d in ["/var/empty"]):
             raise Fail("usbip found in the test PATH")
         before = vhci_ports_in_use()
-        proc, nodes, took = self.serve_in_guest("attach", env={"PATH": "/var/empty"})
+        control = Path(tempfile.mkdtemp(prefix="ferrokey-control-", dir="/tmp")) / "api.sock"
+        proc, nodes, took = self.serve_in_guest("attach", env={"PATH": "/var/empty"},
+                                                extra=("--control", f"unix:{control}"))
         try:
             listening = run(["ss", "-Hltnp"]).stdout
             if f"pid={proc.pid}," in listening:
@@ -1053,19 +1079,48 @@ class Guest:
                 raise Fail(f"vhci ports in use: {vhci_ports_in_use()} (before: {before})")
             fmt = self.ceremonies(nodes[0])
             self.timed("python-fido2", self.python_fido2_verified, nodes[0])
+            added = self.timed("key added through the API: hidraw", self.attach_added_key,
+                               control, before)
+            nodes.append(added)
         except BaseException:
             proc.kill()
             raise
         proc.kill()  # SIGKILL: no chance to detach
         proc.wait()
-        self.wait_gone(nodes[0])
+        for node in nodes:
+            self.wait_gone(node)
         end = time.monotonic() + 15
         while vhci_ports_in_use() != before:
             if time.monotonic() > end:
                 raise Fail(f"vhci ports still in use after kill -9: {vhci_ports_in_use()}")
             time.sleep(0.1)
         return (f"start to hidraw {took:.2f}s, no TCP listener, fmt={fmt}, python-fido2 verified; "
-                f"kill -9 freed the vhci port")
+                f"a key added through the control API attached too ({nodes[1]}); "
+                f"kill -9 freed the vhci ports")
+
+    def attach_added_key(self, control, before):
+        """Adds a key through the control API (a Unix socket: still no TCP
+        port); with --transport attach it is attached too. Returns its node,
+        after libfido2's getInfo on it."""
+        key_id = unix_json(control, "POST", "/webauthn/authenticator",
+                           {"protocol": "ctap2_1", "transport": "usb"})["value"]
+        described = unix_json(control, "GET", f"/webauthn/authenticator/{key_id}")
+        serial = described["value"]["serial"]
+        end = time.monotonic() + 30
+        while True:
+            node = next((f"/dev/{n}" for n in sorted(os.listdir("/dev")) if n.startswith("hidraw")
+                         and serial in Path(f"/sys/class/hidraw/{n}/device/uevent").read_text()),
+                        None)
+            if node and len(vhci_ports_in_use()) == len(before) + 2:
+                break
+            if time.monotonic() > end:
+                raise Fail(f"key {key_id} (serial {serial}) added through the API never got a "
+                           f"hidraw node; vhci ports in use {vhci_ports_in_use()}")
+            time.sleep(0.1)
+        info = run(["fido2-token", "-I", node]).stdout
+        if "FIDO_2_1" not in info:
+            raise Fail(f"fido2-token -I {node}: {info[:200]!r}")
+        return node
 
     @scenario("doctor-missing-module")
     def s_doctor(self):

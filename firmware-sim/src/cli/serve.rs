@@ -95,6 +95,55 @@ pub fn key_options_with_profile_file(args: &ServeArgs) -> Result<KeyOptions> {
     Ok(options)
 }
 
+/// Gives every key its transport's helper, the keys of the start and those
+/// added later through the control API alike: kept attached to vhci-hcd
+/// (`attach`), or its hidraw node announced and handed over (`uhid`). Ends
+/// (with the helpers) when it is aborted or the event bus closes.
+async fn tend_keys(
+    fleet: Fleet,
+    attacher: Option<Arc<Attacher>>,
+    transport: Transport,
+    owner: Option<Owner>,
+) {
+    let mut events = fleet.events().subscribe();
+    let mut tended = std::collections::BTreeSet::new();
+    let mut helpers = tokio::task::JoinSet::new();
+    let mut tend = |key: crate::fleet::KeyRef, helpers: &mut tokio::task::JoinSet<()>| {
+        if !tended.insert(key.id()) {
+            return;
+        }
+        match (&attacher, transport) {
+            (Some(attacher), _) => {
+                helpers.spawn(Arc::clone(attacher).keep_attached(key, fleet.events().clone()));
+            }
+            (None, Transport::Uhid) => {
+                helpers.spawn(announce_uhid(key, owner, fleet.events().clone()));
+            }
+            _ => {}
+        }
+    };
+    for key in fleet.refs() {
+        tend(key, &mut helpers);
+    }
+    loop {
+        match events.recv().await {
+            Ok(event) if event.kind == crate::events::EventKind::Plugged => {
+                if let Some(key) = fleet.get(event.key) {
+                    tend(key, &mut helpers);
+                }
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                for key in fleet.refs() {
+                    tend(key, &mut helpers);
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    helpers.shutdown().await;
+}
+
 /// The `usbip attach` command for a key served at `addr`.
 pub fn attach_command(addr: SocketAddr, busid: &str) -> String {
     let host = if addr.ip().is_unspecified() {
@@ -274,17 +323,7 @@ async fn serve_fleet(
         );
     }
     let mut helpers = tokio::task::JoinSet::new();
-    for key in fleet.refs() {
-        match (&attacher, transport) {
-            (Some(attacher), _) => {
-                helpers.spawn(Arc::clone(attacher).keep_attached(key, fleet.events().clone()));
-            }
-            (None, Transport::Uhid) => {
-                helpers.spawn(announce_uhid(key, owner, fleet.events().clone()));
-            }
-            _ => {}
-        }
-    }
+    helpers.spawn(tend_keys(fleet.clone(), attacher.clone(), transport, owner));
     // The control API only holds weak handles to the keys: aborting it after
     // the server stops is enough.
     let control_task = match control_server {
