@@ -1140,6 +1140,51 @@ class Guest:
             raise Fail(f"doctor output names no fix for uhid: {out.stdout!r}")
         return f"exit {out.returncode}; {fix}"
 
+    @scenario("udev-rule")
+    def s_udev_rule(self):
+        """The rule `ferrokey install-udev` writes, loaded by a real udevd
+        (from /run/udev/rules.d: the chroot's /etc is read-only, and udevadm
+        control/trigger/settle refuse to run in a chroot, so udevd is started
+        after the rule is written and the event is triggered through sysfs): a
+        key's hidraw node is 0600 without the rule and 0660 (its MODE) with it."""
+        udevd = "/lib/systemd/systemd-udevd"
+        if not os.path.exists(udevd):
+            raise Fail(f"{udevd} missing on the host (Debian package udev)")
+        rules = Path("/run/udev/rules.d")
+        rules.mkdir(parents=True, exist_ok=True)
+        for stale in rules.glob("70-ferrokey.rules"):
+            stale.unlink()
+        proc, nodes, _ = self.serve_in_guest("uhid")
+        daemon = None
+        try:
+            without = os.stat(nodes[0]).st_mode & 0o777
+            if without != 0o600:
+                raise Fail(f"{nodes[0]} is {without:o} before the rule (expected 600)")
+            binary = self.cfg.get("ferrokey")
+            out = run([binary, "install-udev", "--rules-dir", str(rules), "--no-reload"]).stdout
+            daemon = subprocess.Popen([udevd], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            uevent = Path("/sys/class/hidraw") / Path(nodes[0]).name / "uevent"
+            end = time.monotonic() + 15
+            while (os.stat(nodes[0]).st_mode & 0o777) != 0o660:
+                if time.monotonic() > end:
+                    raise Fail(f"{nodes[0]} is {os.stat(nodes[0]).st_mode & 0o777:o} with the rule "
+                               f"(expected 660); install-udev said {out!r}")
+                uevent.write_text("change")
+                time.sleep(0.5)
+            self.stop_serving(proc, nodes)
+            proc = None
+        finally:
+            if proc is not None:
+                proc.kill()
+            if daemon is not None:
+                daemon.terminate()
+                daemon.wait(timeout=10)
+            for rule in rules.glob("70-ferrokey.rules"):
+                rule.unlink()
+        return f"{nodes[0]}: 600 without the rule, 660 once udevd applied it"
+
     def main(self):
         if not self.dev:
             for name in SCENARIOS:
