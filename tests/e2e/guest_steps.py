@@ -1122,24 +1122,6 @@ class Guest:
             raise Fail(f"fido2-token -I {node}: {info[:200]!r}")
         return node
 
-    @scenario("doctor-missing-module")
-    def s_doctor(self):
-        """With uhid unloaded, `ferrokey doctor --transport uhid` fails and prints the fix."""
-        binary = self.cfg.get("ferrokey")
-        ok_run = run([binary, "doctor", "--transport", "uhid"], check=False)
-        if ok_run.returncode != 0:
-            raise Fail(f"doctor with uhid loaded exited {ok_run.returncode}: {ok_run.stdout[-400:]!r}")
-        run(["rmmod", "uhid"])
-        out = run([binary, "doctor", "--transport", "uhid"], check=False)
-        if out.returncode == 0:
-            raise Fail(f"doctor said uhid works without the module: {out.stdout!r}")
-        lines = [line.strip() for line in out.stdout.splitlines()]
-        at = next((i for i, line in enumerate(lines) if "kernel module uhid" in line), None)
-        fix = lines[at + 1] if at is not None and at + 1 < len(lines) else ""
-        if not fix.startswith("fix:"):
-            raise Fail(f"doctor output names no fix for uhid: {out.stdout!r}")
-        return f"exit {out.returncode}; {fix}"
-
     @scenario("udev-rule")
     def s_udev_rule(self):
         """The rule `ferrokey install-udev` writes, loaded by a real udevd
@@ -1184,6 +1166,29 @@ class Guest:
             for rule in rules.glob("70-ferrokey.rules"):
                 rule.unlink()
         return f"{nodes[0]}: 600 without the rule, 660 once udevd applied it"
+
+    @scenario("doctor-missing-module")
+    def s_doctor(self):
+        """With uhid unloaded, `ferrokey doctor --transport uhid` fails and prints the fix."""
+        binary = self.cfg.get("ferrokey")
+        ok_run = run([binary, "doctor", "--transport", "uhid"], check=False)
+        if ok_run.returncode != 0:
+            raise Fail(f"doctor with uhid loaded exited {ok_run.returncode}: {ok_run.stdout[-400:]!r}")
+        run(["rmmod", "uhid"])
+        try:
+            out = run([binary, "doctor", "--transport", "uhid"], check=False)
+        finally:
+            # Best effort (the chroot may not reach the guest's modules): the
+            # scenarios that serve uhid keys run before this one.
+            run(["modprobe", "uhid"], check=False)
+        if out.returncode == 0:
+            raise Fail(f"doctor said uhid works without the module: {out.stdout!r}")
+        lines = [line.strip() for line in out.stdout.splitlines()]
+        at = next((i for i, line in enumerate(lines) if "kernel module uhid" in line), None)
+        fix = lines[at + 1] if at is not None and at + 1 < len(lines) else ""
+        if not fix.startswith("fix:"):
+            raise Fail(f"doctor output names no fix for uhid: {out.stdout!r}")
+        return f"exit {out.returncode}; {fix}"
 
     def main(self):
         if not self.dev:
