@@ -42,9 +42,9 @@ if [ -z "$E2E_BIN" ]; then
 fi
 
 work=$(mktemp -d /tmp/ferrokey-clients-e2e.XXXXXX)
-run_pw=1 run_py=1 expect=8
+run_pw=1 run_py=1 expect=7
 case "$only" in
-  playwright) run_py=0 expect=5 ;;
+  playwright) run_py=0 expect=4 ;;
   pytest) run_pw=0 expect=3 ;;
   "") ;;
   *) echo "run-clients-e2e: --only playwright|pytest" >&2; exit 2 ;;
