@@ -38,12 +38,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = opened.key.cose_public_key();
     }
     let (mut auth, _) = template_authenticator(PresenceScript::Approve);
-    let mut local = Local {
-        auth: &mut auth,
-        approve: true,
-        now_ms: 1_000,
-        channel: 1,
-    };
+    let mut local = Local::new(&mut auth, true);
     let mut request = vec![0x02];
     request.extend(encode(&GetAssertion::new(rp).allow(id).build()));
     check_ctap2_response(&local.request(Protocol::Cbor, &request));

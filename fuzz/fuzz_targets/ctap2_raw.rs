@@ -9,7 +9,6 @@
 #![no_main]
 
 use ferrokey::app::Protocol;
-use ferrokey::test_platform::PresenceScript;
 use ferrokey_fuzz::*;
 use libfuzzer_sys::fuzz_target;
 
@@ -18,18 +17,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let approve = flags & 1 != 0;
-    let script = if approve {
-        PresenceScript::Approve
-    } else {
-        PresenceScript::Deny
-    };
-    let (mut auth, _) = template_authenticator(script);
-    let mut local = Local {
-        auth: &mut auth,
-        approve,
-        now_ms: 1_000,
-        channel: 1,
-    };
+    let (mut auth, _) = template_authenticator(presence_script(approve));
+    let mut local = Local::new(&mut auth, approve);
     check_ctap2_response(&local.request(Protocol::Cbor, request));
     if flags & 2 != 0 {
         check_ctap2_response(&local.request(Protocol::Cbor, &[0x08]));

@@ -13,7 +13,6 @@
 
 use ciborium::Value;
 use ferrokey::app::Protocol;
-use ferrokey::test_platform::PresenceScript;
 use ferrokey_fuzz::structured::*;
 use ferrokey_fuzz::*;
 use ferrokey_test_support::cbor::{bytes, encode, int, text};
@@ -97,20 +96,8 @@ fn extra(list: &[(u8, Cbor)]) -> Vec<(i64, Value)> {
 }
 
 fuzz_target!(|input: Input| {
-    let script = |approve| {
-        if approve {
-            PresenceScript::Approve
-        } else {
-            PresenceScript::Deny
-        }
-    };
-    let (mut auth, presence) = template_authenticator(script(input.approve));
-    let mut local = Local {
-        auth: &mut auth,
-        approve: input.approve,
-        now_ms: 1_000,
-        channel: 1,
-    };
+    let (mut auth, presence) = template_authenticator(presence_script(input.approve));
+    let mut local = Local::new(&mut auth, input.approve);
     let mut platform = Platform {
         token: None,
         pin: PIN.to_string(),
@@ -304,7 +291,7 @@ fuzz_target!(|input: Input| {
             }
             Step::Presence(approve) => {
                 local.approve = *approve;
-                presence.set_script(script(*approve));
+                presence.set_script(presence_script(*approve));
             }
             Step::Wait(ms) => local.now_ms += u64::from(*ms) * 10,
         }

@@ -78,12 +78,7 @@ fn replaced_record(bytes: &[u8]) {
     let Some((mut auth, _)) = authenticator_on(storage, PresenceScript::Approve) else {
         return;
     };
-    let mut local = Local {
-        auth: &mut auth,
-        approve: true,
-        now_ms: 1_000,
-        channel: 1,
-    };
+    let mut local = Local::new(&mut auth, true);
     check_ctap2_response(&local.request(Protocol::Cbor, &[0x04]));
     let mut request = vec![0x02];
     request.extend(encode(&GetAssertion::new(RP).build()));

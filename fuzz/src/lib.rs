@@ -86,7 +86,20 @@ pub struct Local<'a, S: Storage = MemoryStorage> {
     pub channel: u32,
 }
 
-impl<S: Storage> Local<'_, S> {
+impl<'a, S: Storage> Local<'a, S> {
+    /// Requests to `auth` on channel 1 at 1 s after power-up, the user
+    /// approving presence or not.
+    pub fn new(
+        auth: &'a mut Authenticator<S, ScriptedPresence, ChaCha20Rng>,
+        approve: bool,
+    ) -> Self {
+        Local {
+            auth,
+            approve,
+            now_ms: 1_000,
+            channel: 1,
+        }
+    }
     /// One request; the response (for CBOR: status byte first), checked
     /// with [`check_ctap2_response`] or [`check_ctap1_response`]. A denied
     /// presence request gives the transport's CTAP2 answer
@@ -260,6 +273,15 @@ pub fn template_storage() -> MemoryStorage {
         storage.put_raw(*key, value);
     }
     storage
+}
+
+/// The presence script of a user who approves every request, or denies it.
+pub fn presence_script(approve: bool) -> PresenceScript {
+    if approve {
+        PresenceScript::Approve
+    } else {
+        PresenceScript::Deny
+    }
 }
 
 /// A fresh authenticator on a copy of the template state.
