@@ -271,9 +271,20 @@ pub fn control_json(
 }
 
 /// One HTTP/1.1 exchange on a fresh connection (Connection: close); a JSON
-/// `body` when given.
+/// `body` when given. Panics when there is no answer (see [`try_http`]).
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("control {addr}: {e}"));
+    try_http(addr, method, path, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One HTTP/1.1 exchange that may find no server (a test that kills the
+/// server on purpose): (status code, body), or why there was no answer.
+pub fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("control {addr}: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let content_type = if body.is_some() {
         "Content-Type: application/json\r\n"
@@ -287,18 +298,18 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16,
     );
     stream
         .write_all(request.as_bytes())
-        .unwrap_or_else(|e| panic!("control {path}: {e}"));
+        .map_err(|e| format!("control {path}: {e}"))?;
     let mut text = String::new();
     let _ = stream.read_to_string(&mut text);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP response to {path}: {text:?}"));
+        .ok_or_else(|| format!("no HTTP response to {path}: {text:?}"))?;
     let code = head
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {head:?}"));
-    (code, body.to_string())
+        .ok_or_else(|| format!("bad status line {head:?}"))?;
+    Ok((code, body.to_string()))
 }
 
 /// GET `path` on a control API: (status code, body).
