@@ -12,82 +12,18 @@
 
 mod process_support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use ferrokey_tests::events_cli::EventsCli;
 use process_support::*;
 use serde_json::{json, Value};
 
 /// One JSON request on the control API: (status, body).
 fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     control_json(addr, method, path, body)
-}
-
-/// `ferrokey events --control URL`, its stdout lines as JSON.
-struct EventsCli {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl EventsCli {
-    fn start(control: SocketAddr) -> EventsCli {
-        let mut child = Command::new(ferrokey_bin())
-            .args(["events", "--control", &format!("http://{control}/")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value =
-                    serde_json::from_str(&line).expect("ferrokey events printed a non-JSON line");
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        EventsCli {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a line for which `matches` holds.
-    fn wait(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
-        if let Some(found) = self.seen.iter().find(|v| matches(v)) {
-            return found.clone();
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if matches(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no {what} event; saw {:#?}", self.seen),
-            }
-        }
-    }
-}
-
-impl Drop for EventsCli {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -125,7 +61,7 @@ fn added_keys_are_usable_and_their_ceremonies_are_events() {
     assert_ne!(busid, "1-1", "the new key reused key 1's busid");
     let (_, listed) = call(control, "GET", "/webauthn/authenticators", None);
     assert_eq!(listed["value"].as_array().unwrap().len(), 2);
-    events.wait("plugged", |v| {
+    events.find("plugged", |v| {
         v["event"] == "plugged" && v["authenticatorId"] == id.as_str()
     });
 
@@ -135,7 +71,7 @@ fn added_keys_are_usable_and_their_ceremonies_are_events() {
     let counter = get_assertion(&mut client, "example.com", &registration).unwrap();
     let credential_id = URL_SAFE_NO_PAD.encode(&registration.credential_id);
 
-    let ctap = events.wait("makeCredential", |v| {
+    let ctap = events.find("makeCredential", |v| {
         v["event"] == "ctap" && v["data"]["command"] == "makeCredential"
     });
     assert_eq!(ctap["authenticatorId"], id.as_str());
@@ -147,7 +83,7 @@ fn added_keys_are_usable_and_their_ceremonies_are_events() {
         URL_SAFE_NO_PAD.encode(registration.cdh)
     );
     assert!(ctap["data"]["latencyMs"].as_f64().unwrap() > 0.0);
-    let added = events.wait("credentialAdded", |v| v["event"] == "credentialAdded");
+    let added = events.find("credentialAdded", |v| v["event"] == "credentialAdded");
     assert_eq!(added["data"]["authenticatorId"], id.as_str());
     assert_eq!(
         added["data"]["credential"]["credentialId"],
@@ -156,7 +92,7 @@ fn added_keys_are_usable_and_their_ceremonies_are_events() {
     assert_eq!(added["data"]["credential"]["isResidentCredential"], true);
     assert_eq!(added["data"]["credential"]["rpId"], "example.com");
     assert!(added["data"]["credential"].get("privateKey").is_none());
-    let asserted = events.wait("credentialAsserted", |v| v["event"] == "credentialAsserted");
+    let asserted = events.find("credentialAsserted", |v| v["event"] == "credentialAsserted");
     assert_eq!(
         asserted["data"]["credential"]["credentialId"],
         credential_id.as_str()
@@ -172,7 +108,7 @@ fn added_keys_are_usable_and_their_ceremonies_are_events() {
     );
     assert_eq!(status, 200, "{off}");
     assert_eq!(off["value"]["power"], "off");
-    events.wait("powerOff", |v| {
+    events.find("powerOff", |v| {
         v["event"] == "powerOff" && v["authenticatorId"] == id.as_str()
     });
     drop(client);
@@ -259,7 +195,7 @@ fn a_seeded_credential_signs_for_real_and_overrides_break_what_they_say() {
         Some(&seed),
     );
     assert_eq!(status, 200, "{answer}");
-    events.wait("credentialAdded", |v| v["event"] == "credentialAdded");
+    events.find("credentialAdded", |v| v["event"] == "credentialAdded");
     let (status, again) = call(
         control,
         "POST",
@@ -290,7 +226,7 @@ fn a_seeded_credential_signs_for_real_and_overrides_break_what_they_say() {
     if let Err(e) = assertion.verify(&public) {
         panic!("the seeded key's signature does not verify: {e}");
     }
-    let asserted = events.wait("credentialAsserted", |v| v["event"] == "credentialAsserted");
+    let asserted = events.find("credentialAsserted", |v| v["event"] == "credentialAsserted");
     assert_eq!(
         asserted["data"]["credential"]["credentialId"],
         URL_SAFE_NO_PAD.encode(&credential_id)
@@ -368,7 +304,7 @@ fn a_seeded_credential_signs_for_real_and_overrides_break_what_they_say() {
         .any(|c| c["signCount"] == 500));
     let (status, _) = call(control, "DELETE", &path, None);
     assert_eq!(status, 200);
-    events.wait("credentialDeleted", |v| v["event"] == "credentialDeleted");
+    events.find("credentialDeleted", |v| v["event"] == "credentialDeleted");
     let (status, gone) = call(control, "DELETE", &path, None);
     assert_eq!(
         (status, gone["value"]["error"].as_str()),

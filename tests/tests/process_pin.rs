@@ -13,12 +13,10 @@
 
 mod process_support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use ferrokey_tests::events_cli::EventsCli;
 use ferrokey_tests::pin::ClientPin;
 use process_support::*;
 use serde_json::{json, Value};
@@ -27,94 +25,6 @@ const FIRST_PIN: &str = "pin-one-13579";
 const SECOND_PIN: &str = "pin-two-24680";
 const THIRD_PIN: &str = "pin-three-97531";
 const ADDED_PIN: &str = "pin-added-86420";
-
-/// `ferrokey events --control URL`: its stdout lines as JSON.
-struct EventsCli {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
-    raw: mpsc::Receiver<String>,
-}
-
-impl EventsCli {
-    fn start(control: SocketAddr) -> EventsCli {
-        let mut child = Command::new(ferrokey_bin())
-            .args(["events", "--control", &format!("http://{control}/")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let (raw_tx, raw) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value =
-                    serde_json::from_str(&line).expect("ferrokey events printed a non-JSON line");
-                let _ = raw_tx.send(line);
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        EventsCli {
-            child,
-            lines,
-            seen: Vec::new(),
-            raw,
-        }
-    }
-
-    /// Waits for the next line (after those already matched) for which `matches` holds.
-    fn wait(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if matches(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no {what} event; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    /// Waits for the PIN event `name` from `source`; returns its data.
-    fn pin_event(&mut self, name: &str, source: &str) -> Value {
-        let line = self.wait(&format!("{name} ({source})"), |v| {
-            v["event"] == name && v["data"]["source"] == source
-        });
-        line["data"].clone()
-    }
-
-    /// Waits for the process to end on its own.
-    fn wait_exit(&mut self, patience: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + patience;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    /// Every raw line printed so far.
-    fn raw_lines(&self) -> Vec<String> {
-        self.raw.try_iter().collect()
-    }
-}
-
-impl Drop for EventsCli {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     control_json(addr, method, path, body)
@@ -322,7 +232,8 @@ fn the_pin_state_set_through_the_api_is_what_ctap_clients_see() {
         .expect("ferrokey events still runs after the server stopped");
     assert_eq!(status.code(), Some(0), "ferrokey events: {status}");
     // No PIN anywhere: not in an event, not in the server's log.
-    let printed = events.raw_lines().join("\n") + &format!("{:?}", events.seen);
+    // (Every line it printed: the raw lines include those parsed above.)
+    let printed = events.raw_lines().join("\n");
     let log = served.log.join("\n");
     for secret in [FIRST_PIN, SECOND_PIN, THIRD_PIN] {
         assert!(!printed.contains(secret), "an event shows a PIN");

@@ -18,6 +18,7 @@
 pub mod cbor;
 pub mod ctap2;
 pub mod ctaphid_client;
+pub mod events_cli;
 pub mod pin;
 pub mod process;
 pub mod u2f;
