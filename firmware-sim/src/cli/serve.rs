@@ -357,9 +357,14 @@ async fn serve_fleet(
         task.abort();
     }
     if let Some(task) = transcript_task {
-        // Let it write the last events (the keys' unplugging) first.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        task.abort();
+        // It ends on its own once it has written every event (the keys'
+        // unplugging included); a write error is the user's to know.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!("writing the transcript failed: {e}"),
+            Ok(Err(e)) => tracing::error!("the transcript writer failed: {e}"),
+            Err(_) => tracing::error!("the transcript writer did not finish within 5 s"),
+        }
     }
     served?;
     tracing::info!("stopped");

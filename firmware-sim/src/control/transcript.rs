@@ -35,13 +35,20 @@ impl Transcript {
     }
 
     /// Writes the events of `bus` until it closes (subscribed at once, so
-    /// nothing published after this call is missed).
+    /// nothing published after this call is missed); the events published
+    /// before [`EventBus::close`] are all written before the future ends.
     pub fn follow(mut self, bus: &EventBus) -> impl std::future::Future<Output = io::Result<()>> {
         let mut receiver = bus.subscribe();
+        let bus = bus.clone();
         async move {
             let mut feed = Feed::new();
             loop {
-                match receiver.recv().await {
+                let received = tokio::select! {
+                    biased;
+                    received = receiver.recv() => received,
+                    () = bus.closed() => return Ok(()),
+                };
+                match received {
                     Ok(event) => {
                         for line in feed.lines(&event) {
                             self.write(&line)?;
@@ -97,5 +104,24 @@ mod tests {
             0o600
         );
         task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_close_ends_the_transcript_after_every_event_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let bus = EventBus::new();
+        let task = tokio::spawn(Transcript::create(&path).unwrap().follow(&bus));
+        for n in 1..=50 {
+            bus.publish(KeyId(n), EventKind::PowerOff, serde_json::Value::Null);
+        }
+        bus.close();
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("the transcript did not end after the bus closed")
+            .unwrap()
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 50, "{text}");
     }
 }
