@@ -195,3 +195,22 @@ fn a_failed_write_leaves_it_disabled() {
     h.storage.set_fail_writes(None);
     assert_eq!(ep(&mut h), Some(false));
 }
+
+#[test]
+fn a_none_attestation_asked_for_carries_no_enterprise_attestation() {
+    let (config, _, _) = enterprise_config();
+    let mut h = Harness::with_config(config);
+    assert_eq!(enable(&mut h, None), 0);
+    for mode in [1, 2] {
+        let request = Mc::new(LISTED_RP, b"user")
+            .with(0x0A, int(mode))
+            .with(0x0B, Value::Array(vec![text("none")]));
+        let (status, value, _) = h.ctap2(0x01, Some(request.build()));
+        assert_eq!(status, 0);
+        let value = value.unwrap();
+        let made = MadeCredential::parse(&value, &client_data_hash("make-credential"));
+        assert_eq!(made.fmt, "none");
+        assert_eq!(made.att_stmt, Value::Map(vec![]));
+        assert!(map_int(&value, 4).is_none(), "epAtt with fmt none (mode {mode})");
+    }
+}
