@@ -57,3 +57,27 @@ e2e_prepare() {
     E2E_BIN=""
   fi
 }
+
+# A pytest stage on the host (no guest) against the ferrokey binary:
+#   host_pytest_stage NAME DIR TITLE [PYTEST ARGS...]
+# Prepares the venv (with pytest), builds the binary unless FERROKEY_BIN is
+# set, then runs DIR's tests and ends with `N passed, N failed, N skipped`
+# (tests/lib/pytest_stage.py). Replaces the shell.
+host_pytest_stage() {
+  local name=$1 dir=$2 title=$3
+  shift 3
+  stage "python venv (.venv: fido2, webauthn, pytest)"
+  e2e_venv
+  .venv/bin/python -c 'import pytest' 2>/dev/null ||
+    .venv/bin/pip install -q --disable-pip-version-check "pytest>=9,<10"
+
+  if ! FERROKEY_BIN=$(e2e_ferrokey_bin); then
+    echo "$name: cargo build failed"
+    echo "0 passed, 1 failed, 0 skipped"
+    exit 1
+  fi
+  export FERROKEY_BIN
+
+  stage "$title ($FERROKEY_BIN)"
+  exec .venv/bin/python tests/lib/pytest_stage.py "$name" -- "$dir" -q -rfEs "$@"
+}

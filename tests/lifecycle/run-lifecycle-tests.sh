@@ -9,17 +9,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/e2e/lib.sh
 
-stage "python venv (.venv: fido2, webauthn, pytest)"
-e2e_venv
-.venv/bin/python -c 'import pytest' 2>/dev/null ||
-  .venv/bin/pip install -q --disable-pip-version-check "pytest>=9,<10"
-
-if ! FERROKEY_BIN=$(e2e_ferrokey_bin); then
-  echo "lifecycle: cargo build failed"
-  echo "0 passed, 1 failed, 0 skipped"
-  exit 1
-fi
-export FERROKEY_BIN
-
-stage "lifecycle scenarios ($FERROKEY_BIN)"
-exec .venv/bin/python tests/lib/pytest_stage.py lifecycle -- tests/lifecycle -q -rfEs "$@"
+host_pytest_stage lifecycle tests/lifecycle "lifecycle scenarios" "$@"
