@@ -304,6 +304,32 @@ fn assertion_with_allow_list_and_counter() {
     assert_eq!(a.auth_data.sign_count, last + 1);
 }
 
+/// The run after presence reuses the lookup of the run before only for the
+/// same RP and the same credential at the same place of the allow list: a
+/// transport that paired a touch with another request gets a fresh lookup.
+#[test]
+fn the_presence_rerun_trusts_its_lookup_only_for_the_same_request() {
+    let mut h = Harness::new();
+    let cred = h.make_credential(Mc::new(RP, b"u").build());
+    let cdh = client_data_hash("get");
+    let other = vec![0x5A; 77];
+    for (rp, allow) in [("other.example", &cred.id), (RP, &other)] {
+        let first = encode(0x02, Some(ga(RP, &cdh, &[&cred.id], None)));
+        assert_eq!(
+            h.raw(Protocol::Cbor, &first, false).0,
+            Outcome::NeedsPresence
+        );
+        let second = encode(0x02, Some(ga(rp, &cdh, &[allow], None)));
+        let (outcome, response) = h.raw(Protocol::Cbor, &second, true);
+        assert_eq!(outcome, Outcome::Response);
+        assert_eq!(
+            decode_response(&response).0,
+            0x2E,
+            "NO_CREDENTIALS for {rp} with another request's lookup"
+        );
+    }
+}
+
 #[test]
 fn silent_assertion_needs_no_presence() {
     let mut h = Harness::new();
@@ -455,10 +481,13 @@ fn get_next_assertion_state_rules() {
         "the wrong-channel attempt ended it"
     );
 
-    // Expires 30 s after the last response.
+    // Expires 30 s after the last response: exactly 30 s is still in time.
     ok_assertion(&mut h, RP, &[], &cdh);
     h.now_ms += 20_000;
     assert_eq!(h.ctap2(0x08, None).0, 0);
+    h.now_ms += 30_000;
+    assert_eq!(h.ctap2(0x08, None).0, 0, "at 30 s");
+    ok_assertion(&mut h, RP, &[], &cdh);
     h.now_ms += 30_001;
     assert_eq!(h.ctap2(0x08, None).0, 0x30);
 

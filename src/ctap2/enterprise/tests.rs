@@ -211,6 +211,9 @@ fn a_none_attestation_asked_for_carries_no_enterprise_attestation() {
         let made = MadeCredential::parse(&value, &client_data_hash("make-credential"));
         assert_eq!(made.fmt, "none");
         assert_eq!(made.att_stmt, Value::Map(vec![]));
-        assert!(map_int(&value, 4).is_none(), "epAtt with fmt none (mode {mode})");
+        assert!(
+            map_int(&value, 4).is_none(),
+            "epAtt with fmt none (mode {mode})"
+        );
     }
 }
