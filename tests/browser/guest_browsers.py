@@ -271,18 +271,27 @@ class Run:
         from instrument import Control
         own = Control(self.guest_control, authenticator="1")
         target = control or own
+        others = []
         for key in own.call("GET", "/webauthn/authenticators"):
-            if key["authenticatorId"] != target.authenticator and key["powered"]:
+            if key["authenticatorId"] == target.authenticator:
+                continue
+            others.append(key["serial"])
+            if key["powered"]:
                 own.other(key["authenticatorId"]).power(False)
-        if not target.describe()["powered"]:
+        described = target.describe()
+        if not described["powered"]:
             target.power(True)
+        # A uhid key's description names its hidraw node only while a host
+        # holds it open: find the nodes by serial (HID_UNIQ) in sysfs.
         end = time.monotonic() + 60
         while True:
-            node = target.describe().get("hidraw")
-            if node and os.path.exists(node):
+            nodes = hidraw_by_serial()
+            node = nodes.get(described["serial"])
+            if node and os.path.exists(node) and not any(s in nodes for s in others):
                 break
             if time.monotonic() > end:
-                raise RuntimeError(f"authenticator {target.authenticator} has no hidraw node after 60s")
+                raise RuntimeError(f"authenticator {target.authenticator} not the only key after 60s: "
+                                   f"hidraw nodes {nodes}")
             time.sleep(0.1)
         self.dev = node
         log(f"plugged authenticator {target.authenticator} as {node}")
@@ -466,6 +475,19 @@ class Run:
             stop(udevd)
         server.shutdown()
         return 0
+
+
+def hidraw_by_serial():
+    """{HID_UNIQ (a ferrokey key's serial): /dev/hidrawN} of the HID devices there are."""
+    nodes = {}
+    for uevent in Path("/sys/class/hidraw").glob("hidraw*/device/uevent"):
+        try:
+            fields = dict(line.split("=", 1) for line in uevent.read_text().splitlines() if "=" in line)
+        except OSError:
+            continue
+        if fields.get("HID_UNIQ"):
+            nodes[fields["HID_UNIQ"]] = f"/dev/{uevent.parent.parent.name}"
+    return nodes
 
 
 def start_udevd(log_path: Path):

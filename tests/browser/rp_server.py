@@ -422,11 +422,13 @@ class RelyingParty:
     def keys_release(self, req):
         """The browser's own key plugged again; every key added for it removed."""
         browser = req["browser"]
-        self.use_key(browser, "own")
         removed = []
-        for name, control in self.keys.pop(browser, {}).items():
-            control.remove()
-            removed.append(name)
+        try:
+            self.use_key(browser, "own")
+        finally:  # the added keys go even when the own key cannot be plugged
+            for name, control in self.keys.pop(browser, {}).items():
+                control.remove()
+                removed.append(name)
         return {"ok": True, "removed": removed}
 
     # ------------------------------------------------------------ page reports
