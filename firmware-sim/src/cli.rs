@@ -275,11 +275,11 @@ pub struct ServeArgs {
     pub quirks: Vec<String>,
 }
 
-fn parse_profile(text: &str) -> Result<String, String> {
+pub(crate) fn parse_profile(text: &str) -> Result<String, String> {
     crate::profile::builtin_profile(text).map(|_| text.to_string())
 }
 
-fn parse_quirk(text: &str) -> Result<String, String> {
+pub(crate) fn parse_quirk(text: &str) -> Result<String, String> {
     crate::profile::quirk(text).map(|_| text.to_string())
 }
 

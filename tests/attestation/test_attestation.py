@@ -10,7 +10,11 @@ verify_x509_chain up to the `ferrokey ca` root, and by py_webauthn; a U2F
 registration through python-fido2's Ctap1, verified with FidoU2FAttestation.
 Then `ferrokey mds`: parse_blob against the MDS root, MdsAttestationVerifier
 accepting a fresh registration and refusing one whose AAGUID is not in the
-BLOB, or whose attestation chains to another root. And the defect this guards:
+BLOB, or whose attestation chains to another root; per profile and option
+(ctap2.0, strict, --bio, --enterprise, --uv auto): the statement's getInfo is
+what the key served that way answers, and the same accept/refuse; a u2f key's
+U2F registration found by its certificate's key identifier; a synced-passkey
+key refused by `ferrokey mds` (all-zero AAGUID, attestation none). And the defect this guards:
 the batch certificate of the previous version is refused by python-fido2.
 """
 import base64
@@ -63,12 +67,12 @@ def binary():
 class Served:
     """`ferrokey serve` on a free port with its own state dir."""
 
-    def __init__(self, binary, state_dir: Path, mode: str):
+    def __init__(self, binary, state_dir: Path, mode: str, extra=()):
         self.state_dir = state_dir
         logs = state_dir.parent / "logs"
         logs.mkdir(exist_ok=True)
         self.key = Key(binary, f"{state_dir.name}-{mode}", state_dir, logs, "auto",
-                       extra_args=["--attestation", mode])
+                       extra_args=["--attestation", mode, *extra])
         self.key.start()
         self.binary = binary
 
@@ -88,10 +92,10 @@ class Served:
 def serve(binary, tmp_path):
     started = []
 
-    def start(mode, name="state"):
+    def start(mode, name="state", extra=()):
         state = tmp_path / name
         state.mkdir(mode=0o700, exist_ok=True)
-        s = Served(binary, state, mode)
+        s = Served(binary, state, mode, extra)
         started.append(s)
         return s
 
@@ -100,7 +104,7 @@ def serve(binary, tmp_path):
         s.stop()
 
 
-def register(device):
+def register(device, uv=UserVerificationRequirement.DISCOURAGED):
     """Fido2Client.make_credential with attestation "direct"; (response, challenge)."""
     client = Fido2Client(device, DefaultClientDataCollector(ORIGIN))
     challenge = os.urandom(32)
@@ -111,8 +115,7 @@ def register(device):
         pub_key_cred_params=[PublicKeyCredentialParameters(type=PublicKeyCredentialType.PUBLIC_KEY,
                                                            alg=-7)],
         attestation=AttestationConveyancePreference.DIRECT,
-        authenticator_selection=AuthenticatorSelectionCriteria(
-            user_verification=UserVerificationRequirement.DISCOURAGED),
+        authenticator_selection=AuthenticatorSelectionCriteria(user_verification=uv),
         timeout=30000,
     )
     return client.make_credential(options), challenge
@@ -287,3 +290,104 @@ def test_self_attestation_is_not_vouched_for_by_metadata(serve, binary, tmp_path
     reg, _ = register(key.device())
     with pytest.raises((UntrustedAttestation, IndexError)):
         verify_with_metadata(blob, mds_root, reg.response.attestation_object, client_data_hash(reg))
+
+
+# getInfo members a statement carries, by CBOR key (CTAP 2.1 §6.4), compared
+# with what the served key answers.
+GET_INFO_STATIC = {1: "versions", 2: "extensions", 4: "options", 5: "maxMsgSize",
+                   6: "pinUvAuthProtocols", 7: "maxCredentialCountInList",
+                   8: "maxCredentialIdLength", 10: "algorithms"}
+OTHER_AAGUID = "00112233-4455-6677-8899-aabbccddeeff"
+
+
+@pytest.mark.parametrize("flags", [["--profile", "ctap2.0"], ["--profile", "strict"], ["--bio"],
+                                   ["--enterprise"], ["--uv", "auto"]],
+                         ids=["ctap2.0", "strict", "bio", "enterprise", "uv-auto"])
+def test_mds_describes_the_key_as_it_is_served(serve, binary, tmp_path, flags):
+    from fido2.ctap2 import Ctap2
+    key = serve("batch", extra=flags)
+    device = key.device()
+    info = Ctap2(device).send_cbor(0x04)
+    blob, mds_root = mds(binary, key.state_dir, tmp_path / "mds", *flags, "--jws-signature", "der")
+    statement = json.loads((tmp_path / "mds" / "metadata-statement.json").read_text())
+    described = statement["authenticatorGetInfo"]
+    for cbor_key, name in GET_INFO_STATIC.items():
+        assert described.get(name) == info.get(cbor_key), f"{name}: statement vs key"
+    assert described["aaguid"] == info[3].hex() == statement["aaguid"].replace("-", "")
+    methods = [way[0]["userVerificationMethod"] for way in statement["userVerificationDetails"]]
+    assert ("fingerprint_internal" in methods) == ("--bio" in flags or "auto" in flags)
+    assert ("ep" in described["options"]) == ("--enterprise" in flags)
+    assert statement["upv"] == ([{"major": 1, "minor": 0}] if "ctap2.0" in flags
+                                else [{"major": 1, "minor": 0}, {"major": 1, "minor": 1}])
+
+    reg, _ = register(device)
+    att, cdh = reg.response.attestation_object, client_data_hash(reg)
+    entry = verify_with_metadata(blob, mds_root, att, cdh)
+    assert entry is not None and entry.aaguid == att.auth_data.credential_data.aaguid
+    assert entry.metadata_statement.authenticator_get_info["versions"] == info[1]
+    # The same statement for another AAGUID does not cover the key.
+    other, other_root = mds(binary, key.state_dir, tmp_path / "other", *flags, "--aaguid", OTHER_AAGUID,
+                            "--jws-signature", "der")
+    with pytest.raises(UntrustedAttestation):
+        verify_with_metadata(other, other_root, att, cdh)
+    device.close()
+
+
+def test_mds_vouches_for_a_u2f_key_by_its_certificate_key_identifier(serve, binary, tmp_path):
+    from cryptography import x509
+    from fido2.webauthn import AttestationObject
+    key = serve("batch", extra=["--profile", "u2f"])
+    device = key.device()
+    blob, mds_root = mds(binary, key.state_dir, tmp_path / "u2f", "--profile", "u2f",
+                         "--jws-signature", "der")
+    statement = json.loads((tmp_path / "u2f" / "metadata-statement.json").read_text())
+    assert statement["protocolFamily"] == "u2f" and "aaguid" not in statement
+    assert "authenticatorGetInfo" not in statement
+    app_param, client_param, u2f = u2f_register(device)
+    att = AttestationObject.from_ctap1(app_param, u2f)
+    ski = x509.SubjectKeyIdentifier.from_public_key(
+        x509.load_der_x509_certificate(u2f.certificate).public_key()).digest
+    assert statement["attestationCertificateKeyIdentifiers"] == [ski.hex()]
+    entry = verify_with_metadata(blob, mds_root, att, client_param)
+    assert entry is not None and entry.attestation_certificate_key_identifiers == [ski]
+    # A FIDO2 statement (found by AAGUID) does not vouch for a U2F registration.
+    fido2_blob, fido2_root = mds(binary, key.state_dir, tmp_path / "fido2", "--jws-signature", "der")
+    with pytest.raises(UntrustedAttestation):
+        verify_with_metadata(fido2_blob, fido2_root, att, client_param)
+    device.close()
+    # U2F with self-signed certificates (one per registration) has no statement.
+    refused = subprocess.run([binary, "mds", "--state-dir", str(key.state_dir), "--out",
+                              str(tmp_path / "self"), "--profile", "u2f", "--attestation", "self"],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and "self-signed" in refused.stderr
+
+
+def test_a_passkey_provider_is_in_metadata_only_when_it_names_itself(serve, binary, tmp_path):
+    """synced-passkey reports the all-zero AAGUID with attestation none: mds
+    refuses it. A provider with its own AAGUID (a profile file) gets a
+    statement a relying party can look up by AAGUID (attestationTypes none),
+    but MdsAttestationVerifier has nothing to verify and does not vouch for
+    it (python-fido2 2.2.1: UnsupportedType for fmt none, which its
+    documentation leaves to the caller to allow)."""
+    from fido2.attestation import UnsupportedType
+    from fido2.mds3 import MdsAttestationVerifier, parse_blob
+    refused = subprocess.run([binary, "mds", "--state-dir", str(tmp_path / "s"), "--out",
+                              str(tmp_path / "synced"), "--profile", "synced-passkey"],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and "all-zero AAGUID" in refused.stderr
+    assert not (tmp_path / "synced" / "blob.jwt").exists()
+
+    profile = tmp_path / "provider.toml"
+    profile.write_text(f'base = "synced-passkey"\naaguid = "{OTHER_AAGUID}"\n')
+    key = serve("batch", extra=["--profile-file", str(profile)])
+    blob, mds_root = mds(binary, key.state_dir, tmp_path / "provider", "--profile-file", str(profile),
+                         "--jws-signature", "der")
+    # A passkey provider's credentials are discoverable: it verifies the user.
+    reg, _ = register(key.device(), UserVerificationRequirement.REQUIRED)
+    att = reg.response.attestation_object
+    assert att.fmt == "none" and str(att.auth_data.credential_data.aaguid) == OTHER_AAGUID
+    verifier = MdsAttestationVerifier(parse_blob(blob, mds_root))
+    entry = verifier.find_entry_by_aaguid(att.auth_data.credential_data.aaguid)
+    assert entry is not None and entry.metadata_statement.attestation_types == ["none"]
+    with pytest.raises(UnsupportedType):
+        verifier.verify_attestation(att, client_data_hash(reg))

@@ -42,7 +42,17 @@ SCENARIOS = [
     "instrument-seeded-signin",
     "instrument-bogus-signature",
     "instrument-bad-up",
+    # Other profiles and the lifecycle (the RP adds, clones and migrates keys
+    # through the control API; the harness plugs the one the browser is to use):
+    "profile-synced-passkey",
+    "profile-u2f",
+    "lifecycle-clone",
+    "lifecycle-migration",
 ]
+# The scenarios that plug other keys while the browser runs: Chromium learns of
+# them from udev's netlink events, which only udevd sends (started for them).
+PLUGGING = {"profile-synced-passkey", "profile-u2f", "lifecycle-clone", "lifecycle-migration"}
+UDEVD = "/lib/systemd/systemd-udevd"
 BROWSERS = ["chromium", "firefox"]
 
 CHROMIUM_FLAGS = [
@@ -233,16 +243,58 @@ class Run:
         """Attach busids[index] (browser number index's own key), detaching the previous one."""
         if self.cfg.get("transport"):
             return self.switch_guest_key(index)
-        busid = self.cfg["busids"][index]
+        return self.attach_busid(self.cfg["busids"][index], f"key {index + 1}")
+
+    def attach_busid(self, busid, what):
+        """The host's key `busid` attached (USB/IP), the one attached before detached."""
         if self.dev and self.attached_busid == busid:
             return 0.0
         t0 = time.monotonic()
         if self.dev:
             detach(self.vport, self.dev)
+            self.dev = ""
         self.dev, self.vport = attach(self.cfg["port"], busid)
         self.attached_busid = busid
-        log(f"attached key {index + 1} ({busid}) as {self.dev} in {time.monotonic() - t0:.2f}s")
+        log(f"attached {what} ({busid}) as {self.dev} in {time.monotonic() - t0:.2f}s")
         return round(time.monotonic() - t0, 2)
+
+    def plug(self, index, control):
+        """The key of `control` (an instrument.Control; None: browser number
+        index's own key) becomes the only key the browser sees (the RP's
+        /api/keys/* scenarios). USB/IP: that key attached, the previous one
+        detached. In-guest transports: every other key of the in-guest server
+        powered off (unplugged), that one powered on."""
+        if not self.cfg.get("transport"):
+            busid = self.cfg["busids"][index] if control is None else control.describe()["busid"]
+            self.attach_busid(busid, "key" if control is None else f"authenticator {control.authenticator}")
+            return
+        from instrument import Control
+        own = Control(self.guest_control, authenticator="1")
+        target = control or own
+        others = []
+        for key in own.call("GET", "/webauthn/authenticators"):
+            if key["authenticatorId"] == target.authenticator:
+                continue
+            others.append(key["serial"])
+            if key["powered"]:
+                own.other(key["authenticatorId"]).power(False)
+        described = target.describe()
+        if not described["powered"]:
+            target.power(True)
+        # A uhid key's description names its hidraw node only while a host
+        # holds it open: find the nodes by serial (HID_UNIQ) in sysfs.
+        end = time.monotonic() + 60
+        while True:
+            nodes = hidraw_by_serial()
+            node = nodes.get(described["serial"])
+            if node and os.path.exists(node) and not any(s in nodes for s in others):
+                break
+            if time.monotonic() > end:
+                raise RuntimeError(f"authenticator {target.authenticator} not the only key after 60s: "
+                                   f"hidraw nodes {nodes}")
+            time.sleep(0.1)
+        self.dev = node
+        log(f"plugged authenticator {target.authenticator} as {node}")
 
     def switch_guest_key(self, index):
         """--transport uhid|attach: ferrokey runs inside the guest; each browser
@@ -404,8 +456,12 @@ class Run:
         self.attached_busid = self.cfg["busids"][0] if self.dev else None
         root_pem = Path(self.cfg["ca_pem"]).read_bytes()
         server, rp = serve(int(self.cfg.get("rp_port", 0)), root_pem, self.work / "rp-events.jsonl")
+        rp.plug = lambda browser, control: self.plug(self.browsers.index(browser), control)
         port = server.server_address[1]
         log(f"relying party on http://localhost:{port}")
+        udevd = None
+        if any(not self.only or s in self.only for s in PLUGGING):
+            udevd = start_udevd(self.logs / "udevd.log")
         if "chromium" in self.browsers:
             try:
                 log(f"chromium policy: {chromium_policy_overlay()}")
@@ -415,8 +471,39 @@ class Run:
             self.run_browser(i, browser, rp, port)
         if self.guest_key:
             stop_guest_key(self.guest_key, self.dev)
+        if udevd:
+            stop(udevd)
         server.shutdown()
         return 0
+
+
+def hidraw_by_serial():
+    """{HID_UNIQ (a ferrokey key's serial): /dev/hidrawN} of the HID devices there are."""
+    nodes = {}
+    for uevent in Path("/sys/class/hidraw").glob("hidraw*/device/uevent"):
+        try:
+            fields = dict(line.split("=", 1) for line in uevent.read_text().splitlines() if "=" in line)
+        except OSError:
+            continue
+        if fields.get("HID_UNIQ"):
+            nodes[fields["HID_UNIQ"]] = f"/dev/{uevent.parent.parent.name}"
+    return nodes
+
+
+def start_udevd(log_path: Path):
+    """systemd-udevd, so that a browser learns of keys plugged after it started
+    (the PLUGGING scenarios); None (logged) where it cannot run."""
+    if not os.path.exists(UDEVD):
+        log(f"{UDEVD} missing (Debian package udev): Chromium will not see keys plugged later")
+        return None
+    proc = subprocess.Popen([UDEVD], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=open(log_path, "wb"), start_new_session=True)
+    time.sleep(0.5)
+    if proc.poll() is not None:
+        log(f"udevd exited with {proc.returncode}: {log_path.read_text()[-300:]!r}")
+        return None
+    log(f"udevd running (pid {proc.pid})")
+    return proc
 
 
 def stop_guest_key(proc, dev):

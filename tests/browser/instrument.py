@@ -93,6 +93,44 @@ class Control:
         cose = cbor.encode(dict(ES256.from_cryptography_key(private.public_key())))
         return cred_id, cose
 
+    # ------------------------------------------------------------ more keys
+    def other(self, authenticator: str) -> "Control":
+        """Another authenticator of the same control API."""
+        return Control(f"http://{self.host}:{self.port}/", authenticator=authenticator)
+
+    def add_key(self, config: dict) -> "Control":
+        """Add Virtual Authenticator (`config`: WebDriver's and ferrokey's options,
+        e.g. `ferrokey:profile`); the new key."""
+        return self.other(self.call("POST", "/webauthn/authenticator", config))
+
+    def describe(self) -> dict:
+        """`GET .../authenticator/{id}`: busid, profile, hidraw, power, ..."""
+        return self.call("GET", self.path())
+
+    def clone(self) -> "Control":
+        """`POST .../clone`: an attacker's copy (same credentials and counters)."""
+        return self.other(self.call("POST", self.path("/clone"))["authenticatorId"])
+
+    def export_cxf(self) -> dict:
+        """`GET .../export`: the resident credentials as a CXF document."""
+        return self.call("GET", self.path("/export"))
+
+    def import_cxf(self, document: dict) -> dict:
+        """`POST .../import`: {"imported": [credential ids], "ignored": n}."""
+        return self.call("POST", self.path("/import"), document)
+
+    def power(self, on: bool):
+        return self.call("POST", self.path("/power"), {"on": on})
+
+    def remove(self):
+        """Remove Virtual Authenticator: unplugged, its state deleted."""
+        self.call("DELETE", self.path())
+
+    def credentials(self) -> list:
+        """Get Credentials, without the private keys."""
+        return [{k: v for k, v in c.items() if k != "privateKey"}
+                for c in self.call("GET", self.path("/credentials"))]
+
     def set_overrides(self, **bits):
         return self.call("POST", self.path("/response-override"), bits)
 

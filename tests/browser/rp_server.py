@@ -27,6 +27,16 @@ API (POST, JSON in and out; `browser` names the run, each has its own state):
   /api/instrument/override {browser, isBogusSignature, isBadUV, isBadUP}  CDP's overrides
   /api/instrument/check {browser, id, signCount}  the credentialAsserted event came, and
       Get Credentials lists the credential with that counter
+  /api/keys/add         {browser, name, profile, options, plug}  a new key (Add Virtual Authenticator
+      with `ferrokey:profile`), plugged instead of the browser's current one unless plug is false
+      -> {ok, authenticatorId, busid, profile, aaguid, plugSeconds}
+  /api/keys/clone       {browser, of, name}   POST .../clone of key `of` (the `cloned` event came)
+  /api/keys/use         {browser, name}       plug key `name` ("own": the browser's own key)
+  /api/keys/credentials {browser, name}       Get Credentials of the key (no private keys)
+  /api/keys/commands    {browser, name}       the CTAP commands it answered -> {commands: [{command, status}]}
+  /api/keys/migrate     {browser, from, to}   CXF export of `from` imported into `to`
+      -> {ok, exported: [credId], imported: [credId], ignored}
+  /api/keys/release     {browser}   the own key plugged again, the added keys removed
   /api/result           {browser, scenario, ok, detail, timings}   a scenario's verdict
   /api/log              {browser, msg}                             progress lines
   /api/done             {browser, userAgent}                       the page finished
@@ -117,6 +127,10 @@ class RelyingParty:
         self.ui = {}            # browser -> [{"kind": "ui-step"|"ctap-error", "value": ...}]
         self.cond = threading.Condition(self.lock)
         self.instruments = {}   # browser -> instrument.Control of the browser's key
+        self.keys = {}          # browser -> {name: instrument.Control}: keys added for it
+        # plug(browser, control): make `control`'s key the only one the browser
+        # sees (None: the browser's own key again). Set by guest_browsers.py.
+        self.plug = None
 
     # ------------------------------------------------------------ bookkeeping
     def event(self, browser, kind, data=None):
@@ -165,6 +179,11 @@ class RelyingParty:
         public_key["extensions"] = {"credProps": True}
         return {"token": token, "publicKey": public_key}
 
+    @staticmethod
+    def roots_by_fmt(pem: bytes):
+        """py_webauthn's trust anchors: `pem` for the formats that carry ferrokey's certificates."""
+        return {AttestationFormat.PACKED: [pem], AttestationFormat.FIDO_U2F: [pem]}
+
     def register_verify(self, req, port):
         browser = req["browser"]
         _, _, challenge, extra = self._take(req["token"], browser, "register")
@@ -172,7 +191,7 @@ class RelyingParty:
         verified = verify_registration_response(
             credential=cred, expected_challenge=challenge, expected_origin=self.origin(port),
             expected_rp_id=RP_ID, require_user_verification=False,
-            pem_root_certs_bytes_by_fmt={AttestationFormat.PACKED: [self.root_pem]})
+            pem_root_certs_bytes_by_fmt=self.roots_by_fmt(self.root_pem))
         out = {
             "ok": True, "id": b64u(verified.credential_id), "fmt": enum_str(verified.fmt),
             "aaguid": verified.aaguid, "signCount": verified.sign_count,
@@ -188,14 +207,14 @@ class RelyingParty:
         out["pythonFido2"] = verify_registration_any(
             AttestationObject(unb64u(response["attestationObject"])),
             hashlib.sha256(unb64u(response["clientDataJSON"])).digest(), self.root_der)
-        if verified.fmt == AttestationFormat.PACKED:
+        if verified.fmt in (AttestationFormat.PACKED, AttestationFormat.FIDO_U2F):
             out["chainVerified"] = True  # py_webauthn checked the x5c chain to root_pem
             # Negative control: the same statement must NOT verify against another root.
             try:
                 verify_registration_response(
                     credential=cred, expected_challenge=challenge, expected_origin=self.origin(port),
                     expected_rp_id=RP_ID, require_user_verification=False,
-                    pem_root_certs_bytes_by_fmt={AttestationFormat.PACKED: [self.bogus_pem]})
+                    pem_root_certs_bytes_by_fmt=self.roots_by_fmt(self.bogus_pem))
                 out["bogusRootRejected"] = False
             except (InvalidCertificateChain, InvalidRegistrationResponse) as e:
                 out["bogusRootRejected"] = "chain" in str(e).lower() or isinstance(
@@ -317,6 +336,101 @@ class RelyingParty:
         return {"ok": True, "eventWaitS": waited, "listedSignCount": listed["signCount"],
                 "eventAuthenticatorId": event["data"].get("authenticatorId")}
 
+    # ------------------------------------------------------------ more keys (profiles, lifecycle)
+    # The page asks for keys by name; the RP adds them through the control API
+    # (Add Virtual Authenticator with `ferrokey:profile`, clone, CXF export and
+    # import) and has the harness plug the one the browser is to use next.
+    def key(self, browser, name):
+        if name == "own":
+            return self.instrument(browser)
+        control = self.keys.get(browser, {}).get(name)
+        if control is None:
+            raise ValueError(f"no key named {name!r} for {browser}")
+        return control
+
+    def use_key(self, browser, name):
+        if self.plug is None:
+            raise RuntimeError("this run cannot plug keys (no harness hook)")
+        t0 = time.monotonic()
+        self.plug(browser, None if name == "own" else self.key(browser, name))
+        return round(time.monotonic() - t0, 2)
+
+    def key_summary(self, control):
+        d = control.describe()
+        return {"authenticatorId": d["authenticatorId"], "busid": d["busid"], "profile": d["profile"],
+                "aaguid": d["aaguid"], "serial": d["serial"]}
+
+    def keys_add(self, req):
+        """A new key of profile `profile` (Add Virtual Authenticator with
+        `ferrokey:profile` and `options`), plugged for the browser."""
+        browser, name = req["browser"], req["name"]
+        config = {"protocol": "ctap2_1", "transport": "usb", "ferrokey:profile": req["profile"],
+                  **(req.get("options") or {})}
+        control = self.instrument(browser).add_key(config)
+        self.keys.setdefault(browser, {})[name] = control
+        control.watch()  # its ctap events, for keys_commands
+        out = {"ok": True, "name": name, **self.key_summary(control)}
+        if req.get("plug", True):
+            out["plugSeconds"] = self.use_key(browser, name)
+        self.event(browser, "key-added", out)
+        return out
+
+    def keys_clone(self, req):
+        """A clone of key `of` (POST .../clone), named `name`; not plugged."""
+        browser, name = req["browser"], req["name"]
+        original = self.key(browser, req["of"])
+        original.watch()
+        copy = original.clone()
+        self.keys.setdefault(browser, {})[name] = copy
+        out = {"ok": True, "name": name, **self.key_summary(copy)}
+        event = original.wait_event(lambda e: e.get("event") == "cloned"
+                                    and e["data"].get("cloneId") == out["authenticatorId"])
+        out["clonedEvent"] = event is not None
+        self.event(browser, "key-cloned", out)
+        return out
+
+    def keys_use(self, req):
+        return {"ok": True, "plugSeconds": self.use_key(req["browser"], req["name"])}
+
+    def keys_credentials(self, req):
+        """Get Credentials of key `name` (no private keys)."""
+        return {"ok": True, "credentials": self.key(req["browser"], req["name"]).credentials()}
+
+    def keys_commands(self, req):
+        """The CTAP commands key `name` answered since it was added, from its
+        event stream: [{command, status}]."""
+        control = self.key(req["browser"], req["name"])
+        with control.cond:
+            seen = [{"command": e["data"]["command"], "status": e["data"]["status"]}
+                    for e in control.events if e.get("event") == "ctap"]
+        return {"ok": True, "commands": seen}
+
+    def keys_migrate(self, req):
+        """The resident credentials of key `from`, exported as CXF and imported
+        into key `to` (both through the control API)."""
+        browser = req["browser"]
+        document = self.key(browser, req["from"]).export_cxf()
+        passkeys = [c for a in document.get("accounts", []) for i in a.get("items", [])
+                    for c in i.get("credentials", []) if c.get("type") == "passkey"]
+        imported = self.key(browser, req["to"]).import_cxf(document)
+        out = {"ok": True, "exported": [c.get("credentialId") for c in passkeys],
+               "version": document.get("version"), "imported": imported.get("imported"),
+               "ignored": imported.get("ignored")}
+        self.event(browser, "keys-migrated", out)
+        return out
+
+    def keys_release(self, req):
+        """The browser's own key plugged again; every key added for it removed."""
+        browser = req["browser"]
+        removed = []
+        try:
+            self.use_key(browser, "own")
+        finally:  # the added keys go even when the own key cannot be plugged
+            for name, control in self.keys.pop(browser, {}).items():
+                control.remove()
+                removed.append(name)
+        return {"ok": True, "removed": removed}
+
     # ------------------------------------------------------------ page reports
     def result(self, req):
         browser = req["browser"]
@@ -347,12 +461,13 @@ class RelyingParty:
 
 
 def auth_data_flags(cred):
-    """The UP and UV flags of an assertion's authenticator data, as sent."""
+    """The UP, UV, BE and BS flags of an assertion's authenticator data, as sent."""
     try:
         flags = unb64u(cred["response"]["authenticatorData"])[32]
     except (KeyError, IndexError, TypeError, ValueError):
         return {}
-    return {"up": bool(flags & 0x01), "uv": bool(flags & 0x04)}
+    return {"up": bool(flags & 0x01), "uv": bool(flags & 0x04), "be": bool(flags & 0x08),
+            "bs": bool(flags & 0x10)}
 
 
 def make_handler(rp: RelyingParty, verbose=False):
@@ -407,6 +522,13 @@ def make_handler(rp: RelyingParty, verbose=False):
                     "/api/instrument/seed": lambda: rp.instrument_seed(req),
                     "/api/instrument/override": lambda: rp.instrument_override(req),
                     "/api/instrument/check": lambda: rp.instrument_check(req),
+                    "/api/keys/add": lambda: rp.keys_add(req),
+                    "/api/keys/clone": lambda: rp.keys_clone(req),
+                    "/api/keys/use": lambda: rp.keys_use(req),
+                    "/api/keys/credentials": lambda: rp.keys_credentials(req),
+                    "/api/keys/commands": lambda: rp.keys_commands(req),
+                    "/api/keys/migrate": lambda: rp.keys_migrate(req),
+                    "/api/keys/release": lambda: rp.keys_release(req),
                     "/api/result": lambda: rp.result(req),
                     "/api/log": lambda: (rp.event(req["browser"], "log", {"msg": req.get("msg", "")}),
                                          {"ok": True})[1],

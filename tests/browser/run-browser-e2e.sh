@@ -16,7 +16,12 @@
 # test instrument through its control API (driven by the RP): instrument-seeded-signin
 # (a seeded resident P-256 credential signs in, the RP verifies with its own public
 # key, credentialAsserted arrives, Get Credentials shows the counter),
-# instrument-bogus-signature and instrument-bad-up (CDP response overrides).
+# instrument-bogus-signature and instrument-bad-up (CDP response overrides);
+# other keys, which the RP adds through the control API and the harness plugs
+# (udevd runs, so Chromium sees them): profile-synced-passkey (backed up,
+# multi-device), profile-u2f (the browser's U2F fallback, fido-u2f
+# attestation), lifecycle-clone (the RP refuses the copy that is behind) and
+# lifecycle-migration (CXF export into a synced-passkey key signs in).
 # Prints PASS/FAIL per scenario per browser, a timing table per browser, and
 # last `N passed, N failed, N skipped` (tests/lib/accounting.py); exit status 0
 # only if nothing failed. Known failures: tests/browser/known-failures.txt
@@ -34,7 +39,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 case "${1:-}" in
-  -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 # shellcheck source=tests/e2e/lib.sh

@@ -73,7 +73,16 @@ def verify_registration(attestation_object: AttestationObject, client_data_hash:
 
 def mode_of(attestation_object: AttestationObject) -> str:
     """The --attestation mode a registration's statement shows: none, self
-    (packed without x5c), batch (one certificate) or chain (two)."""
+    (packed without x5c), batch (one certificate) or chain (two); for a
+    fido-u2f statement (one certificate), self when it is self-signed, else batch."""
+    if attestation_object.fmt == "fido-u2f":
+        from cryptography import x509
+        x5c = attestation_object.att_stmt.get("x5c") or [b""]
+        try:
+            cert = x509.load_der_x509_certificate(x5c[0])
+        except ValueError:
+            return "unknown"
+        return "self" if cert.issuer == cert.subject else "batch"
     if attestation_object.fmt != "packed":
         return "none"
     x5c = attestation_object.att_stmt.get("x5c")
@@ -82,27 +91,30 @@ def mode_of(attestation_object: AttestationObject) -> str:
 
 def verify_registration_any(attestation_object: AttestationObject, client_data_hash: bytes,
                             root_der: bytes) -> str:
-    """verify_registration for whichever mode the statement shows (what a relying
-    party that accepts any of them does)."""
+    """verify_registration (or verify_u2f_attestation for fido-u2f) for whichever
+    mode the statement shows (what a relying party that accepts any of them does)."""
     mode = mode_of(attestation_object)
     _expect(mode in MODES, f"attestation statement of no known form (fmt {attestation_object.fmt!r})")
+    if attestation_object.fmt == "fido-u2f":
+        return verify_u2f_attestation(attestation_object, client_data_hash, root_der, mode)
     return verify_registration(attestation_object, client_data_hash, root_der, mode)
 
 
-def verify_u2f_registration(app_param: bytes, client_param: bytes, registration, root_der: bytes,
-                            mode: str, intermediate_der: bytes = None) -> str:
-    """A U2F REGISTER (fido2.ctap1.RegistrationData) of a key served with `--attestation mode`."""
-    attestation_object = AttestationObject.from_ctap1(app_param, registration)
+def verify_u2f_attestation(attestation_object: AttestationObject, client_data_hash: bytes,
+                           root_der: bytes, mode: str, intermediate_der: bytes = None) -> str:
+    """A fido-u2f attestation object (a U2F REGISTER, `AttestationObject.from_ctap1`,
+    or what a browser makes of one) of a key served with `--attestation mode`."""
+    _expect(attestation_object.fmt == "fido-u2f", f"fmt {attestation_object.fmt!r}, expected 'fido-u2f'")
     result = FidoU2FAttestation().verify(attestation_object.att_stmt, attestation_object.auth_data,
-                                         client_param)
+                                         client_data_hash)
     cert = result.trust_path[0]
     if mode in ("none", "self"):
         # Self-signed certificate of the new credential key.
         from cryptography import x509
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-        key = x509.load_der_x509_certificate(cert).public_key().public_bytes(
-            Encoding.X962, PublicFormat.UncompressedPoint)
-        _expect(key == registration.public_key, "the self-signed certificate is not for the new key")
+        numbers = x509.load_der_x509_certificate(cert).public_key().public_numbers()
+        cose = attestation_object.auth_data.credential_data.public_key
+        _expect((numbers.x, numbers.y) == (int.from_bytes(cose[-2], "big"), int.from_bytes(cose[-3], "big")),
+                "the self-signed certificate is not for the new key")
         verify_x509_chain([cert, cert])
         return "fido-u2f: FidoU2FAttestation().verify() passed; certificate self-signed by the new key"
     chain = [cert] + ([intermediate_der] if mode == "chain" else []) + [root_der]
@@ -110,6 +122,13 @@ def verify_u2f_registration(app_param: bytes, client_param: bytes, registration,
     verify_x509_chain(chain)
     return (f"fido-u2f: FidoU2FAttestation().verify() passed, verify_x509_chain of {len(chain)} "
             f"up to the `ferrokey ca` root passed")
+
+
+def verify_u2f_registration(app_param: bytes, client_param: bytes, registration, root_der: bytes,
+                            mode: str, intermediate_der: bytes = None) -> str:
+    """A U2F REGISTER (fido2.ctap1.RegistrationData) of a key served with `--attestation mode`."""
+    return verify_u2f_attestation(AttestationObject.from_ctap1(app_param, registration), client_param,
+                                  root_der, mode, intermediate_der)
 
 
 def verify_with_metadata(blob: bytes, mds_root_der: bytes, attestation_object: AttestationObject,

@@ -93,17 +93,12 @@ pub struct CoreFlags {
     pub profile: ferrokey::profile::Profile,
 }
 
-/// Starts the core over an opened key state, with `flags`. `dir` is only for messages.
-pub fn start_authenticator<U: UserPresence>(
-    dir: &Path,
-    storage: FileStorage,
-    presence: U,
-    identity: &Identity,
-    attestation: &KeyAttestation,
-    flags: CoreFlags,
-) -> Result<KeyApp<U>> {
+/// The core configuration of a key with AAGUID `aaguid` (before the
+/// profile's), `attestation` and `flags`: what [`start_authenticator`] starts
+/// and what `ferrokey mds` describes.
+pub fn core_config(aaguid: [u8; 16], attestation: &KeyAttestation, flags: CoreFlags) -> Config {
     let mut config = Config {
-        aaguid: identity.aaguid,
+        aaguid,
         builtin_uv: flags.builtin_uv,
         exportable: flags.exportable,
         default_backup_eligible: flags.default_backup_eligible,
@@ -116,6 +111,19 @@ pub fn start_authenticator<U: UserPresence>(
     };
     attestation.apply(&mut config);
     flags.profile.apply(&mut config);
+    config
+}
+
+/// Starts the core over an opened key state, with `flags`. `dir` is only for messages.
+pub fn start_authenticator<U: UserPresence>(
+    dir: &Path,
+    storage: FileStorage,
+    presence: U,
+    identity: &Identity,
+    attestation: &KeyAttestation,
+    flags: CoreFlags,
+) -> Result<KeyApp<U>> {
+    let config = core_config(identity.aaguid, attestation, flags);
     let platform = Platform {
         storage,
         presence,

@@ -17,7 +17,7 @@ use super::pin::PinSecret;
 use super::power::PowerCycled;
 use super::UsbIdentity;
 use crate::attestation::{Ca, CaOptions, KeyAttestation};
-use crate::cli::state::{key_dir, start_authenticator, CoreFlags};
+use crate::cli::state::{key_dir, start_authenticator};
 use crate::events::{EventBus, KeyId};
 use crate::identity::{Aaguid, Identity, FERROKEY_AAGUID, IDENTITY_FILE};
 use crate::presence::{Label, Presence, PresenceMode, PresenceSwitch, PromptHub};
@@ -114,16 +114,8 @@ impl Recipe {
             presence,
             &self.identity,
             &self.attestation,
-            CoreFlags {
-                builtin_uv: self.options.effective_uv().is_builtin(),
-                exportable: self.options.exportable,
-                default_backup_eligible: self.options.default_backup_eligibility,
-                default_backup_state: self.options.default_backup_state,
-                reset_window: self.options.reset_window_in_force(),
-                bio: self.options.bio,
-                enterprise: self.enterprise.clone(),
-                profile: self.profile,
-            },
+            self.options
+                .core_flags(self.profile, self.enterprise.clone()),
         )?;
         Ok(KeyCore::new(
             app,

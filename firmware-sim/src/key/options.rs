@@ -302,6 +302,26 @@ impl KeyOptions {
         }
     }
 
+    /// What the core of a key of these options is started with, given the
+    /// profile they resolve to and the key's enterprise attestation (if
+    /// `enterpriseAttestation`).
+    pub fn core_flags(
+        &self,
+        profile: Profile,
+        enterprise: Option<ferrokey::authenticator::EnterpriseAttestation>,
+    ) -> crate::cli::state::CoreFlags {
+        crate::cli::state::CoreFlags {
+            builtin_uv: self.effective_uv().is_builtin(),
+            exportable: self.exportable,
+            default_backup_eligible: self.default_backup_eligibility,
+            default_backup_state: self.default_backup_state,
+            reset_window: self.reset_window_in_force(),
+            bio: self.bio,
+            enterprise,
+            profile,
+        }
+    }
+
     /// The presence mode in force (`auto` unless set; ignored with a presence file).
     pub fn presence_mode(&self) -> PresenceMode {
         self.presence.unwrap_or(PresenceMode::Auto)

@@ -45,14 +45,21 @@ pub fn payload(legal_header: &str, serial: u64, next_update: &str, entries: Vec<
     })
 }
 
-/// One payload entry (MetadataBLOBPayloadEntry) for a statement.
-pub fn entry(aaguid: &str, statement: Value, today: &str) -> Value {
-    json!({
-        "aaguid": aaguid,
-        "metadataStatement": statement,
+/// One payload entry (MetadataBLOBPayloadEntry) for a statement, named as
+/// the statement names the authenticator: by `aaguid` (FIDO2), or by
+/// `attestationCertificateKeyIdentifiers` (U2F).
+pub fn entry(statement: Value, today: &str) -> Value {
+    let mut entry = json!({
         "statusReports": [{"status": "NOT_FIDO_CERTIFIED", "effectiveDate": today}],
         "timeOfLastStatusChange": today,
-    })
+    });
+    for key in ["aaguid", "attestationCertificateKeyIdentifiers"] {
+        if let Some(value) = statement.get(key) {
+            entry[key] = value.clone();
+        }
+    }
+    entry["metadataStatement"] = statement;
+    entry
 }
 
 /// Signs `header` and `payload` into a compact JWS:
@@ -98,6 +105,21 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_names_the_authenticator_as_its_statement_does() {
+        let fido2 = entry(json!({"aaguid": "a-b", "x": 1}), "2026-01-01");
+        assert_eq!(fido2["aaguid"], "a-b");
+        assert_eq!(fido2["metadataStatement"]["x"], 1);
+        assert!(fido2.get("attestationCertificateKeyIdentifiers").is_none());
+        let u2f = entry(
+            json!({"attestationCertificateKeyIdentifiers": ["00ff"]}),
+            "2026-01-01",
+        );
+        assert_eq!(u2f["attestationCertificateKeyIdentifiers"], json!(["00ff"]));
+        assert!(u2f.get("aaguid").is_none());
+        assert_eq!(u2f["statusReports"][0]["status"], "NOT_FIDO_CERTIFIED");
+    }
+
+    #[test]
     fn both_signature_encodings_verify_under_the_signing_key() {
         let key = SecretKey::random(&mut rand_core::OsRng);
         let verifying = VerifyingKey::from(&SigningKey::from(&key));
@@ -106,7 +128,7 @@ mod tests {
             "legal",
             7,
             "2030-01-01",
-            vec![entry("a-b", json!({}), "2026-01-01")],
+            vec![entry(json!({"aaguid": "a-b"}), "2026-01-01")],
         );
         let raw = sign(&h, &p, &key, JwsSignature::Raw).unwrap();
         let (input, header_back, payload_back, sig) = split(&raw);

@@ -1,8 +1,13 @@
 //! The FIDO Metadata Statement (MDS v3.0 §4) of a ferrokey key, as JSON.
 //!
-//! `authenticatorGetInfo` is not written by hand: a fresh core with the same
-//! configuration (AAGUID, built-in UV) answers getInfo in memory, and its CBOR
-//! is converted to the statement's JSON form (CTAP 2.1 §6.4 member names).
+//! It follows the key it describes: its profile (protocol family, versions,
+//! algorithms, AAGUID), its attestation, its built-in user verification or
+//! fingerprint sensor, enterprise attestation. `authenticatorGetInfo` is not
+//! written by hand: a fresh core with the keys' own configuration
+//! ([`crate::cli::state::core_config`]) answers getInfo in memory, and its
+//! CBOR is converted to the statement's JSON form (CTAP 2.1 §6.4 member
+//! names). A U2F-only key is described the U2F way: no AAGUID and no
+//! getInfo, but the key identifiers of its attestation certificates.
 
 use std::collections::HashMap;
 
@@ -13,6 +18,7 @@ use ferrokey::app::{App, CallContext, Message, Outcome, Protocol};
 use ferrokey::authenticator::{Authenticator, Config};
 use ferrokey::platform::{Platform, RecordKey, Storage, StorageError};
 use serde_json::{json, Map, Value};
+use sha1::{Digest, Sha1};
 
 use crate::attestation::AttestationMode;
 use crate::identity::Aaguid;
@@ -20,18 +26,31 @@ use crate::presence::{Presence, UvMode};
 
 /// The statement's `description`.
 pub const DESCRIPTION: &str = "ferrokey software FIDO2 security key (for testing)";
+/// The statement's `description` for a U2F-only key.
+pub const U2F_DESCRIPTION: &str = "ferrokey software U2F security key (for testing)";
 
-/// What the statement describes.
+/// What the statement describes: keys started with `config`.
 #[derive(Clone, Debug)]
 pub struct KeyModel {
-    /// The AAGUID.
-    pub aaguid: [u8; 16],
-    /// The attestation mode the keys are served with.
-    pub attestation: AttestationMode,
-    /// Built-in user verification (`--uv`).
+    /// The keys' core configuration (profile applied): getInfo comes from a
+    /// core started with it.
+    pub config: Config,
+    /// Their built-in user verification in force (`--uv`, or the profile's).
     pub uv: UvMode,
-    /// The firmware version (getInfo firmwareVersion; the statement's authenticatorVersion).
-    pub firmware_version: u32,
+    /// The attestation of their registrations (the profile's over `--attestation`).
+    pub attestation: AttestationMode,
+}
+
+impl KeyModel {
+    /// The AAGUID the keys report (the profile's, if it has one).
+    pub fn aaguid(&self) -> [u8; 16] {
+        self.config.aaguid
+    }
+
+    /// Whether the keys speak U2F only (no CTAP2: a `u2f` profile).
+    pub fn u2f_only(&self) -> bool {
+        !self.config.profile.versions.ctap2()
+    }
 }
 
 /// Storage for the throwaway core that answers getInfo.
@@ -148,13 +167,8 @@ pub fn core_get_info(model: &KeyModel) -> Result<Vec<u8>, String> {
         presence: Presence::auto(Default::default()).with_uv(model.uv),
         rng: rand_core::OsRng,
     };
-    let config = Config {
-        aaguid: model.aaguid,
-        builtin_uv: model.uv.is_builtin(),
-        firmware_version: model.firmware_version,
-        ..Config::default()
-    };
-    let mut core = Authenticator::new(platform, config).map_err(|e| e.to_string())?;
+    let mut core =
+        Authenticator::new(platform, model.config.clone()).map_err(|e| format!("{e:?}"))?;
     let mut response = Message::new();
     let context = CallContext {
         now_ms: 0,
@@ -171,109 +185,120 @@ pub fn core_get_info(model: &KeyModel) -> Result<Vec<u8>, String> {
     }
 }
 
+/// The key identifier MDS (and python-fido2's lookup) uses for an
+/// attestation certificate: SHA-1 of its subjectPublicKey (RFC 5280
+/// §4.2.1.2 method 1), lowercase hex.
+pub fn certificate_key_identifier(der: &[u8]) -> Result<String, String> {
+    let cert = crate::attestation::check::parse_strict(der)
+        .map_err(|e| format!("the attestation certificate does not parse: {e}"))?;
+    Ok(Sha1::digest(cert.public_key())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The key identifiers of the certificates a U2F REGISTER of `model`'s keys
+/// carries; an error when each registration has its own self-signed
+/// certificate (attestation self or none), which no metadata can name.
+pub fn u2f_key_identifiers(model: &KeyModel) -> Result<Vec<String>, String> {
+    match &model.config.attestation {
+        Some(attestation) => Ok(vec![certificate_key_identifier(&attestation.certificate)?]),
+        None => Err(format!(
+            "with attestation {} a U2F registration carries a self-signed certificate of its own \
+             credential key, which no metadata statement can name (U2F metadata is found by the \
+             attestation certificate's key identifier); use attestation batch or chain",
+            model.attestation.name()
+        )),
+    }
+}
+
+/// The FIDO Registry's names of the profile's algorithms (authenticationAlgorithms).
+fn algorithm_names(model: &KeyModel) -> Vec<&'static str> {
+    let a = &model.config.profile.algorithms;
+    [
+        (a.es256, "secp256r1_ecdsa_sha256_raw"),
+        (a.eddsa, "ed25519_eddsa_sha512_raw"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect()
+}
+
+/// userVerificationDetails: each inner list is one way to verify the user
+/// (FIDO Registry §3.1): presence alone; the PIN (clientPin); the built-in
+/// fingerprint (built-in UV, or the bio sensor's enrolled fingers).
+fn uv_details(model: &KeyModel) -> Vec<Value> {
+    use ferrokey::pin::state::MAX_UV_RETRIES;
+    let mut details = vec![json!([{"userVerificationMethod": "presence_internal"}])];
+    if model.u2f_only() {
+        return details;
+    }
+    if model.config.profile.options.client_pin {
+        details.push(json!([{"userVerificationMethod": "passcode_external",
+                             "caDesc": {"base": 10, "minLength": 4, "maxRetries": 8, "blockSlowdown": 0}}]));
+    }
+    if model.config.bio {
+        details.push(json!([{"userVerificationMethod": "fingerprint_internal",
+                             "baDesc": {"maxTemplates": ferrokey::bio::MAX_TEMPLATES,
+                                        "maxRetries": MAX_UV_RETRIES}}]));
+    } else if model.config.builtin_uv {
+        details.push(json!([{"userVerificationMethod": "fingerprint_internal",
+                             "baDesc": {"maxRetries": MAX_UV_RETRIES}}]));
+    }
+    details
+}
+
 /// The metadata statement for `model`, whose attestation chains to `root_der`.
 pub fn metadata_statement(model: &KeyModel, root_der: &[u8]) -> Result<Value, String> {
-    let get_info = get_info_json(&core_get_info(model)?)?;
     let attestation_types = match model.attestation {
         AttestationMode::Batch | AttestationMode::Chain => vec!["basic_full"],
         AttestationMode::SelfAttestation => vec!["basic_surrogate"],
         AttestationMode::None => vec!["none"],
     };
-    // Each inner list is one way to verify the user (FIDO Registry §3.1).
-    let mut uv_details = vec![
-        json!([{"userVerificationMethod": "presence_internal"}]),
-        json!([{"userVerificationMethod": "passcode_external",
-                "caDesc": {"base": 10, "minLength": 4, "maxRetries": 8, "blockSlowdown": 0}}]),
-    ];
-    if model.uv.is_builtin() {
-        uv_details.push(json!([{"userVerificationMethod": "fingerprint_internal",
-                                "baDesc": {"maxRetries": 8}}]));
-    }
-    Ok(json!({
+    let mut statement = json!({
         "legalHeader": super::LEGAL_HEADER,
-        "aaguid": Aaguid(model.aaguid).to_string(),
         "description": DESCRIPTION,
-        "authenticatorVersion": model.firmware_version,
-        "protocolFamily": "fido2",
+        "authenticatorVersion": model.config.firmware_version,
         "schema": 3,
-        "upv": [{"major": 1, "minor": 0}, {"major": 1, "minor": 1}],
-        "authenticationAlgorithms": ["secp256r1_ecdsa_sha256_raw", "ed25519_eddsa_sha512_raw"],
+        "authenticationAlgorithms": algorithm_names(model),
         "publicKeyAlgAndEncodings": ["cose"],
         "attestationTypes": attestation_types,
-        "userVerificationDetails": uv_details,
+        "userVerificationDetails": uv_details(model),
         "keyProtection": ["software"],
         "matcherProtection": ["software"],
         "cryptoStrength": 128,
         "attachmentHint": ["external", "wired"],
         "tcDisplay": [],
         "attestationRootCertificates": [STANDARD.encode(root_der)],
-        "authenticatorGetInfo": get_info,
-    }))
+    });
+    if model.u2f_only() {
+        // U2F 1.1 (FIDO Registry: U2FV1BIN); keys raw X9.62 points.
+        statement["description"] = json!(U2F_DESCRIPTION);
+        statement["protocolFamily"] = json!("u2f");
+        statement["upv"] = json!([{"major": 1, "minor": 1}]);
+        statement["publicKeyAlgAndEncodings"] = json!(["ecc_x962_raw"]);
+        statement["attestationCertificateKeyIdentifiers"] = json!(u2f_key_identifiers(model)?);
+        return Ok(statement);
+    }
+    let get_info = get_info_json(&core_get_info(model)?)?;
+    let versions = &model.config.profile.versions;
+    let upv: Vec<Value> = [(versions.fido_2_0, 0), (versions.fido_2_1, 1)]
+        .into_iter()
+        .filter_map(|(on, minor)| on.then(|| json!({"major": 1, "minor": minor})))
+        .collect();
+    if let Some(version) = get_info.get("firmwareVersion") {
+        statement["authenticatorVersion"] = version.clone();
+    }
+    statement["aaguid"] = json!(Aaguid(model.aaguid()).to_string());
+    statement["protocolFamily"] = json!("fido2");
+    statement["upv"] = json!(upv);
+    statement["authenticatorGetInfo"] = get_info;
+    Ok(statement)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn model(uv: UvMode) -> KeyModel {
-        KeyModel {
-            aaguid: crate::identity::FERROKEY_AAGUID,
-            attestation: AttestationMode::Batch,
-            uv,
-            firmware_version: 0x000100,
-        }
-    }
-
-    #[test]
-    fn get_info_comes_from_the_core() {
-        let info = get_info_json(&core_get_info(&model(UvMode::Off)).unwrap()).unwrap();
-        assert_eq!(info["versions"], json!(["U2F_V2", "FIDO_2_0", "FIDO_2_1"]));
-        assert_eq!(
-            info["aaguid"],
-            json!(crate::identity::FERROKEY_AAGUID
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>())
-        );
-        assert_eq!(info["options"]["rk"], json!(true));
-        assert!(info["options"].get("uv").is_none());
-        assert_eq!(
-            info["algorithms"][0],
-            json!({"alg": -7, "type": "public-key"})
-        );
-        assert_eq!(info["maxMsgSize"], json!(7609));
-        assert!(info.get("remainingDiscoverableCredentials").is_none());
-        let with_uv = get_info_json(&core_get_info(&model(UvMode::Auto)).unwrap()).unwrap();
-        assert_eq!(with_uv["options"]["uv"], json!(true));
-        assert_eq!(with_uv["uvModality"], json!(2));
-    }
-
-    #[test]
-    fn the_statement_names_the_root_the_aaguid_and_the_attestation_type() {
-        let root = [0x30, 0x03, 0x02, 0x01, 0x01];
-        let s = metadata_statement(&model(UvMode::Off), &root).unwrap();
-        assert_eq!(
-            s["aaguid"],
-            json!(Aaguid(crate::identity::FERROKEY_AAGUID).to_string())
-        );
-        assert_eq!(
-            s["attestationRootCertificates"],
-            json!([STANDARD.encode(root)])
-        );
-        assert_eq!(s["attestationTypes"], json!(["basic_full"]));
-        assert_eq!(s["schema"], json!(3));
-        assert_eq!(s["userVerificationDetails"].as_array().unwrap().len(), 2);
-        let none = metadata_statement(
-            &KeyModel {
-                attestation: AttestationMode::None,
-                ..model(UvMode::Auto)
-            },
-            &root,
-        )
-        .unwrap();
-        assert_eq!(none["attestationTypes"], json!(["none"]));
-        assert_eq!(none["userVerificationDetails"].as_array().unwrap().len(), 3);
-    }
 
     #[test]
     fn bad_get_info_is_an_error_not_a_panic() {

@@ -184,13 +184,19 @@ async function register(timings, opts, label = "create_ms") {
   return v;
 }
 
-// signIn(): options (allowCredentials = allow; [] = discoverable), get(), RP verification.
-async function signIn(timings, allow, label = "get_ms") {
+// The RP's verdict on one sign-in (a refusal is an answer here, not an error):
+// options (allowCredentials = allow; [] = discoverable), get(), verification.
+async function signInVerdict(timings, allow, label = "get_ms") {
   const o = await api("/api/login/options", { allow });
   check(o.publicKey, "no authentication options: " + JSON.stringify(o));
   const cred = await timed(timings, label, o.publicKey.timeout + DEADLINE_SLACK_MS,
     (signal) => navigator.credentials.get({ publicKey: requestOptions(o.publicKey), signal }));
-  const v = await api("/api/login/verify", { token: o.token, credential: credentialJSON(cred) });
+  return api("/api/login/verify", { token: o.token, credential: credentialJSON(cred) });
+}
+
+// signIn(): signInVerdict() that the RP must accept.
+async function signIn(timings, allow, label = "get_ms") {
+  const v = await signInVerdict(timings, allow, label);
   check(v.ok, "RP rejected the assertion: " + v.error);
   return v;
 }
@@ -343,10 +349,7 @@ async function signInWithOverrides(t, bits) {
   const set = await api("/api/instrument/override", bits);
   check(set.ok, "setting the response overrides failed: " + set.error);
   try {
-    const o = await api("/api/login/options", { allow: [seed.id] });
-    const cred = await timed(t, "get_ms", o.publicKey.timeout + DEADLINE_SLACK_MS,
-      (signal) => navigator.credentials.get({ publicKey: requestOptions(o.publicKey), signal }));
-    return await api("/api/login/verify", { token: o.token, credential: credentialJSON(cred) });
+    return await signInVerdict(t, [seed.id]);
   } finally {
     await api("/api/instrument/override", {});
   }
@@ -369,6 +372,169 @@ async function badUp(t) {
   return `the RP saw UP=0 and refused: ${v.error}`;
 }
 
+// ------------------------------------------------------------ profiles and lifecycle
+// Keys of other profiles, clones and migrations: the RP adds keys through the
+// control API (Add Virtual Authenticator with `ferrokey:profile`, clone, CXF
+// export and import) and the harness plugs the one the browser is to use (the
+// others unplugged): /api/keys/* in rp_server.py.
+
+// A key with built-in UV, as the browser's own key is (Chromium asks for UV
+// when it makes a discoverable credential).
+const WITH_UV = { hasUserVerification: true, isUserVerified: true };
+
+// Runs fn(); afterwards the browser's own key is plugged again and the keys
+// added for the scenario are removed.
+async function withKeys(fn) {
+  try {
+    return await fn();
+  } finally {
+    const r = await api("/api/keys/release", {});
+    if (!r.ok) await log(`releasing the scenario's keys failed: ${r.error}`);
+  }
+}
+
+// A new key of `profile` named `name`, plugged for the browser (unless plug: false).
+async function addKey(t, name, profile, options = {}, plug = true) {
+  const k = await api("/api/keys/add", { name, profile, options, plug });
+  check(k.ok, `adding a ${profile} key through the control API failed: ${k.error}`);
+  check(k.profile === profile, `the key added as ${profile} says it is ${k.profile}`);
+  if (plug) t.plug_ms = [].concat(t.plug_ms || [], Math.round(k.plugSeconds * 1000));
+  return k;
+}
+
+async function useKey(t, name) {
+  const r = await api("/api/keys/use", { name });
+  check(r.ok, `plugging key ${name} failed: ${r.error}`);
+  t.plug_ms = [].concat(t.plug_ms || [], Math.round(r.plugSeconds * 1000));
+}
+
+async function keyCredential(name, id) {
+  const r = await api("/api/keys/credentials", { name });
+  check(r.ok, `Get Credentials of key ${name} failed: ${r.error}`);
+  const c = r.credentials.find((x) => x.credentialId === id);
+  check(c, `key ${name} does not hold credential ${id}`);
+  return c;
+}
+
+function backedUp(v, what) {
+  check(v.deviceType === "multi_device" && v.backedUp === true,
+    `${what}: BE/BS flags say ${v.deviceType}, backed up ${v.backedUp} (want multi_device, true)`);
+}
+
+// a. A passkey provider's key (profile synced-passkey): the RP sees the
+// registration and the sign-in as backed up (BE=1 BS=1), attestation none,
+// signCount 0.
+async function syncedPasskey(t) {
+  return withKeys(async () => {
+    const k = await addKey(t, "synced", "synced-passkey");
+    const reg = await register(t, { user: "sam", residentKey: "required", attestation: "direct" });
+    backedUp(reg, "registration");
+    check(reg.fmt === "none", `attestation format ${reg.fmt}, wanted none (the profile attests nothing)`);
+    check(reg.signCount === 0, `registration signCount ${reg.signCount}, wanted 0`);
+    check(!reg.credProps || reg.credProps.rk !== false, "credProps says the credential is not resident");
+    const a = await signIn(t, [reg.id]);
+    check(a.id === reg.id, "signed in with another credential");
+    backedUp(a, "assertion");
+    check(a.be === true && a.bs === true, `assertion flags BE=${a.be} BS=${a.bs}`);
+    check(a.signCount === 0 && a.prevSignCount === 0, `counter ${a.prevSignCount} -> ${a.signCount}, wanted 0 -> 0`);
+    return `key ${k.authenticatorId} (${k.profile}, aaguid ${k.aaguid}): registration fmt ${reg.fmt}, ` +
+      `${reg.deviceType}, backed up ${reg.backedUp}, credProps ${JSON.stringify(reg.credProps)}; ` +
+      `sign-in verified, BE=1 BS=1, uv ${a.uv}, counter ${a.prevSignCount} -> ${a.signCount}`;
+  });
+}
+
+// b. A U2F-only key (profile u2f: no CBOR capability): the browser falls back
+// to U2F; the RP gets fido-u2f attestation chained to the ferrokey root, and
+// sign-ins whose counter increases; the key saw U2F commands only.
+async function u2fKey(t) {
+  return withKeys(async () => {
+    const k = await addKey(t, "u2f", "u2f");
+    const reg = await register(t, { user: "ulla", residentKey: "discouraged", attestation: "direct" });
+    check(reg.fmt === "fido-u2f", `attestation format ${reg.fmt}, wanted fido-u2f`);
+    check(reg.chainVerified === true, "the fido-u2f certificate does not chain to ferrokey's root");
+    check(reg.bogusRootRejected === true, "negative control: the chain also verified against a bogus root");
+    check(/^fido-u2f: FidoU2FAttestation/.test(reg.pythonFido2 || ""), `python-fido2: ${reg.pythonFido2}`);
+    check(/^0{8}-0{4}-0{4}-0{4}-0{12}$/.test(reg.aaguid), `AAGUID ${reg.aaguid} (U2F has none)`);
+    deviceBound(reg, "registration");
+    const a1 = await signIn(t, [reg.id]);
+    const a2 = await signIn(t, [reg.id]);
+    check(a1.signCount > a1.prevSignCount && a2.signCount > a1.signCount,
+      `counter did not increase: ${a2.counterHistory}`);
+    const seen = await api("/api/keys/commands", { name: "u2f" });
+    check(seen.ok, seen.error);
+    const ok = (c) => seen.commands.some((x) => x.command === c && x.status === "SW_NO_ERROR");
+    check(ok("U2F_REGISTER") && ok("U2F_AUTHENTICATE"),
+      `the key did not answer U2F_REGISTER and U2F_AUTHENTICATE: ${JSON.stringify(seen.commands)}`);
+    const cbor = seen.commands.filter((x) => !x.command.startsWith("U2F_"));
+    check(!cbor.length, `the key answered CTAP2 commands: ${JSON.stringify(cbor)}`);
+    const names = [...new Set(seen.commands.map((x) => x.command))].join(", ");
+    return `key ${k.authenticatorId} (${k.profile}): registration fmt fido-u2f, x5c chains to the ferrokey ` +
+      `root (bogus root rejected; ${reg.pythonFido2.split(",")[0]}); sign-ins verified, counter ` +
+      `${a2.counterHistory.join(" -> ")}; the key saw ${names} (no CTAP2)`;
+  });
+}
+
+// c. A key cloned through the control API: both copies sign in, the
+// counters diverge, and the RP (py_webauthn checks counters) rejects the one
+// that is behind.
+async function lifecycleClone(t) {
+  return withKeys(async () => {
+    const k = await addKey(t, "original", "security-key", WITH_UV);
+    const reg = await register(t, { user: "carl", residentKey: "discouraged", attestation: "none" });
+    const first = await signIn(t, [reg.id]);
+    const c = await api("/api/keys/clone", { of: "original", name: "clone" });
+    check(c.ok, `clone through the control API failed: ${c.error}`);
+    check(c.clonedEvent === true, "no `cloned` event on the original");
+    check(c.busid !== k.busid && c.serial !== k.serial, "the clone is the same USB device");
+    const held = await keyCredential("clone", reg.id);
+    check(held.signCount === first.signCount,
+      `the clone holds counter ${held.signCount}, the original signed ${first.signCount}`);
+    await useKey(t, "clone");
+    const onClone = await signIn(t, [reg.id]);
+    check(onClone.signCount > first.signCount, `clone counter ${first.signCount} -> ${onClone.signCount}`);
+    // Each key's own counter, read while it is plugged (an unplugged in-guest
+    // key is powered off, and a powered-off key answers no Get Credentials).
+    const cl = await keyCredential("clone", reg.id);
+    await useKey(t, "original");
+    const behind = await signInVerdict(t, [reg.id]);
+    check(!behind.ok, `the RP accepted the original after the clone signed in (${JSON.stringify(behind)})`);
+    check(/sign count/i.test(behind.error), `the RP refused, but not for the counter: ${behind.error}`);
+    const o = await keyCredential("original", reg.id);
+    check(o.signCount <= onClone.signCount && cl.signCount === onClone.signCount,
+      `Get Credentials: original ${o.signCount}, clone ${cl.signCount}`);
+    return `original (key ${k.authenticatorId}) signed in at ${first.signCount}; clone (key ` +
+      `${c.authenticatorId}, busid ${c.busid}) accepted at ${onClone.signCount}; the original, signing ` +
+      `${o.signCount}, refused: ${behind.error}`;
+  });
+}
+
+// d. Migration: a passkey registered on a security-key key, exported as CXF
+// and imported into a synced-passkey key through the control API, signs in from
+// the new key and verifies with the public key registered originally.
+async function lifecycleMigration(t) {
+  return withKeys(async () => {
+    const src = await addKey(t, "source", "security-key", WITH_UV);
+    const reg = await register(t, { user: "mia", residentKey: "required", attestation: "none" });
+    deviceBound(reg, "registration");
+    check(reg.signCount === 0, `registration signCount ${reg.signCount} (a used passkey is not exported)`);
+    const dst = await addKey(t, "target", "synced-passkey", {}, false);
+    const m = await api("/api/keys/migrate", { from: "source", to: "target" });
+    check(m.ok, `CXF export/import failed: ${m.error}`);
+    check(m.exported.includes(reg.id) && m.imported.includes(reg.id),
+      `the passkey was not carried: exported ${m.exported}, imported ${m.imported}`);
+    await useKey(t, "target");
+    const a = await signIn(t, [reg.id]);
+    check(a.id === reg.id, "signed in with another credential");
+    backedUp(a, "assertion from the new provider");
+    check(a.be === true && a.bs === true, `assertion flags BE=${a.be} BS=${a.bs}`);
+    const cxf = m.version ? `CXF v${m.version.major}.${m.version.minor}` : "CXF";
+    return `registered on key ${src.authenticatorId} (security-key, single_device); ${cxf} ` +
+      `export of ${m.exported.length}, imported into key ${dst.authenticatorId} (synced-passkey); the sign-in ` +
+      `from it verified with the original public key: ${a.deviceType}, BE=1 BS=1, userHandle matches ` +
+      `${a.userHandleMatches}, counter ${a.prevSignCount} -> ${a.signCount}`;
+  });
+}
+
 const SCENARIOS = [
   ["nonresident-register-signin", nonResident],
   ["discoverable-register-signin", discoverable],
@@ -378,6 +544,10 @@ const SCENARIOS = [
   ["instrument-seeded-signin", seededSignIn],
   ["instrument-bogus-signature", bogusSignature],
   ["instrument-bad-up", badUp],
+  ["profile-synced-passkey", syncedPasskey],
+  ["profile-u2f", u2fKey],
+  ["lifecycle-clone", lifecycleClone],
+  ["lifecycle-migration", lifecycleMigration],
 ];
 
 async function main() {
