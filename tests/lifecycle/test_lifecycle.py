@@ -366,10 +366,15 @@ def test_bad_cxf_is_refused_and_nothing_is_imported(serve):
 def test_cli_export_and_import_round_trip_on_stopped_keys(serve, tmp_path):
     source = serve(name="source")
     rp = RelyingParty()
-    passkey = rp.register(source.device("1"))
+    # A key holds its state while it is powered (imported over USB/IP): keep
+    # the import open, or the key powers off when the client lets go of it
+    # (an unplug) and its state is free to read.
+    device = source.device("1")
+    passkey = rp.register(device)
     running = subprocess.run([source.binary, "export", "--cxf", "--state-dir", str(tmp_path / "source")],
                              capture_output=True, text=True)
     assert running.returncode != 0 and "in use" in running.stderr, running.stderr
+    device.close()
     source.stop()
     target = serve(name="target")  # creates the target key's state
     target.stop()
