@@ -284,7 +284,8 @@ pub fn metadata_statement(model: &KeyModel, root_der: &[u8]) -> Result<Value, St
     let versions = &model.config.profile.versions;
     let upv: Vec<Value> = [(versions.fido_2_0, 0), (versions.fido_2_1, 1)]
         .into_iter()
-        .filter_map(|(on, minor)| on.then(|| json!({"major": 1, "minor": minor})))
+        .filter(|&(on, _)| on)
+        .map(|(_, minor)| json!({"major": 1, "minor": minor}))
         .collect();
     if let Some(version) = get_info.get("firmwareVersion") {
         statement["authenticatorVersion"] = version.clone();
