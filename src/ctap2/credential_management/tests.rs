@@ -217,6 +217,13 @@ fn get_next_needs_the_same_channel_and_no_command_in_between() {
     assert_eq!(cm(&mut h, request(3, None, None)).0, 0x30);
     h.channel -= 1;
     assert_eq!(cm(&mut h, request(3, None, None)).0, 0x30);
+    // The same for an enumeration of credentials.
+    let begin = request(4, Some(rp_hash_param(RP_A)), Some(&token));
+    assert_eq!(cm(&mut h, begin).0, 0);
+    h.channel += 1;
+    assert_eq!(cm(&mut h, request(5, None, None)).0, 0x30);
+    h.channel -= 1;
+    assert_eq!(cm(&mut h, request(5, None, None)).0, 0x30);
     // Any other command ends it.
     let begin = request(4, Some(rp_hash_param(RP_A)), Some(&token));
     assert_eq!(cm(&mut h, begin.clone()).0, 0);
@@ -271,6 +278,21 @@ fn delete_credential() {
         cm(&mut h, request(6, Some(cred_param(&[7; 77])), Some(&token))).0,
         0x2E
     );
+    // An ID that shares the 16-bit lookup tag of a2's is still another ID.
+    let tag = crate::store::tag(&a2.id);
+    let twin = (0u32..)
+        .map(|n| {
+            let mut id = a2.id.clone();
+            id[..4].copy_from_slice(&n.to_le_bytes());
+            id
+        })
+        .find(|id| *id != a2.id && crate::store::tag(id) == tag)
+        .unwrap();
+    assert_eq!(
+        cm(&mut h, request(6, Some(cred_param(&twin)), Some(&token))).0,
+        0x2E
+    );
+    assert_eq!(all_creds(&mut h, &token, RP_A).len(), 1, "a2 stays");
     // Missing parameters.
     assert_eq!(cm(&mut h, request(6, None, Some(&token))).0, 0x14);
     assert_eq!(cm(&mut h, request(4, None, Some(&token))).0, 0x14);
