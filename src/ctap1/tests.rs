@@ -436,3 +436,27 @@ fn short_apdus_without_le_are_accepted_and_wrong_lengths_refused() {
     long.extend_from_slice(&[0, 0]);
     assert_eq!(h.u2f(&long).1, sw::WRONG_LENGTH);
 }
+
+/// Case 3E (extended Lc and data, no Le) is well formed too; with Le it is
+/// case 4E; any other length after the data is WRONG_LENGTH.
+#[test]
+fn extended_apdus_with_and_without_le_are_accepted_and_wrong_lengths_refused() {
+    let mut h = Harness::new();
+    let with_le = extended(0x01, 0x03, &register_data(&APP));
+    let without_le = &with_le[..with_le.len() - 2];
+    for apdu in [&with_le[..], without_le] {
+        let (response, status) = h.u2f(apdu);
+        assert_eq!(status, sw::NO_ERROR, "{} bytes", apdu.len());
+        assert!(!parse_registration(&response).key_handle.is_empty());
+    }
+    for extra in [&[0u8][..], &[0, 0, 0]] {
+        let mut apdu = without_le.to_vec();
+        apdu.extend_from_slice(extra);
+        assert_eq!(
+            h.u2f(&apdu).1,
+            sw::WRONG_LENGTH,
+            "{} bytes after",
+            extra.len()
+        );
+    }
+}
