@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 from attestation_checks import (pem_to_der, verify_registration, verify_u2f_registration,  # noqa: E402
                                 verify_with_metadata)
-from e2e_common import Key  # noqa: E402
+from e2e_common import Key, ferrokey_binary  # noqa: E402
 from fido2.attestation import UntrustedAttestation  # noqa: E402
 from fido2.client import DefaultClientDataCollector, Fido2Client  # noqa: E402
 from fido2.ctap1 import Ctap1  # noqa: E402
@@ -49,19 +49,9 @@ ORIGIN = "https://example.com"
 OLD_CA = REPO / "firmware-sim" / "src" / "attestation" / "testdata" / "ca-before-strict-der"
 
 
-def ferrokey_bin() -> str:
-    if os.environ.get("FERROKEY_BIN"):
-        return os.environ["FERROKEY_BIN"]
-    target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
-    return str(Path(target) / "debug" / "ferrokey")
-
-
 @pytest.fixture(scope="module")
 def binary():
-    path = ferrokey_bin()
-    if not Path(path).is_file():
-        pytest.fail(f"ferrokey binary {path} missing: cargo build -p firmware-sim, or set FERROKEY_BIN")
-    return path
+    return ferrokey_binary()  # a missing binary is an error of every test
 
 
 class Served:

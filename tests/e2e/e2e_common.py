@@ -17,6 +17,21 @@ from pathlib import Path
 VM_RUN = Path(__file__).resolve().parents[2] / "tools" / "vm" / "run"
 
 
+def ferrokey_binary() -> str:
+    """The `ferrokey` binary the host-side stages test: FERROKEY_BIN, or the
+    debug build in CARGO_TARGET_DIR (or the repository's target/). Raises
+    FileNotFoundError when it is not there (a stage fails, never skips)."""
+    path = os.environ.get("FERROKEY_BIN")
+    if not path:
+        repo = Path(__file__).resolve().parents[2]
+        target = os.environ.get("CARGO_TARGET_DIR", str(repo / "target"))
+        path = str(Path(target) / "debug" / "ferrokey")
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"ferrokey binary {path} missing: cargo build -p firmware-sim, or set FERROKEY_BIN")
+    return path
+
+
 def vm_command(key_port, busid, work, timeout, memory, *options):
     """The tools/vm/run command line that attaches busid from 127.0.0.1:key_port
     and runs in a chroot of the host root; options go before the guest command

@@ -35,7 +35,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "attestation"))
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
-from e2e_common import Key, free_port, usbip_devlist  # noqa: E402
+from e2e_common import Key, ferrokey_binary, free_port, usbip_devlist  # noqa: E402
 from fido2.client import DefaultClientDataCollector, Fido2Client  # noqa: E402
 from fido2.webauthn import (AttestationConveyancePreference, AuthenticatorSelectionCriteria,  # noqa: E402
                             PublicKeyCredentialCreationOptions, PublicKeyCredentialDescriptor,
@@ -67,19 +67,9 @@ def migration_target():
     return {**BASE, "ferrokey:profile": "synced-passkey"}
 
 
-def ferrokey_bin() -> str:
-    if os.environ.get("FERROKEY_BIN"):
-        return os.environ["FERROKEY_BIN"]
-    target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
-    return str(Path(target) / "debug" / "ferrokey")
-
-
 @pytest.fixture(scope="module")
 def binary():
-    path = ferrokey_bin()
-    if not Path(path).is_file():
-        pytest.fail(f"ferrokey binary {path} missing: cargo build -p firmware-sim, or set FERROKEY_BIN")
-    return path
+    return ferrokey_binary()  # a missing binary is an error of every test
 
 
 class Served:
