@@ -615,6 +615,8 @@ fn control_seeds(seeds: &mut Seeds) {
         "rebinding",
         b"GET /usb1/power/off\nhost: attacker.example:8765\n",
     );
+    // A HEAD answer has no body (the target once took that for a bad answer).
+    seeds.put("control_api", "head-root", b"HEAD /");
 }
 
 fn state_dir_seeds(seeds: &mut Seeds) {
