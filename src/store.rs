@@ -186,9 +186,11 @@ fn read<S: Storage>(
     key: RecordKey,
     buf: &mut [u8],
 ) -> Result<Option<usize>, StoreError> {
+    // (A length beyond `buf` from a faulty storage: the callers' `get(..len)`
+    // makes it Corrupt.)
     match storage.read(key, buf) {
-        Ok(Some(len)) if len <= buf.len() => Ok(Some(len)),
-        Ok(Some(_)) | Err(StorageError::TooLarge) => Err(StoreError::Corrupt),
+        Ok(Some(len)) => Ok(Some(len)),
+        Err(StorageError::TooLarge) => Err(StoreError::Corrupt),
         Ok(None) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -598,5 +600,31 @@ mod tests {
         assert_eq!(decode_device(&ok).unwrap_err(), StoreError::Corrupt);
         assert_eq!(decode_device(b"FD\x01").unwrap_err(), StoreError::Corrupt);
         assert_eq!(decode_device(&[b'F'; 40]).unwrap_err(), StoreError::Corrupt);
+    }
+}
+
+#[cfg(test)]
+mod lying_storage_tests {
+    use super::*;
+
+    /// A storage that claims more bytes than the buffer it was given holds.
+    struct Overlong;
+
+    impl Storage for Overlong {
+        fn read(&mut self, _: RecordKey, buf: &mut [u8]) -> Result<Option<usize>, StorageError> {
+            Ok(Some(buf.len() + 1))
+        }
+        fn write(&mut self, _: RecordKey, _: &[u8]) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn remove(&mut self, _: RecordKey) -> Result<(), StorageError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_length_beyond_the_buffer_is_corrupt_not_a_panic() {
+        assert_eq!(load_device(&mut Overlong), Err(StoreError::Corrupt));
+        assert_eq!(load_credential(&mut Overlong, 0), Err(StoreError::Corrupt));
     }
 }
