@@ -341,6 +341,34 @@ mod tests {
         (WrapKey::derive(&[5; 32]).unwrap(), rng, key)
     }
 
+    /// The backup flags are exactly bits 4 (BE) and 5 (BS): set and cleared
+    /// independently, read back, and never touching the other flags.
+    #[test]
+    fn backup_flags_set_clear_and_read_back_their_own_bits_only() {
+        for base in [
+            CredentialFlags::default(),
+            CredentialFlags::new(3, true),
+            CredentialFlags::new(1, false).with_backup(true, true),
+        ] {
+            for (eligible, backed_up) in
+                [(false, false), (true, false), (false, true), (true, true)]
+            {
+                let flags = base.with_backup(eligible, backed_up);
+                assert_eq!(flags.backup_eligible(), eligible);
+                assert_eq!(flags.backed_up(), backed_up);
+                let expected = (base.bits() & 0b0000_1111)
+                    | if eligible { 0b0001_0000 } else { 0 }
+                    | if backed_up { 0b0010_0000 } else { 0 };
+                assert_eq!(
+                    flags.bits(),
+                    expected,
+                    "{base:?} with ({eligible}, {backed_up})"
+                );
+                assert_eq!(CredentialFlags::from_bits(flags.bits()), Some(flags));
+            }
+        }
+    }
+
     #[test]
     fn wrap_unwrap_roundtrip() {
         let (wk, mut rng, key) = setup();
