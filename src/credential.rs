@@ -455,6 +455,13 @@ mod tests {
         // Out-of-range levels are treated as "not requested".
         assert_eq!(CredentialFlags::new(4, false).cred_protect(), 0);
         assert!(!CredentialFlags::new(7, false).uv_required());
+        // Either mark alone requires UV (IDs carry both; one is enough).
+        for bits in [0b011, 0b100] {
+            assert!(
+                CredentialFlags::from_bits(bits).unwrap().uv_required(),
+                "{bits:#b}"
+            );
+        }
     }
 
     #[test]

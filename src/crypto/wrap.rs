@@ -92,6 +92,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_names_the_key_and_hides_it() {
+        let key = WrapKey::derive(&[1; 32]).unwrap();
+        assert_eq!(std::format!("{key:?}"), "WrapKey(..)");
+    }
+
+    #[test]
     fn seal_open_roundtrip_and_binding() {
         let key = WrapKey::derive(&[1; 32]).unwrap();
         let nonce = [9; NONCE_LEN];
