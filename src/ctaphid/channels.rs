@@ -247,8 +247,10 @@ mod tests {
     #[test]
     fn touch_and_clear() {
         let mut table = ChannelTable::new();
+        assert!(table.is_empty());
         assert!(!table.touch(5));
         let cid = table.allocate(|_| false).unwrap().cid;
+        assert!(!table.is_empty());
         assert!(table.touch(cid));
         table.clear();
         assert!(table.is_empty());
