@@ -314,6 +314,57 @@ mod tests {
     }
 
     #[test]
+    fn purging_reports_ahead_of_the_response_lets_it_go_next() {
+        let mut outbox = Outbox::new();
+        outbox.push_error(1, HidError::InvalidSeq);
+        outbox.push_error(1, HidError::InvalidSeq);
+        outbox.send_response(3, Command::Ping, &[0u8; 10], 0);
+        outbox.push_error(2, HidError::InvalidSeq);
+        outbox.purge_channel(1);
+        assert_eq!(kinds(&drain(&mut outbox)), [(3, 0x81), (2, 0xBF)]);
+    }
+
+    #[test]
+    fn a_discarded_response_sends_nothing_more_and_the_queue_goes_on() {
+        let mut outbox = Outbox::new();
+        outbox.send_response(1, Command::Ping, &[0u8; 500], 0);
+        let _first = outbox.next_report().unwrap();
+        outbox.push_error(2, HidError::Other);
+        outbox.discard_response();
+        assert_eq!(outbox.response_in_flight(), None);
+        assert_eq!(kinds(&drain(&mut outbox)), [(2, 0xBF)]);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn emptiness_counts_the_queue_and_the_response_and_ends_with_the_last_report() {
+        let mut outbox = Outbox::new();
+        assert!(outbox.is_empty());
+        outbox.push_error(1, HidError::Other);
+        assert!(!outbox.is_empty(), "a queued report");
+        drain(&mut outbox);
+        outbox.send_response(2, Command::Ping, &[0u8; 100], 0);
+        assert!(!outbox.is_empty(), "a response");
+        for _ in 0..reports_for(100) {
+            assert!(outbox.next_report().is_some());
+        }
+        assert_eq!(
+            outbox.response_in_flight(),
+            None,
+            "done with its last report"
+        );
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn only_a_waiting_keepalive_holds_back_another() {
+        let mut outbox = Outbox::new();
+        outbox.push_error(5, HidError::Other);
+        outbox.push_keepalive(5, KeepaliveStatus::UpNeeded);
+        assert_eq!(kinds(&drain(&mut outbox)), [(5, 0xBF), (5, 0xBB)]);
+    }
+
+    #[test]
     fn begin_response_abandons_the_previous_one() {
         let mut outbox = Outbox::new();
         outbox.send_response(1, Command::Ping, &[0u8; 500], 0);
