@@ -796,8 +796,12 @@ fn lock_reserves_the_device_for_one_channel() {
     h.send_message(b, Command::Ping, b"b");
     assert_eq!(h.reply().payload, b"b", "the lock expired");
 
+    // 10 s is the longest lock there is, and it holds.
     h.send_message(a, Command::Lock, &[10]);
-    h.reply();
+    let reply = h.reply();
+    assert_eq!((reply.cid, reply.cmd, reply.payload.len()), (a, 0x04, 0));
+    h.send_message(b, Command::Ping, b"b");
+    assert_eq!(h.reply(), error(b, HidError::ChannelBusy), "LOCK 10 holds");
     h.send_message(a, Command::Lock, &[0]);
     h.reply();
     h.send_message(b, Command::Ping, b"b");
