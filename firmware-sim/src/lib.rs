@@ -21,6 +21,7 @@ pub mod control;
 pub mod credentials;
 pub mod events;
 pub mod fleet;
+pub mod hex;
 pub mod identity;
 pub mod key;
 pub mod lifecycle;

@@ -278,8 +278,8 @@ pub fn check_packed_attestation(
         (Some((true, _)), _) => fail("the AAGUID extension is marked critical"),
         (Some((_, found)), Some(want)) if found != want => fail(format!(
             "the AAGUID extension holds {}, the authenticator data {}",
-            hex(found),
-            hex(want)
+            crate::hex::lower(found),
+            crate::hex::lower(want)
         )),
         (None, Some(_)) => fail("no AAGUID extension"),
         _ => Ok(()),
@@ -336,8 +336,4 @@ pub fn check_valid_at(cert: &StrictCertificate, unix_seconds: u64) -> Result<(),
         ));
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -66,12 +66,8 @@ fn list_key(out: &mut impl Write, n: u32, dir: &Path) -> Result<()> {
     )?;
     let mut lines = Vec::new();
     app.for_each_resident_credential(|info| {
-        let prefix: String = info
-            .credential_id
-            .iter()
-            .take(CREDENTIAL_ID_PREFIX)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = &info.credential_id;
+        let prefix = crate::hex::lower(&id[..id.len().min(CREDENTIAL_ID_PREFIX)]);
         let more = if info.credential_id.len() > CREDENTIAL_ID_PREFIX {
             "…"
         } else {

@@ -120,7 +120,7 @@ pub fn get_info_json(cbor: &[u8]) -> Result<Value, String> {
         };
         let json = if key == 0x03 {
             let bytes = value.as_bytes().ok_or("getInfo aaguid is not bytes")?;
-            Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect())
+            Value::String(crate::hex::lower(bytes))
         } else {
             cbor_to_json(value, 0)?
         };
@@ -191,10 +191,7 @@ pub fn core_get_info(model: &KeyModel) -> Result<Vec<u8>, String> {
 pub fn certificate_key_identifier(der: &[u8]) -> Result<String, String> {
     let cert = crate::attestation::check::parse_strict(der)
         .map_err(|e| format!("the attestation certificate does not parse: {e}"))?;
-    Ok(Sha1::digest(cert.public_key())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(crate::hex::lower(&Sha1::digest(cert.public_key())))
 }
 
 /// The key identifiers of the certificates a U2F REGISTER of `model`'s keys

@@ -106,7 +106,7 @@ fn next_item(rest: &mut &[u8]) -> Option<Cbor> {
 }
 
 fn uuid(bytes: &[u8]) -> String {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex::lower(bytes);
     if hex.len() != 32 {
         return hex;
     }
