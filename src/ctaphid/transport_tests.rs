@@ -251,6 +251,36 @@ fn a_full_channel_table_evicts_the_least_recently_used_channel() {
     assert_eq!(h.reply().payload, b"x");
 }
 
+#[test]
+fn a_full_channel_table_never_evicts_the_channel_of_the_open_transaction() {
+    // The busy channel is the least recently used one: a new channel takes
+    // the next one's place, and the wait goes on and is answered.
+    let mut h = Harness::new();
+    let busy = start_presence_wait(&mut h, Command::Cbor);
+    let others: Vec<u32> = (1..crate::ctaphid::channels::MAX_CHANNELS)
+        .map(|_| h.init())
+        .collect();
+    let newest = h.init();
+    assert!(newest != busy && !others.contains(&newest));
+    assert_eq!(
+        h.device.transport().channel_count(),
+        crate::ctaphid::channels::MAX_CHANNELS
+    );
+    assert!(h.device.is_awaiting_presence());
+    h.send_message(others[0], Command::Ping, b"x");
+    assert_eq!(
+        h.reply(),
+        error(others[0], HidError::InvalidChannel),
+        "the least recently used idle channel went"
+    );
+    h.send_message(busy, Command::Cancel, &[]);
+    assert_eq!(
+        h.reply(),
+        cbor_reply(busy, &[0x2D]),
+        "the busy one is still known"
+    );
+}
+
 // ---- Framing, PING, MSG, CBOR ---------------------------------------------
 
 #[test]
@@ -511,6 +541,41 @@ fn a_new_request_drops_the_unread_rest_of_its_own_channel_response() {
 }
 
 #[test]
+fn a_multi_packet_request_drops_the_unread_rest_of_its_own_channel_response_at_once() {
+    // The rest of the old response must not be sent while the new request
+    // is still arriving: the host has moved on from it.
+    let mut h = Harness::new();
+    let a = h.init();
+    h.send_message(a, Command::Ping, &payload(500));
+    let _first = h.device.next_report().unwrap();
+    let reports = packets(a, Command::Ping.code(), &payload(100));
+    h.send(&reports[0]);
+    assert_eq!(h.device.next_report(), None, "the old response is gone");
+    h.send(&reports[1]);
+    assert_eq!(h.reply().payload, payload(100));
+}
+
+#[test]
+fn pending_work_is_an_open_transaction_or_unread_output() {
+    let mut h = Harness::new();
+    let a = h.init();
+    assert!(!h.device.has_pending_work());
+    // Output only: a response nobody has read yet.
+    h.send_message(a, Command::Ping, b"x");
+    assert!(h.device.has_pending_work(), "an unread response");
+    assert_eq!(h.reply().payload, b"x");
+    assert!(!h.device.has_pending_work());
+    // A transaction only: a message still arriving, nothing to send.
+    let reports = packets(a, Command::Ping.code(), &payload(100));
+    h.send(&reports[0]);
+    assert_eq!(h.device.next_report(), None);
+    assert!(h.device.has_pending_work(), "a message being assembled");
+    h.send(&reports[1]);
+    assert_eq!(h.reply().payload, payload(100));
+    assert!(!h.device.has_pending_work());
+}
+
+#[test]
 fn a_new_request_keeps_unread_short_replies_of_its_channel() {
     let mut h = Harness::new();
     let a = h.init();
@@ -721,6 +786,26 @@ fn cancel_from_another_channel_or_without_a_wait_is_ignored() {
     h.app().presence = PresenceStatus::Approved;
     h.advance(25);
     assert_eq!(h.reply().cid, cid);
+}
+
+#[test]
+fn cancel_from_another_channel_leaves_a_message_being_assembled_alone() {
+    let mut h = Harness::new();
+    let a = h.init();
+    let b = h.init();
+    let reports = packets(a, Command::Ping.code(), &payload(100));
+    h.send(&reports[0]);
+    h.send_message(b, Command::Cancel, &[]);
+    assert_eq!(h.replies(), [], "CANCEL is never answered");
+    h.send(&reports[1]);
+    assert_eq!(
+        h.reply(),
+        Reply {
+            cid: a,
+            cmd: 0x01,
+            payload: payload(100)
+        }
+    );
 }
 
 #[test]
