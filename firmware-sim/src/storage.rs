@@ -621,7 +621,8 @@ fn decode_record(path: &Path, id: u32, bytes: &[u8]) -> Result<Secret, OpenError
 pub mod fuzzing {
     use super::*;
 
-    /// [`encode_record`]: record `id` holding `value`, in the file format.
+    /// [`encode_record`]: record `id` holding `value` (at most
+    /// [`MAX_RECORD_SIZE`] bytes, which the storage's `write` ensures), in the file format.
     pub fn encode(id: u32, value: &[u8]) -> Secret {
         encode_record(id, value)
     }

@@ -9,7 +9,7 @@
 
 use ferrokey::app::Protocol;
 use ferrokey::pin::state::PinState;
-use ferrokey::platform::RecordKey;
+use ferrokey::platform::{RecordKey, MAX_RECORD_SIZE};
 use ferrokey::store;
 use ferrokey::test_platform::{MemoryStorage, PresenceScript};
 use ferrokey_fuzz::*;
@@ -57,10 +57,14 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(value) = file_record::decode(id, bytes) {
                 assert_eq!(&file_record::encode(id, &value)[..], bytes);
             }
-            let encoded = file_record::encode(id, bytes);
-            let decoded = file_record::decode(id, &encoded)
-                .unwrap_or_else(|e| panic!("an encoded record does not decode: {e}"));
-            assert_eq!(&decoded[..], bytes);
+            // The storage never writes a value over the maximum (it refuses
+            // it, tested beside it), so only those are round-tripped.
+            if bytes.len() <= MAX_RECORD_SIZE {
+                let encoded = file_record::encode(id, bytes);
+                let decoded = file_record::decode(id, &encoded)
+                    .unwrap_or_else(|e| panic!("an encoded record does not decode: {e}"));
+                assert_eq!(&decoded[..], bytes);
+            }
         }
         _ => replaced_record(bytes),
     }
