@@ -133,8 +133,10 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
             options.uv = Some(true);
         }
         options.pin_uv_auth_token = when(has.pin_uv_auth_token, true);
-        options.cred_mgmt = when(has.cred_mgmt, features.cred_mgmt);
-        options.authnr_cfg = when(has.authnr_cfg, features.authnr_cfg);
+        // What the PIN/UV layer grants a permission for is what is advertised
+        // (its features come from the profile's options).
+        options.cred_mgmt = features.cred_mgmt.then_some(true);
+        options.authnr_cfg = features.authnr_cfg.then_some(true);
         options.set_min_pin_length = when(has.set_min_pin_length, features.authnr_cfg);
         options.always_uv = when(has.always_uv, always_uv);
         options.make_cred_uv_not_rqd = when(has.make_cred_uv_not_rqd, !always_uv);

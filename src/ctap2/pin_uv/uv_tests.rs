@@ -142,6 +142,25 @@ fn uv_option_verifies_the_user_and_counts_as_presence() {
 }
 
 #[test]
+fn a_key_with_a_built_in_method_and_a_sensor_asks_the_method_not_the_sensor() {
+    // No finger is enrolled: only the built-in method can verify.
+    let mut h = Harness::with_config(Config {
+        aaguid: AAGUID,
+        builtin_uv: true,
+        bio: true,
+        ..Config::default()
+    });
+    let mc = Mc::new(RP, b"user").rk().option("uv", true);
+    let (status, cred, _) = mc_call(&mut h, &mc);
+    assert_eq!(status, 0);
+    assert_eq!(cred.unwrap().auth_data.flags & 0x04, 0x04, "UV");
+    assert_eq!(
+        (h.presence.uv_requests(), h.presence.finger_reads()),
+        (1, 0)
+    );
+}
+
+#[test]
 fn tokens_from_uv_carry_the_permissions_asked_for() {
     for protocol in [1, 2] {
         let mut h = with_uv();
