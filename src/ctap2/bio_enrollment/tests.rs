@@ -396,6 +396,23 @@ fn an_enrolled_finger_verifies_the_user_and_others_do_not() {
 }
 
 #[test]
+fn a_reading_past_the_sensors_16_fingers_matches_nothing() {
+    let (mut h, mut p) = bio_key();
+    let token = p.must_token(&mut h, perm::BE, None);
+    enroll(&mut h, &token, 0);
+    for finger in [16, 32, u8::MAX] {
+        h.presence.set_finger(Some(finger));
+        assert_eq!(
+            p.uv_token(&mut h, perm::MC, None).err(),
+            Some(UV_INVALID),
+            "finger {finger}"
+        );
+    }
+    h.presence.set_finger(Some(0));
+    assert!(p.uv_token(&mut h, perm::MC, None).is_ok());
+}
+
+#[test]
 fn templates_survive_a_power_cycle_and_a_crash_and_reset_wipes_them() {
     let (mut h, mut p) = bio_key();
     let token = p.must_token(&mut h, perm::BE, None);
