@@ -1284,6 +1284,14 @@ fn min_pin_length_and_force_pin_change() {
     rig.change_pin(1, b"12345", b"123456").unwrap();
     assert!(!rig.pin.force_pin_change());
     assert!(rig.get_pin_token(1, b"123456").is_ok());
+    // A minimum equal to the PIN's length forces nothing.
+    rig.pin
+        .set_min_pin_length(&mut storage, Some(6), None, false)
+        .unwrap();
+    assert!(
+        !rig.pin.force_pin_change(),
+        "a 6-digit PIN meets a minimum of 6"
+    );
 
     // forceChangePin: the same PIN again is refused.
     rig.pin
@@ -1336,6 +1344,11 @@ fn min_pin_length_rp_ids() {
             .set_min_pin_length(&mut storage, Some(64), None, false),
         Err(Error::PinPolicyViolation)
     );
+    // 63 (the longest PIN there is) is the highest minimum there is.
+    rig.pin
+        .set_min_pin_length(&mut storage, Some(63), None, false)
+        .unwrap();
+    assert_eq!(rig.pin.min_pin_length(), 63);
 }
 
 // ---------------------------------------------------------------------------
