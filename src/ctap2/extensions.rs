@@ -41,6 +41,7 @@ use zeroize::Zeroizing;
 use crate::authenticator::FoundCredential;
 use crate::credential::{CredentialFlags, MAX_CRED_BLOB_LENGTH};
 use crate::pin::PinUv;
+use crate::profile::PinProtocols;
 
 pub(crate) use hmac_secret::HmacSecretRequest;
 pub(crate) use secrets::ExtensionSecrets;
@@ -107,6 +108,7 @@ impl MakeCredentialExtensions {
         input: Option<&mc::ExtensionsInput<'_>>,
         rk: bool,
         pin: &PinUv,
+        protocols: PinProtocols,
         rp_id: &str,
     ) -> Result<Self, Error> {
         let Some(input) = input else {
@@ -118,7 +120,7 @@ impl MakeCredentialExtensions {
         }
         let hmac_secret = input.hmac_secret == Some(true);
         let hmac_secret_mc = match (&input.hmac_secret_mc, hmac_secret) {
-            (Some(mc_input), true) => Some(HmacSecretRequest::open(pin, mc_input)?),
+            (Some(mc_input), true) => Some(HmacSecretRequest::open(pin, protocols, mc_input)?),
             _ => None,
         };
         let cred_blob = input.cred_blob.map(|blob| {
@@ -212,13 +214,14 @@ impl AssertionExtensions {
     pub(crate) fn parse(
         input: Option<&ga::ExtensionsInput>,
         pin: &PinUv,
+        protocols: PinProtocols,
         up: bool,
     ) -> Result<Self, Error> {
         let Some(input) = input else {
             return Ok(Self::default());
         };
         let hmac_secret = match &input.hmac_secret {
-            Some(hs) if up => Some(HmacSecretRequest::open(pin, hs)?),
+            Some(hs) if up => Some(HmacSecretRequest::open(pin, protocols, hs)?),
             _ => None,
         };
         Ok(AssertionExtensions {

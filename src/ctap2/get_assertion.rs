@@ -67,6 +67,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                 .get_assertion_extensions(request.extensions.as_ref())
                 .as_ref(),
             &self.pin,
+            profile.pin_protocols,
             up,
         )?;
 

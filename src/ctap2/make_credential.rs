@@ -131,6 +131,7 @@ impl<S: Storage, U: UserPresence, R: RngCore + CryptoRng> Authenticator<S, U, R>
                 .as_ref(),
             rk,
             &self.pin,
+            profile.pin_protocols,
             &request.rp.id,
         )?;
 

@@ -16,6 +16,7 @@ use zeroize::Zeroize;
 
 use crate::pin::protocol::SharedSecret;
 use crate::pin::{PinUv, ProtocolVersion};
+use crate::profile::PinProtocols;
 
 /// The length of one salt and of one output.
 pub(crate) const SALT_LEN: usize = 32;
@@ -49,18 +50,24 @@ impl core::fmt::Debug for HmacSecretRequest {
 impl HmacSecretRequest {
     /// Checks and opens an hmac-secret input:
     ///
-    /// - pinUvAuthProtocol defaults to one; an unsupported one is INVALID_PARAMETER;
+    /// - pinUvAuthProtocol defaults to one; one the key does not have
+    ///   (`protocols`, the profile's) is INVALID_PARAMETER;
     /// - a platform key that is not a P-256 point is INVALID_PARAMETER;
     /// - saltAuth must be `authenticate(shared secret, saltEnc)`, else PIN_AUTH_INVALID;
     /// - the decrypted salts must be 32 or 64 bytes, else INVALID_LENGTH.
-    pub(crate) fn open(pin: &PinUv, input: &HmacSecretInput) -> Result<Self, Error> {
-        let version = match input.pin_protocol {
-            None => ProtocolVersion::One,
-            Some(p) => u8::try_from(p)
-                .ok()
-                .and_then(ProtocolVersion::from_u8)
-                .ok_or(Error::InvalidParameter)?,
-        };
+    pub(crate) fn open(
+        pin: &PinUv,
+        protocols: PinProtocols,
+        input: &HmacSecretInput,
+    ) -> Result<Self, Error> {
+        let protocol = input.pin_protocol.unwrap_or(1);
+        if !protocols.has(u64::from(protocol)) {
+            return Err(Error::InvalidParameter);
+        }
+        let version = u8::try_from(protocol)
+            .ok()
+            .and_then(ProtocolVersion::from_u8)
+            .ok_or(Error::InvalidParameter)?;
         let secret = pin
             .shared_secret(version, &input.key_agreement)
             .map_err(|_| Error::InvalidParameter)?;

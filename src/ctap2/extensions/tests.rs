@@ -37,10 +37,16 @@ pub(crate) struct Session {
 impl Session {
     /// getKeyAgreement, then ECDH with a fresh platform key.
     pub(crate) fn open(h: &mut Harness, protocol: u8) -> Self {
+        Self::open_asking(h, protocol, protocol)
+    }
+
+    /// getKeyAgreement under protocol `asked`, then the shared secret of
+    /// `protocol` from it (a platform using a protocol the key did not agree to).
+    fn open_asking(h: &mut Harness, asked: u8, protocol: u8) -> Self {
         let (status, value, _) = h.ctap2(
             0x06,
             Some(Value::Map(vec![
-                (int(1), int(protocol.into())),
+                (int(1), int(asked.into())),
                 (int(2), int(2)),
             ])),
         );
@@ -468,6 +474,44 @@ fn hmac_secret_rejects_bad_inputs() {
         );
         assert_eq!(assert_ok(&mut h, req).err(), Some(0x03), "48-byte salt");
     }
+}
+
+#[test]
+fn hmac_secret_refuses_a_protocol_the_profile_does_not_have() {
+    // A CTAP 2.0 key has protocol one only: hmac-secret naming protocol two
+    // is INVALID_PARAMETER, as in clientPIN (not PIN_AUTH_INVALID, which
+    // says the platform's secret was wrong).
+    let mut config = Config {
+        aaguid: AAGUID,
+        ..Config::default()
+    };
+    crate::profile::builtin::CTAP2_0.apply(&mut config);
+    let mut h = Harness::with_config(config);
+    let made = make_hmac_secret_credential(&mut h);
+    let cdh = client_data_hash("protocol");
+    let two = Session::open_asking(&mut h, 1, 2);
+    let req = ga_request(
+        &cdh,
+        &[&made.id],
+        Some(extensions(vec![(
+            "hmac-secret",
+            hmac_secret_input(&two, &[1; 32]),
+        )])),
+        None,
+    );
+    assert_eq!(assert_ok(&mut h, req).err(), Some(0x02), "protocol 2");
+    let one = Session::open(&mut h, 1);
+    let req = ga_request(
+        &cdh,
+        &[&made.id],
+        Some(extensions(vec![(
+            "hmac-secret",
+            hmac_secret_input(&one, &[1; 32]),
+        )])),
+        None,
+    );
+    let asserted = assert_ok(&mut h, req).unwrap();
+    assert!(ext_value(&asserted.extensions, "hmac-secret").is_some());
 }
 
 #[test]
