@@ -139,9 +139,8 @@ impl PinUv {
             {
                 self.get_uv_retries()
             }
-            // Without built-in user verification the UV subcommands do not exist.
-            PinV1Subcommand::GetPinUvAuthTokenUsingUvWithPermissions
-            | PinV1Subcommand::GetUVRetries => Err(Error::InvalidSubcommand),
+            // Without built-in user verification the UV subcommands do not
+            // exist (nor do subcommands of later versions).
             _ => Err(Error::InvalidSubcommand),
         }
     }

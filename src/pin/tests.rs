@@ -1230,6 +1230,16 @@ fn user_presence_consumes_mc_and_ga_but_not_lbw() {
     );
 }
 
+#[test]
+fn a_new_pins_hash_is_wiped_when_it_goes() {
+    let mut rig = Rig::new();
+    crate::wipe::hook::take();
+    rig.set_pin(1, PIN).unwrap();
+    assert_eq!(crate::wipe::hook::count("NewPin"), 1, "setPIN");
+    rig.change_pin(2, PIN, b"76543210").unwrap();
+    assert_eq!(crate::wipe::hook::count("NewPin"), 1, "changePIN");
+}
+
 // ---------------------------------------------------------------------------
 // minPINLength and forcePINChange
 
