@@ -213,6 +213,24 @@ mod tests {
     const UV_BLOCKED: u8 = 0x3C;
 
     #[test]
+    fn control_errors_say_what_went_wrong() {
+        let says = |e: ControlError| std::string::ToString::to_string(&e);
+        assert_eq!(
+            says(ControlError::PinPolicy),
+            "the PIN breaks the PIN policy (minimum length, at most 63 bytes, no NUL)"
+        );
+        assert_eq!(says(ControlError::PinNotSet), "no PIN is set");
+        assert_eq!(
+            says(ControlError::NoBuiltinUv),
+            "the key has no built-in user verification"
+        );
+        assert_eq!(
+            says(ControlError::Storage(StorageError::Io)),
+            "storage failed: Io"
+        );
+    }
+
+    #[test]
     fn a_pin_set_by_control_works_over_ctap_and_survives_a_restart() {
         let mut h = Harness::new();
         let mut p = Platform::new(2);
@@ -222,10 +240,19 @@ mod tests {
             Err(ControlError::PinPolicy)
         );
         assert_eq!(
+            h.auth.control_set_pin(&"9".repeat(65)),
+            Err(ControlError::PinPolicy)
+        );
+        assert_eq!(
             h.auth.control_set_pin("12\u{0}4"),
             Err(ControlError::PinPolicy)
         );
         assert!(!h.auth.pin_uv_status().unwrap().pin_set);
+        // 63 bytes is the longest PIN there is.
+        h.auth.control_set_pin(&"7".repeat(63)).unwrap();
+        assert!(p
+            .token(&mut h, &"7".repeat(63), Some(perm::MC), None)
+            .is_ok());
         h.auth.control_set_pin("24680").unwrap();
         let mut h = h.reopen();
         assert_eq!(p.token(&mut h, "1111", None, None).err(), Some(PIN_INVALID));

@@ -56,14 +56,6 @@ impl ProtocolVersion {
         }
     }
 
-    /// The wire value.
-    pub fn as_u8(self) -> u8 {
-        match self {
-            ProtocolVersion::One => 1,
-            ProtocolVersion::Two => 2,
-        }
-    }
-
     /// 0 for protocol one, 1 for protocol two (an index into per-protocol arrays).
     pub(crate) fn index(self) -> usize {
         match self {
