@@ -896,4 +896,62 @@ mod tests {
             Some(StateError::Storage(StorageError::Io))
         );
     }
+
+    /// A version 3 header (no PIN) and nothing after it: what salvage reads.
+    fn header(flags: u8, retries: u8, min_len: u8, cp_len: u8, uv_retries: u8) -> [u8; 6] {
+        [
+            RECORD_VERSION_3,
+            flags,
+            retries,
+            min_len,
+            cp_len,
+            uv_retries,
+        ]
+    }
+
+    #[test]
+    fn salvage_refuses_a_header_with_any_one_field_out_of_range() {
+        let good = header(0, MAX_PIN_RETRIES, 4, 0, MAX_UV_RETRIES);
+        assert!(PinState::salvage(&good).is_some());
+        // The largest values each field may hold are accepted...
+        let edge = header(
+            FLAGS & !FLAG_PIN_SET,
+            MAX_PIN_RETRIES,
+            63,
+            63,
+            MAX_UV_RETRIES,
+        );
+        assert!(PinState::salvage(&edge).is_some());
+        // ...and each field alone one past them (or below) is refused.
+        let mut bad: std::vec::Vec<([u8; 6], &str)> = std::vec::Vec::new();
+        for version in [0, RECORD_VERSION_1, RECORD_VERSION_2, 4] {
+            let mut h = good;
+            h[0] = version;
+            bad.push((h, "version"));
+        }
+        bad.push((header(0x08, 8, 4, 0, 8), "unknown flag"));
+        bad.push((header(0, MAX_PIN_RETRIES + 1, 4, 0, 8), "pinRetries"));
+        bad.push((header(0, 8, 3, 0, 8), "minPINLength below 4"));
+        bad.push((header(0, 8, 64, 0, 8), "minPINLength above 63"));
+        bad.push((header(0, 8, 4, 64, 8), "PIN length above 63"));
+        bad.push((header(0, 8, 4, 0, MAX_UV_RETRIES + 1), "uvRetries"));
+        for (h, what) in bad {
+            assert!(PinState::salvage(&h).is_none(), "{what}: {h:?}");
+        }
+        assert!(PinState::salvage(&good[..5]).is_none(), "a cut header");
+    }
+
+    #[test]
+    fn salvage_keeps_the_headers_settings() {
+        let flags = FLAG_FORCE_CHANGE | FLAG_ALWAYS_UV;
+        let state = PinState::salvage(&header(flags, 8, 9, 0, 3)).unwrap();
+        assert!(!state.is_pin_set());
+        assert!(state.force_pin_change());
+        assert!(state.always_uv());
+        assert_eq!(state.min_pin_length(), 9);
+        assert_eq!(state.uv_retries(), 3);
+        let state = PinState::salvage(&header(0, 8, 9, 0, 3)).unwrap();
+        assert!(!state.force_pin_change());
+        assert!(!state.always_uv());
+    }
 }

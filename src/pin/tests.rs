@@ -17,7 +17,7 @@ use ctap_types::ctap2::Error;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::state::MAX_MIN_PIN_LENGTH_RP_IDS;
+use super::state::{MAX_MIN_PIN_LENGTH_RP_IDS, MAX_RP_ID_LENGTH};
 use super::token::{INITIAL_USAGE_TIME_LIMIT_MS, MAX_USAGE_TIME_PERIOD_MS};
 use super::{permission, Features, PinKdfCost, PinUv, RpCheck};
 use crate::platform::{RecordKey, StorageError};
@@ -1354,6 +1354,22 @@ fn min_pin_length_rp_ids() {
             .set_min_pin_length(&mut storage, Some(64), None, false),
         Err(Error::PinPolicyViolation)
     );
+    // The most the record holds: four RP IDs of the longest length.
+    let longest: Vec<std::string::String> = (b'a'..=b'd')
+        .map(|c| core::str::from_utf8(&[c; MAX_RP_ID_LENGTH]).unwrap().into())
+        .collect();
+    let longest: Vec<&str> = longest.iter().map(|s| s.as_str()).collect();
+    rig.pin
+        .set_min_pin_length(&mut storage, None, Some(&longest), false)
+        .unwrap();
+    rig.power_cycle();
+    let ids: Vec<&str> = rig
+        .pin
+        .min_pin_length_rp_ids()
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(ids, longest);
     // 63 (the longest PIN there is) is the highest minimum there is.
     rig.pin
         .set_min_pin_length(&mut storage, Some(63), None, false)
