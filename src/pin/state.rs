@@ -954,4 +954,36 @@ mod tests {
         assert!(!state.force_pin_change());
         assert!(!state.always_uv());
     }
+
+    /// A version 3 record without a PIN, as the key writes it.
+    fn record_without_pin() -> std::vec::Vec<u8> {
+        let mut out = [0u8; MAX_ENCODED_LEN];
+        let len = PinState::default().encode(&mut out).unwrap();
+        out[..len].to_vec()
+    }
+
+    #[test]
+    fn decode_checks_the_pin_length_and_each_rp_ids_length() {
+        let good = record_without_pin();
+        assert!(PinState::decode(&good).is_ok());
+        let with = |at: usize, value: u8| {
+            let mut r = good.clone();
+            r[at] = value;
+            r
+        };
+        assert!(PinState::decode(&with(4, 63)).is_ok(), "PIN length 63");
+        assert_eq!(
+            PinState::decode(&with(4, 64)).err(),
+            Some(StateError::Corrupt),
+            "PIN length 64"
+        );
+        // One RP ID of length 0: refused (an empty RP ID is no RP ID).
+        let mut empty_id = with(HEADER_LEN - 1, 1);
+        empty_id.push(0);
+        assert_eq!(PinState::decode(&empty_id).err(), Some(StateError::Corrupt));
+        let mut one_id = with(HEADER_LEN - 1, 1);
+        one_id.extend_from_slice(&[1, b'a']);
+        let state = PinState::decode(&one_id).unwrap();
+        assert_eq!(state.min_pin_length_rp_ids().len(), 1);
+    }
 }
