@@ -1545,6 +1545,29 @@ fn reset_regenerates_keys_and_tokens() {
 }
 
 #[test]
+fn a_pin_stored_at_another_cost_is_restretched_at_the_configured_one_when_next_used() {
+    let iterations = |record: &[u8]| u32::from_be_bytes(record[22..26].try_into().unwrap());
+    let mut rig = Rig::new();
+    rig.set_pin(2, PIN).unwrap();
+    let before = rig.storage.get(RecordKey::Pin).unwrap();
+    assert_eq!(iterations(&before), PinKdfCost::TEST.get());
+    let configured = PinKdfCost::iterations(40).unwrap();
+    rig.pin = PinUv::power_up(rig.features, configured, &mut rig.storage, &mut rig.rng).unwrap();
+    assert_eq!(
+        rig.storage.get(RecordKey::Pin).unwrap(),
+        before,
+        "power-up alone cannot (it has no PIN)"
+    );
+    rig.get_pin_token(2, PIN).unwrap();
+    let after = rig.storage.get(RecordKey::Pin).unwrap();
+    assert_eq!(iterations(&after), 40);
+    assert_ne!(after[6..22], before[6..22], "a new salt");
+    // The same PIN works at the new cost, and nothing is restretched again.
+    rig.get_pin_token(1, PIN).unwrap();
+    assert_eq!(rig.storage.get(RecordKey::Pin).unwrap(), after);
+}
+
+#[test]
 fn power_cycle_regenerates_keys_and_tokens() {
     let mut rig = Rig::new();
     rig.set_pin(1, PIN).unwrap();
