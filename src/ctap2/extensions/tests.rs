@@ -489,28 +489,23 @@ fn hmac_secret_refuses_a_protocol_the_profile_does_not_have() {
     let mut h = Harness::with_config(config);
     let made = make_hmac_secret_credential(&mut h);
     let cdh = client_data_hash("protocol");
+    let request = |s: &Session| {
+        let input = hmac_secret_input(s, &[1; 32]);
+        ga_request(
+            &cdh,
+            &[&made.id],
+            Some(extensions(vec![("hmac-secret", input)])),
+            None,
+        )
+    };
     let two = Session::open_asking(&mut h, 1, 2);
-    let req = ga_request(
-        &cdh,
-        &[&made.id],
-        Some(extensions(vec![(
-            "hmac-secret",
-            hmac_secret_input(&two, &[1; 32]),
-        )])),
-        None,
+    assert_eq!(
+        assert_ok(&mut h, request(&two)).err(),
+        Some(0x02),
+        "protocol 2"
     );
-    assert_eq!(assert_ok(&mut h, req).err(), Some(0x02), "protocol 2");
     let one = Session::open(&mut h, 1);
-    let req = ga_request(
-        &cdh,
-        &[&made.id],
-        Some(extensions(vec![(
-            "hmac-secret",
-            hmac_secret_input(&one, &[1; 32]),
-        )])),
-        None,
-    );
-    let asserted = assert_ok(&mut h, req).unwrap();
+    let asserted = assert_ok(&mut h, request(&one)).unwrap();
     assert!(ext_value(&asserted.extensions, "hmac-secret").is_some());
 }
 
